@@ -1,0 +1,220 @@
+//! The resolved environment: every value decided, typed, ready for a runtime.
+//! Its serialised form is what `tier render` prints; it mirrors the project file's paths, so
+//! `explain` and `diff` can name a value by the same path in both.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::names::{EnvName, ServiceName};
+use crate::quantity::{Duration, Quantity};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Environment {
+    pub name: EnvName,
+    pub runtime: Runtime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extends: Option<EnvName>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promote_from: Option<EnvName>,
+    pub protected: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube: Option<Kube>,
+    pub project: ProjectSettings,
+    pub services: BTreeMap<ServiceName, Service>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub flags: BTreeMap<String, Flag>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub libraries: BTreeMap<String, Library>,
+    pub store: StoreSettings,
+}
+
+impl Environment {
+    /// Services in an order where every service comes after those it depends on; services of
+    /// one wave are in name order.
+    pub fn waves(&self) -> Vec<Vec<&ServiceName>> {
+        let mut placed: BTreeMap<&ServiceName, usize> = BTreeMap::new();
+        let mut waves: Vec<Vec<&ServiceName>> = Vec::new();
+        while placed.len() < self.services.len() {
+            let wave: Vec<&ServiceName> = self
+                .services
+                .iter()
+                .filter(|(name, service)| {
+                    !placed.contains_key(name)
+                        && service.depends_on.iter().all(|dependency| placed.contains_key(dependency))
+                })
+                .map(|(name, _)| name)
+                .collect();
+            if wave.is_empty() {
+                break;
+            }
+            for name in &wave {
+                placed.insert(name, waves.len());
+            }
+            waves.push(wave);
+        }
+        waves
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    Local,
+    Kubernetes,
+}
+
+impl Runtime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Local => "local",
+            Runtime::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Kube {
+    pub context: String,
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProjectSettings {
+    pub name: String,
+    pub ordering: bool,
+    pub on_failure: OnFailure,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    Rollback,
+    Halt,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Service {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
+    pub port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expose: Option<u16>,
+    pub replicas: u32,
+    pub memory: Quantity,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Quantity>,
+    pub protocol: Protocol,
+    pub restart: Restart,
+    pub depends_on: Vec<ServiceName>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    pub rollout: Rollout,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, SecretRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_dir: Option<String>,
+    /// The merged app config: `base.json` under each `<env>.json` of the environment's chain.
+    pub config: serde_json::Value,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Http,
+    Tcp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Health {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<u16>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub failure_threshold: u32,
+}
+
+/// What a readiness probe checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Probe<'a> {
+    Http(&'a str),
+    Tcp(u16),
+}
+
+impl Health {
+    pub fn probe(&self) -> Option<Probe<'_>> {
+        match (&self.http, self.tcp) {
+            (Some(path), _) => Some(Probe::Http(path)),
+            (None, Some(port)) => Some(Probe::Tcp(port)),
+            (None, None) => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Rollout {
+    pub max_surge: u32,
+    pub max_unavailable: u32,
+    pub deadline: Duration,
+}
+
+/// Where a secret's value comes from. The value itself is never part of the model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretRef {
+    Env(String),
+    File(String),
+}
+
+impl std::fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretRef::Env(variable) => write!(f, "<secret:env:{variable}>"),
+            SecretRef::File(path) => write!(f, "<secret:file:{path}>"),
+        }
+    }
+}
+
+impl Serialize for SecretRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Flag {
+    pub default: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Library {
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StoreSettings {
+    pub kubernetes: bool,
+}

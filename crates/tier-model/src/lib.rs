@@ -1,0 +1,24 @@
+//! tier's project model: `tier.toml` and `envs/<env>.toml` read into trees that remember
+//! where every value was written, layered per environment, checked against one schema, and
+//! turned into a typed [`Environment`].
+//!
+//! Reads only the project directory; starts nothing, writes nothing.
+
+pub mod diff;
+pub mod environment;
+pub mod names;
+pub mod problem;
+pub mod project;
+pub mod quantity;
+pub mod resolve;
+pub mod schema;
+pub mod source;
+pub mod tree;
+mod validate;
+
+pub use environment::Environment;
+pub use names::{EnvName, ServiceName};
+pub use problem::Problem;
+pub use project::{LoadError, Project};
+pub use resolve::{Explanation, Resolved, Set};
+pub use validate::{Validation, validate};

@@ -1,0 +1,404 @@
+//! Loading a project directory: `tier.toml`, the override files under `envs/`, and the app
+//! config under each service's config directory. This is the only module that reads files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::names::EnvName;
+use crate::problem::Problem;
+use crate::schema;
+use crate::source::{Location, Origin, SourceMap};
+use crate::tree::{self, Node};
+
+pub const PROJECT_FILE: &str = "tier.toml";
+pub const OVERRIDES_DIR: &str = "envs";
+
+/// Why a project could not be read at all (as opposed to read and found wrong).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("no {PROJECT_FILE} in {}", .0.display())]
+    NoProject(PathBuf),
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An environment as declared in `[environments.<name>]`.
+#[derive(Debug)]
+pub struct EnvironmentDecl {
+    pub name: String,
+    pub node: Node,
+    /// Where `[environments.<name>]` is written.
+    pub location: Option<Location>,
+    pub is_abstract: bool,
+    pub extends: Option<String>,
+    pub promote_from: Option<String>,
+    /// The environment's override file, when it has one.
+    pub overrides: Option<Node>,
+}
+
+impl EnvironmentDecl {
+    fn field(&self, key: &str) -> Option<&Node> {
+        self.node.get(key)
+    }
+
+    pub fn runtime(&self) -> Option<&str> {
+        self.field("runtime").and_then(Node::as_str)
+    }
+}
+
+/// A project as read from disk, before any environment is resolved.
+#[derive(Debug)]
+pub struct Project {
+    pub root: PathBuf,
+    pub sources: SourceMap,
+    /// `tier.toml` as written.
+    pub file: Node,
+    /// In declaration order.
+    pub environments: Vec<EnvironmentDecl>,
+    /// Problems found while reading: syntax, keys and types, the environment graph.
+    pub problems: Vec<Problem>,
+    /// Config files read so far, by path relative to the root; `None` when absent.
+    configs: HashMap<PathBuf, Option<Result<Node, Problem>>>,
+}
+
+impl Project {
+    /// Reads `tier.toml` and every override file below `root`.
+    pub fn load(root: &Path) -> Result<Project, LoadError> {
+        let path = root.join(PROJECT_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(LoadError::NoProject(root.to_path_buf()));
+            }
+            Err(source) => return Err(LoadError::Read { path, source }),
+        };
+        let mut sources = SourceMap::default();
+        let mut problems = Vec::new();
+        let file_id = sources.add(PROJECT_FILE, text);
+        let (file, syntax) = tree::parse_toml(file_id, &sources.get(file_id).text);
+        problems.extend(syntax_problems(syntax));
+        schema::check_file(&file, schema::PROJECT_FILE, &mut problems);
+
+        let mut environments = Vec::new();
+        if let Some(declared) = file.get("environments").and_then(Node::as_table) {
+            for (name, node) in declared {
+                let overrides = read_overrides(root, name, &mut sources, &mut problems)?;
+                environments.push(EnvironmentDecl {
+                    name: name.clone(),
+                    location: node.key.clone().or_else(|| node.origin.location().cloned()),
+                    is_abstract: node.get("abstract").and_then(Node::as_bool).unwrap_or(false),
+                    extends: node.get("extends").and_then(Node::as_str).map(str::to_owned),
+                    promote_from: node.get("promote_from").and_then(Node::as_str).map(str::to_owned),
+                    node: node.clone(),
+                    overrides,
+                });
+            }
+        }
+        environments.sort_by_key(|decl| decl.location.as_ref().map_or(0, |at| at.span.start));
+
+        let mut project = Project {
+            root: root.to_path_buf(),
+            sources,
+            file,
+            environments,
+            problems,
+            configs: HashMap::new(),
+        };
+        project.check_environment_graph();
+        project.check_stray_overrides()?;
+        Ok(project)
+    }
+
+    pub fn name(&self) -> &str {
+        self.file
+            .lookup(["project", "name"])
+            .and_then(Node::as_str)
+            .unwrap_or("")
+    }
+
+    pub fn environment(&self, name: &str) -> Option<&EnvironmentDecl> {
+        self.environments.iter().find(|decl| decl.name == name)
+    }
+
+    /// The environment and its ancestors, root ancestor first. Stops at a loop or a missing
+    /// parent, which [`Project::load`] has already reported.
+    pub fn chain(&self, name: &str) -> Vec<&EnvironmentDecl> {
+        let mut chain: Vec<&EnvironmentDecl> = Vec::new();
+        let mut next = self.environment(name);
+        while let Some(decl) = next {
+            if chain.iter().any(|seen| seen.name == decl.name) {
+                break;
+            }
+            chain.push(decl);
+            next = decl.extends.as_deref().and_then(|parent| self.environment(parent));
+        }
+        chain.reverse();
+        chain
+    }
+
+    /// A suggestion for a misspelt environment name.
+    pub fn unknown_environment(&self, name: &str) -> String {
+        let names = self.environments.iter().map(|decl| decl.name.as_str());
+        match schema::did_you_mean(name, names) {
+            Some(near) => format!("no environment `{name}` in {PROJECT_FILE}: did you mean `{near}`?"),
+            None => {
+                let known: Vec<&str> = self.environments.iter().map(|decl| decl.name.as_str()).collect();
+                if known.is_empty() {
+                    format!("no environment `{name}`: {PROJECT_FILE} declares none")
+                } else {
+                    format!("no environment `{name}` in {PROJECT_FILE}; known: {}", known.join(", "))
+                }
+            }
+        }
+    }
+
+    /// The merged app config of a service's config directory for an environment chain:
+    /// `base.json`, then `<env>.json` of each environment from the root ancestor down.
+    pub(crate) fn load_config(&mut self, dir: &str, chain: &[String]) -> Result<Option<Node>, Vec<Problem>> {
+        let directory = self.root.join(dir);
+        if !directory.is_dir() {
+            return Ok(None);
+        }
+        let mut merged: Option<Node> = None;
+        let mut problems = Vec::new();
+        let mut layers = Vec::new();
+        for layer in std::iter::once("base").chain(chain.iter().map(String::as_str)) {
+            let relative = Path::new(dir).join(format!("{layer}.json"));
+            match self.read_json(&relative) {
+                None => {}
+                Some(Err(problem)) => problems.push(problem),
+                Some(Ok(node)) => {
+                    if node.as_table().is_none() {
+                        problems.push(
+                            Problem::new(format!("{} must hold a JSON object", relative.display()))
+                                .at(node.origin.location())
+                                .label(format!("{} here", node.value.kind()))
+                                .help("wrap the settings in { ... }"),
+                        );
+                        continue;
+                    }
+                    layers.push(relative.display().to_string());
+                    match &mut merged {
+                        None => merged = Some(node),
+                        Some(base) => base.merge(node),
+                    }
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let mut merged = merged.unwrap_or_else(|| Node::table(Origin::Default));
+        merged.origin = Origin::Derived(if layers.is_empty() {
+            format!("{dir}/ has no base.json or environment file")
+        } else {
+            layers.join(" < ")
+        });
+        Ok(Some(merged))
+    }
+
+    fn read_json(&mut self, relative: &Path) -> Option<Result<Node, Problem>> {
+        if let Some(cached) = self.configs.get(relative) {
+            return cached.clone();
+        }
+        let path = self.root.join(relative);
+        let result = match std::fs::read_to_string(&path) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => Some(Err(Problem::new(format!("cannot read {}: {error}", relative.display()))
+                .help("check the file's permissions"))),
+            Ok(text) => Some(self.parse_config(relative, text)),
+        };
+        self.configs.insert(relative.to_path_buf(), result.clone());
+        result
+    }
+
+    fn parse_config(&mut self, relative: &Path, text: String) -> Result<Node, Problem> {
+        let id = self.sources.add(relative, text);
+        tree::parse_json(id, &self.sources.get(id).text).map_err(|error| {
+            Problem::new(error.message)
+                .at(Some(&error.location))
+                .label("here")
+                .help("config files are strict JSON: no comments, no trailing commas, keys in double quotes")
+        })
+    }
+
+    fn check_environment_graph(&mut self) {
+        let mut problems = Vec::new();
+        let names: Vec<&str> = self.environments.iter().map(|decl| decl.name.as_str()).collect();
+        for decl in &self.environments {
+            for (key, target) in [("extends", &decl.extends), ("promote_from", &decl.promote_from)] {
+                let Some(target) = target else { continue };
+                let at = decl.node.get(key).and_then(|node| node.origin.location());
+                if target == &decl.name {
+                    problems.push(
+                        Problem::new(format!("environment `{}` names itself in `{key}`", decl.name))
+                            .at(at)
+                            .label("itself")
+                            .help(format!("name another environment, or remove `{key}`")),
+                    );
+                    continue;
+                }
+                match self.environment(target) {
+                    None => {
+                        let mut problem = Problem::new(format!(
+                            "environment `{}`: `{key}` names `{target}`, which is not an environment",
+                            decl.name
+                        ))
+                        .at(at);
+                        problem = match schema::did_you_mean(target, names.iter().copied()) {
+                            Some(near) => problem.label(format!("did you mean `{near}`?")),
+                            None => problem.label("unknown environment"),
+                        };
+                        problems.push(problem.help(format!(
+                            "declare [environments.{target}] in {PROJECT_FILE}, or name one of: {}",
+                            names.join(", ")
+                        )));
+                    }
+                    Some(source) if key == "promote_from" && source.is_abstract => problems.push(
+                        Problem::new(format!(
+                            "environment `{}` promotes from `{target}`, which is abstract and never deployed",
+                            decl.name
+                        ))
+                        .at(at)
+                        .label("abstract")
+                        .help("promote from an environment that runs"),
+                    ),
+                    Some(_) => {}
+                }
+            }
+            if decl.is_abstract && decl.promote_from.is_some() {
+                problems.push(
+                    Problem::new(format!(
+                        "environment `{}` is abstract, so it is never deployed and cannot be promoted to",
+                        decl.name
+                    ))
+                    .at(decl.node.get("promote_from").and_then(|node| node.origin.location()))
+                    .label("on an abstract environment")
+                    .help("set `promote_from` on the environments that extend it"),
+                );
+            }
+        }
+        for key in ["extends", "promote_from"] {
+            problems.extend(self.loops(key));
+        }
+        self.problems.extend(problems);
+    }
+
+    /// Each loop in the `extends` or `promote_from` graph, reported once, with its whole path.
+    fn loops(&self, key: &str) -> Vec<Problem> {
+        let next = |decl: &EnvironmentDecl| -> Option<String> {
+            if key == "extends" {
+                decl.extends.clone()
+            } else {
+                decl.promote_from.clone()
+            }
+        };
+        let mut reported: Vec<Vec<String>> = Vec::new();
+        let mut problems = Vec::new();
+        for start in &self.environments {
+            let mut path: Vec<String> = vec![start.name.clone()];
+            let mut current = start;
+            while let Some(target) = next(current) {
+                if target == current.name {
+                    break;
+                }
+                let Some(decl) = self.environment(&target) else { break };
+                if let Some(position) = path.iter().position(|name| name == &target) {
+                    let mut cycle: Vec<String> = path[position..].to_vec();
+                    let mut sorted = cycle.clone();
+                    sorted.sort();
+                    if !reported.contains(&sorted) {
+                        reported.push(sorted);
+                        let first = self.environment(&cycle[0]);
+                        cycle.push(target.clone());
+                        let word = if key == "extends" { "extends" } else { "promotes from" };
+                        let mut problem = Problem::new(format!(
+                            "environments form a loop through `{key}`: {}",
+                            cycle.join(&format!(" {word} "))
+                        ))
+                        .at(first.and_then(|decl| decl.node.get(key)).and_then(|node| node.origin.location()))
+                        .label("the loop starts here")
+                        .help(format!("remove `{key}` from one of these environments"));
+                        for name in &cycle[1..cycle.len() - 1] {
+                            let at = self
+                                .environment(name)
+                                .and_then(|decl| decl.node.get(key))
+                                .and_then(|node| node.origin.location());
+                            problem = problem.related(at, format!("`{name}` continues it"));
+                        }
+                        problems.push(problem);
+                    }
+                    break;
+                }
+                path.push(target);
+                current = decl;
+            }
+        }
+        problems
+    }
+
+    fn check_stray_overrides(&mut self) -> Result<(), LoadError> {
+        let directory = self.root.join(OVERRIDES_DIR);
+        let entries = match std::fs::read_dir(&directory) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(LoadError::Read { path: directory, source }),
+        };
+        let mut stray: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter_map(|name| name.strip_suffix(".toml").map(str::to_owned))
+            .filter(|name| self.environment(name).is_none())
+            .collect();
+        stray.sort();
+        let names: Vec<&str> = self.environments.iter().map(|decl| decl.name.as_str()).collect();
+        for name in stray {
+            let mut problem = Problem::new(format!(
+                "{OVERRIDES_DIR}/{name}.toml overrides environment `{name}`, which {PROJECT_FILE} does not declare"
+            ));
+            problem = match schema::did_you_mean(&name, names.iter().copied()) {
+                Some(near) => problem.help(format!("rename it to {OVERRIDES_DIR}/{near}.toml, or declare [environments.{name}]")),
+                None => problem.help(format!("declare [environments.{name}] in {PROJECT_FILE}, or delete the file")),
+            };
+            self.problems.push(problem);
+        }
+        Ok(())
+    }
+}
+
+fn read_overrides(
+    root: &Path,
+    name: &str,
+    sources: &mut SourceMap,
+    problems: &mut Vec<Problem>,
+) -> Result<Option<Node>, LoadError> {
+    let relative = Path::new(OVERRIDES_DIR).join(format!("{name}.toml"));
+    let path = root.join(&relative);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(LoadError::Read { path, source }),
+    };
+    let id = sources.add(relative, text);
+    let (node, syntax) = tree::parse_toml(id, &sources.get(id).text);
+    problems.extend(syntax_problems(syntax));
+    schema::check_file(&node, schema::OVERRIDE_FILE, problems);
+    Ok(Some(node))
+}
+
+fn syntax_problems(errors: Vec<tree::SyntaxError>) -> impl Iterator<Item = Problem> {
+    errors.into_iter().map(|error| {
+        Problem::new(format!("invalid TOML: {}", error.message))
+            .at(Some(&error.location))
+            .label("here")
+    })
+}
+
+/// Parses an environment name given on the command line.
+pub fn env_name(name: &str) -> Result<EnvName, String> {
+    EnvName::new(name).map_err(|why| format!("`{name}` is not an environment name: {why}"))
+}

@@ -1,0 +1,722 @@
+//! Resolving one environment: the layers merged in precedence order, then checked and typed.
+//!
+//! Precedence, lowest first: built-in defaults, `tier.toml`, `envs/<ancestor>.toml` for each
+//! ancestor the environment `extends` (the root ancestor first), `envs/<env>.toml`, and
+//! `--set path=value` arguments in the order given.
+
+use std::collections::BTreeMap;
+
+use petgraph::graphmap::DiGraphMap;
+
+use crate::environment::*;
+use crate::names::{EnvName, ServiceName};
+use crate::problem::Problem;
+use crate::project::{PROJECT_FILE, Project};
+use crate::quantity::{Duration, Quantity};
+use crate::schema::{self, Ty};
+use crate::source::{FileId, Origin};
+use crate::tree::{Node, Value};
+
+/// A `--set path=value` argument.
+#[derive(Clone, Debug)]
+pub struct Set {
+    pub argument: String,
+    pub path: Vec<String>,
+    pub value: Node,
+}
+
+impl Set {
+    /// Parses `services.backend.replicas=5`. The value is read as TOML (`5`, `true`,
+    /// `"text"`, `["a", "b"]`) and, when it is not TOML, taken as a plain string.
+    pub fn parse(argument: &str) -> Result<Set, String> {
+        let Some((path, raw)) = argument.split_once('=') else {
+            return Err(format!("--set {argument}: expected path=value, e.g. services.backend.replicas=3"));
+        };
+        let path: Vec<String> = path.trim().split('.').map(|key| key.trim().to_owned()).collect();
+        if path.iter().any(String::is_empty) {
+            return Err(format!("--set {argument}: the path has an empty key"));
+        }
+        let origin = Origin::CommandLine(argument.to_owned());
+        let raw = raw.trim();
+        let (parsed, errors) = crate::tree::parse_toml(FileId::DETACHED, &format!("v = {raw}"));
+        let value = match parsed.get("v") {
+            Some(node) if errors.is_empty() && node.as_table().is_none() => {
+                let mut node = node.clone();
+                relabel(&mut node, &origin);
+                node
+            }
+            _ => Node::new(Value::String(raw.to_owned()), origin),
+        };
+        Ok(Set {
+            argument: argument.to_owned(),
+            path,
+            value,
+        })
+    }
+}
+
+fn relabel(node: &mut Node, origin: &Origin) {
+    node.origin = origin.clone();
+    node.key = None;
+    match &mut node.value {
+        Value::Array(items) => items.iter_mut().for_each(|item| relabel(item, origin)),
+        Value::Table(table) => table.values_mut().for_each(|item| relabel(item, origin)),
+        _ => {}
+    }
+}
+
+/// One environment, resolved: the typed value and the tree it was built from, which keeps
+/// where every value came from.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub environment: Environment,
+    pub tree: Node,
+    /// The environment's `extends` chain, root ancestor first, itself last.
+    pub chain: Vec<String>,
+    pub is_abstract: bool,
+}
+
+/// What `tier explain` says about one value.
+#[derive(Clone, Debug)]
+pub struct Explanation {
+    pub path: String,
+    pub value: serde_json::Value,
+    pub origin: Origin,
+    /// Earlier values at the same path, the most recent first.
+    pub overridden: Vec<crate::tree::Overridden>,
+}
+
+impl Resolved {
+    /// The resolved value at a dotted path, with where it came from.
+    pub fn explain(&self, path: &str) -> Option<Explanation> {
+        let rendered = serde_json::to_value(&self.environment).ok()?;
+        let keys: Vec<&str> = path.split('.').filter(|key| !key.is_empty()).collect();
+        let value = keys.iter().try_fold(&rendered, |value, key| value.get(*key))?.clone();
+        Some(match self.tree.lookup(keys.iter().copied()) {
+            Some(node) => Explanation {
+                path: path.to_owned(),
+                value,
+                origin: node.origin.clone(),
+                overridden: node.overridden.iter().rev().cloned().collect(),
+            },
+            None => Explanation {
+                path: path.to_owned(),
+                value,
+                origin: self.origin_of(path),
+                overridden: Vec::new(),
+            },
+        })
+    }
+
+    /// Where the value at a path came from: the node itself, or the nearest enclosing one
+    /// that was written (a path below a secret reference, for example), or a default.
+    pub fn origin_of(&self, path: &str) -> Origin {
+        let keys: Vec<&str> = path.split('.').collect();
+        if let Some(node) = self.tree.lookup(keys.iter().copied()) {
+            return node.origin.clone();
+        }
+        for length in (1..keys.len()).rev() {
+            if let Some(node) = self.tree.lookup(keys[..length].iter().copied())
+                && !matches!(node.value, Value::Table(_))
+            {
+                return node.origin.clone();
+            }
+        }
+        Origin::Default
+    }
+
+    /// Every key path of the resolved value that `explain` answers, sorted.
+    pub fn paths(&self) -> Vec<String> {
+        let rendered = serde_json::to_value(&self.environment).unwrap_or_default();
+        let mut out = Vec::new();
+        crate::diff::flatten(&rendered, "", &mut out);
+        out.into_iter().map(|(path, _)| path).collect()
+    }
+}
+
+impl Project {
+    /// Resolves one environment. Problems of the project as a whole ([`Project::problems`])
+    /// are not repeated here; callers report both.
+    pub fn resolve(&mut self, name: &str, sets: &[Set]) -> Result<Resolved, Vec<Problem>> {
+        let Some(decl) = self.environment(name) else {
+            return Err(vec![Problem::new(self.unknown_environment(name))]);
+        };
+        let is_abstract = decl.is_abstract;
+        let own_extends = decl.extends.clone();
+        let decl_location = decl.location.clone();
+        let chain: Vec<String> = self.chain(name).iter().map(|decl| decl.name.clone()).collect();
+        let mut problems = Vec::new();
+
+        let mut tree = Node::table(Origin::Derived(format!("environment {name}")));
+        for key in ["project", "services", "flags", "libraries", "store"] {
+            if let Some(node) = self.file.get(key) {
+                merge_at(&mut tree, key, node.clone());
+            }
+        }
+        for ancestor in self.chain(name) {
+            if let Some(fields) = ancestor.node.as_table() {
+                for (key, node) in fields {
+                    if key != "abstract" && key != "extends" {
+                        merge_at(&mut tree, key, node.clone());
+                    }
+                }
+            }
+            if let Some(overrides) = &ancestor.overrides
+                && let Some(fields) = overrides.as_table()
+            {
+                for (key, node) in fields {
+                    merge_at(&mut tree, key, node.clone());
+                }
+            }
+        }
+        if let Some(node) = self.environment(name).and_then(|decl| decl.node.get("extends")) {
+            merge_at(&mut tree, "extends", node.clone());
+        }
+        for set in sets {
+            match set_type(&set.path) {
+                Err(problem) => problems.push(problem),
+                Ok(ty) => {
+                    let before = problems.len();
+                    schema::check(&set.value, ty, &set.path.join("."), &mut problems);
+                    for problem in &mut problems[before..] {
+                        problem.message = format!("--set {}: {}", set.argument, problem.message);
+                    }
+                    let mut node = set.value.clone();
+                    for key in set.path.iter().rev() {
+                        let mut table = Node::table(set.value.origin.clone());
+                        if let Some(entries) = table.as_table_mut() {
+                            entries.insert(key.clone(), node);
+                        }
+                        node = table;
+                    }
+                    tree.merge(node);
+                }
+            }
+        }
+
+        self.attach_configs(&mut tree, &chain, &mut problems);
+        let environment = build(name, &tree, own_extends.as_deref());
+        if !is_abstract {
+            check_runtime(&environment, &tree, decl_location.as_ref(), &mut problems);
+        }
+        check_services(&environment, &tree, &mut problems);
+        for problem in &mut problems {
+            if problem.environments.is_empty() {
+                problem.environments = vec![name.to_owned()];
+            }
+        }
+        if problems.is_empty() {
+            Ok(Resolved {
+                environment,
+                tree,
+                chain,
+                is_abstract,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Replaces each service's `config` directory with the merged config it names, and keeps
+    /// the directory as `config_dir`.
+    fn attach_configs(&mut self, tree: &mut Node, chain: &[String], problems: &mut Vec<Problem>) {
+        let Some(services) = tree.get("services").and_then(Node::as_table) else {
+            return;
+        };
+        let with_config: Vec<(String, Node)> = services
+            .iter()
+            .filter_map(|(name, service)| Some((name.clone(), service.get("config")?.clone())))
+            .filter(|(_, dir)| dir.as_str().is_some())
+            .collect();
+        for (service, dir_node) in with_config {
+            let dir = dir_node.as_str().unwrap_or_default().to_owned();
+            let config = match self.load_config(&dir, chain) {
+                Ok(Some(config)) => config,
+                Ok(None) => {
+                    problems.push(
+                        Problem::new(format!("service `{service}`: config directory `{dir}` does not exist"))
+                            .at(dir_node.origin.location())
+                            .label("no such directory")
+                            .help(format!(
+                                "create {dir}/base.json (and {dir}/<env>.json per environment), or fix the path; it is relative to the directory of {PROJECT_FILE}"
+                            )),
+                    );
+                    continue;
+                }
+                Err(found) => {
+                    problems.extend(found);
+                    continue;
+                }
+            };
+            if let Some(table) = tree
+                .as_table_mut()
+                .and_then(|top| top.get_mut("services"))
+                .and_then(Node::as_table_mut)
+                .and_then(|services| services.get_mut(&service))
+                .and_then(Node::as_table_mut)
+            {
+                table.insert("config_dir".to_owned(), dir_node);
+                table.insert("config".to_owned(), config);
+            }
+        }
+    }
+}
+
+fn merge_at(tree: &mut Node, key: &str, node: Node) {
+    if let Some(table) = tree.as_table_mut() {
+        match table.get_mut(key) {
+            Some(existing) => existing.merge(node),
+            None => {
+                table.insert(key.to_owned(), node);
+            }
+        }
+    }
+}
+
+/// The type a `--set` path must have, from the schema of the override files.
+fn set_type(path: &[String]) -> Result<&'static Ty, Problem> {
+    let mut fields = schema::OVERRIDE_FILE;
+    let mut ty: Option<&'static Ty> = None;
+    let joined = path.join(".");
+    for (depth, key) in path.iter().enumerate() {
+        if let Some(current) = ty {
+            match current {
+                Ty::Table(inner) => fields = inner,
+                Ty::Map { value, .. } => {
+                    ty = Some(value);
+                    continue;
+                }
+                _ => {
+                    return Err(Problem::new(format!(
+                        "--set {joined}: `{}` is not a table",
+                        path[..depth].join(".")
+                    )));
+                }
+            }
+        }
+        match fields.iter().find(|field| field.name == key) {
+            Some(field) => ty = Some(field.ty),
+            None => {
+                let mut problem = Problem::new(format!("--set {joined}: unknown key `{key}`"));
+                let names = fields.iter().map(|field| field.name);
+                if let Some(near) = schema::did_you_mean(key, names) {
+                    problem = problem.help(format!("did you mean `{near}`?"));
+                } else {
+                    let names: Vec<&str> = fields.iter().map(|field| field.name).collect();
+                    problem = problem.help(format!("allowed keys here: {}", names.join(", ")));
+                }
+                return Err(problem);
+            }
+        }
+    }
+    ty.ok_or_else(|| Problem::new(format!("--set {joined}: empty path")))
+}
+
+fn build(name: &str, tree: &Node, extends: Option<&str>) -> Environment {
+    let text = |node: &Node, key: &str| node.get(key).and_then(Node::as_str).map(str::to_owned);
+    let project = tree.get("project");
+    let kube = tree.get("kube").and_then(|kube| {
+        Some(Kube {
+            context: text(kube, "context")?,
+            namespace: text(kube, "namespace")?,
+        })
+    });
+    let services = tree
+        .get("services")
+        .and_then(Node::as_table)
+        .map(|services| {
+            services
+                .iter()
+                .filter_map(|(name, node)| Some((ServiceName::new(name).ok()?, build_service(node))))
+                .collect()
+        })
+        .unwrap_or_default();
+    let flags = tree
+        .get("flags")
+        .and_then(Node::as_table)
+        .map(|flags| {
+            flags
+                .iter()
+                .map(|(name, node)| {
+                    let flag = Flag {
+                        default: node.get("default").map_or(serde_json::Value::Bool(false), Node::to_json),
+                        description: text(node, "description"),
+                    };
+                    (name.clone(), flag)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let libraries = tree
+        .get("libraries")
+        .and_then(Node::as_table)
+        .map(|libraries| {
+            libraries
+                .iter()
+                .filter_map(|(name, node)| Some((name.clone(), Library { path: text(node, "path")? })))
+                .collect()
+        })
+        .unwrap_or_default();
+    Environment {
+        name: EnvName::new_unchecked(name),
+        runtime: match tree.get("runtime").and_then(Node::as_str) {
+            Some("kubernetes") => Runtime::Kubernetes,
+            _ => Runtime::Local,
+        },
+        extends: extends.and_then(|parent| EnvName::new(parent).ok()),
+        promote_from: tree
+            .get("promote_from")
+            .and_then(Node::as_str)
+            .and_then(|source| EnvName::new(source).ok()),
+        protected: tree.get("protected").and_then(Node::as_bool).unwrap_or(false),
+        region: text(tree, "region"),
+        kube,
+        project: ProjectSettings {
+            name: project.and_then(|project| text(project, "name")).unwrap_or_default(),
+            ordering: project
+                .and_then(|project| project.get("ordering"))
+                .and_then(Node::as_bool)
+                .unwrap_or(true),
+            on_failure: match project.and_then(|project| text(project, "on_failure")).as_deref() {
+                Some("halt") => OnFailure::Halt,
+                _ => OnFailure::Rollback,
+            },
+        },
+        services,
+        flags,
+        libraries,
+        store: StoreSettings {
+            kubernetes: tree
+                .lookup(["store", "kubernetes"])
+                .and_then(Node::as_bool)
+                .unwrap_or(false),
+        },
+    }
+}
+
+const DEFAULT_PORT: u16 = 8080;
+
+fn build_service(node: &Node) -> Service {
+    let text = |key: &str| node.get(key).and_then(Node::as_str).map(str::to_owned);
+    let integer = |node: Option<&Node>, key: &str| node.and_then(|node| node.get(key)).and_then(Node::as_integer);
+    let port = |key: &str| integer(Some(node), key).and_then(|port| u16::try_from(port).ok());
+    let count = |node: Option<&Node>, key: &str, default: u32| {
+        integer(node, key).and_then(|n| u32::try_from(n).ok()).unwrap_or(default)
+    };
+    let duration = |node: Option<&Node>, key: &str, default: u64| {
+        node.and_then(|node| node.get(key))
+            .and_then(Node::as_str)
+            .and_then(|text| Duration::parse(text).ok())
+            .unwrap_or(Duration::from_millis(default))
+    };
+    let strings = |key: &str| -> Option<Vec<String>> {
+        node.get(key)?
+            .as_array()
+            .map(|items| items.iter().filter_map(Node::as_str).map(str::to_owned).collect())
+    };
+    let health = node.get("health").map(|health| Health {
+        http: health.get("http").and_then(Node::as_str).map(str::to_owned),
+        tcp: integer(Some(health), "tcp").and_then(|port| u16::try_from(port).ok()),
+        interval: duration(Some(health), "interval", 2_000),
+        timeout: duration(Some(health), "timeout", 1_000),
+        failure_threshold: count(Some(health), "failure_threshold", 3),
+    });
+    let rollout = node.get("rollout");
+    Service {
+        command: strings("command"),
+        image: text("image"),
+        version: text("version"),
+        source: text("source"),
+        test: text("test"),
+        port: port("port").unwrap_or(DEFAULT_PORT),
+        expose: port("expose"),
+        replicas: count(Some(node), "replicas", 1),
+        memory: text("memory")
+            .and_then(|memory| Quantity::parse_memory(&memory).ok())
+            .unwrap_or_else(Quantity::default_memory),
+        cpu: node.get("cpu").and_then(|cpu| match &cpu.value {
+            Value::String(text) => Quantity::parse_cpu(text).ok(),
+            Value::Integer(number) => Quantity::parse_cpu(&number.to_string()).ok(),
+            Value::Float(number) => Quantity::parse_cpu(&number.to_string()).ok(),
+            _ => None,
+        }),
+        protocol: match text("protocol").as_deref() {
+            Some("tcp") => Protocol::Tcp,
+            _ => Protocol::Http,
+        },
+        restart: match text("restart").as_deref() {
+            Some("on-failure") => Restart::OnFailure,
+            Some("never") => Restart::Never,
+            _ => Restart::Always,
+        },
+        depends_on: strings("depends_on")
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|name| ServiceName::new(name).ok())
+            .collect(),
+        health,
+        rollout: Rollout {
+            max_surge: count(rollout, "max_surge", 1),
+            max_unavailable: count(rollout, "max_unavailable", 0),
+            deadline: duration(rollout, "deadline", 60_000),
+        },
+        env: node
+            .get("env")
+            .and_then(Node::as_table)
+            .map(|env| {
+                env.iter()
+                    .map(|(key, value)| {
+                        let value = match &value.value {
+                            Value::String(text) => text.clone(),
+                            _ => value.to_json().to_string(),
+                        };
+                        (key.clone(), value)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        secrets: node
+            .get("secrets")
+            .and_then(Node::as_table)
+            .map(|secrets| {
+                secrets
+                    .iter()
+                    .filter_map(|(key, reference)| {
+                        let secret = match (
+                            reference.get("env").and_then(Node::as_str),
+                            reference.get("file").and_then(Node::as_str),
+                        ) {
+                            (Some(variable), None) => SecretRef::Env(variable.to_owned()),
+                            (None, Some(path)) => SecretRef::File(path.to_owned()),
+                            _ => return None,
+                        };
+                        Some((key.clone(), secret))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        config_dir: node.get("config_dir").and_then(Node::as_str).map(str::to_owned),
+        config: node
+            .get("config")
+            .filter(|config| config.as_table().is_some())
+            .map_or_else(|| serde_json::Value::Object(serde_json::Map::new()), Node::to_json),
+    }
+}
+
+/// Checks that depend on the runtime: what starts a service, and where kubernetes puts it.
+fn check_runtime(
+    environment: &Environment,
+    tree: &Node,
+    decl_location: Option<&crate::source::Location>,
+    problems: &mut Vec<Problem>,
+) {
+    let name = environment.name.as_str();
+    if environment.runtime == Runtime::Kubernetes {
+        let kube = tree.get("kube");
+        for key in ["context", "namespace"] {
+            if kube.and_then(|kube| kube.get(key)).is_none() {
+                let at = kube
+                    .and_then(|kube| kube.key.as_ref().or(kube.origin.location()))
+                    .or(decl_location);
+                problems.push(
+                    Problem::new(format!("kubernetes environment `{name}` has no `kube.{key}`"))
+                        .at(at)
+                        .label(format!("needs kube.{key}"))
+                        .help(format!(
+                            "add kube = {{ context = \"<kube context>\", namespace = \"{}-{name}\" }} to [environments.{name}]",
+                            environment.project.name
+                        )),
+                );
+            }
+        }
+    }
+    let services = tree.get("services").and_then(Node::as_table);
+    for (service_name, service) in &environment.services {
+        let node = services.and_then(|services| services.get(service_name.as_str()));
+        let at = node.and_then(|node| node.key.as_ref().or(node.origin.location()));
+        match environment.runtime {
+            Runtime::Local if service.command.is_none() => problems.push(
+                Problem::new(format!("service `{service_name}` has no `command`, which the local runtime of `{name}` needs"))
+                    .at(at)
+                    .label("no command")
+                    .help(format!("add command = [\"path/to/program\", \"arg\"] to [services.{service_name}]")),
+            ),
+            Runtime::Kubernetes if service.image.is_none() => problems.push(
+                Problem::new(format!("service `{service_name}` has no `image`, which the kubernetes runtime of `{name}` needs"))
+                    .at(at)
+                    .label("no image")
+                    .help(format!("add image = \"registry/{service_name}:1.0.0\" to [services.{service_name}]")),
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// Checks across services: dependencies, cycles, ports, health checks and secret references.
+fn check_services(environment: &Environment, tree: &Node, problems: &mut Vec<Problem>) {
+    let empty = BTreeMap::new();
+    let nodes = tree.get("services").and_then(Node::as_table).unwrap_or(&empty);
+    let names: Vec<&str> = nodes.keys().map(String::as_str).collect();
+    let mut graph: DiGraphMap<&str, ()> = DiGraphMap::new();
+    for name in &names {
+        graph.add_node(name);
+    }
+    for (name, node) in nodes {
+        let dependencies = node.get("depends_on").and_then(Node::as_array).unwrap_or_default();
+        for dependency in dependencies {
+            let Some(target) = dependency.as_str() else { continue };
+            let at = dependency.origin.location();
+            if target == name {
+                problems.push(
+                    Problem::new(format!("service `{name}` depends on itself"))
+                        .at(at)
+                        .label("itself")
+                        .help("remove it from depends_on"),
+                );
+            } else if let Some(target) = names.iter().find(|candidate| **candidate == target) {
+                graph.add_edge(name.as_str(), target, ());
+            } else {
+                let mut problem = Problem::new(format!(
+                    "service `{name}` depends on `{target}`, which is not a service"
+                ))
+                .at(at);
+                problem = match schema::did_you_mean(target, names.iter().copied()) {
+                    Some(near) => problem
+                        .label(format!("did you mean `{near}`?"))
+                        .help(format!("change it to \"{near}\", or declare [services.{target}]")),
+                    None => problem
+                        .label("unknown service")
+                        .help(format!("declare [services.{target}], or remove it from depends_on")),
+                };
+                problems.push(problem);
+            }
+        }
+    }
+    for component in petgraph::algo::tarjan_scc(&graph) {
+        if component.len() < 2 {
+            continue;
+        }
+        let cycle = cycle_through(&graph, &component);
+        let edge_at = |from: &str, to: &str| {
+            nodes
+                .get(from)
+                .and_then(|node| node.get("depends_on"))
+                .and_then(Node::as_array)
+                .and_then(|items| items.iter().find(|item| item.as_str() == Some(to)))
+                .and_then(|item| item.origin.location())
+        };
+        let mut problem = Problem::new(format!("services depend on each other in a cycle: {}", cycle.join(" → ")))
+            .at(edge_at(cycle[0], cycle[1]))
+            .label(format!("{} depends on {}", cycle[0], cycle[1]))
+            .help("a service cannot start before itself: remove one of these dependencies, or guard the new behaviour with a feature flag instead of start order");
+        for pair in cycle.windows(2).skip(1) {
+            problem = problem.related(edge_at(pair[0], pair[1]), format!("{} depends on {}", pair[0], pair[1]));
+        }
+        problems.push(problem);
+    }
+
+    let mut exposed: BTreeMap<u16, &str> = BTreeMap::new();
+    for (name, service) in &environment.services {
+        let Some(port) = service.expose else { continue };
+        let at = |service: &str| {
+            nodes
+                .get(service)
+                .and_then(|node| node.get("expose"))
+                .and_then(|node| node.origin.location())
+        };
+        match exposed.get(&port) {
+            Some(first) => problems.push(
+                Problem::new(format!(
+                    "services `{first}` and `{name}` are both exposed on host port {port} in environment `{}`",
+                    environment.name
+                ))
+                .at(at(name.as_str()))
+                .label(format!("port {port} again"))
+                .related(at(first), format!("{first} is exposed on {port} here"))
+                .help(format!(
+                    "give one of them another port, e.g. in envs/{}.toml: [services.{name}] expose = {}",
+                    environment.name,
+                    port.saturating_add(1)
+                )),
+            ),
+            None => {
+                exposed.insert(port, name.as_str());
+            }
+        }
+    }
+
+    for (name, node) in nodes {
+        if let Some(health) = node.get("health") {
+            let http = health.get("http").is_some();
+            let tcp = health.get("tcp").is_some();
+            if http == tcp {
+                let at = health.key.as_ref().or(health.origin.location());
+                problems.push(
+                    Problem::new(if http {
+                        format!("service `{name}`: health has both `http` and `tcp`")
+                    } else {
+                        format!("service `{name}`: health names no check")
+                    })
+                    .at(at)
+                    .label("one of http or tcp")
+                    .help("use health = { http = \"/healthz\" } or health = { tcp = 8080 }"),
+                );
+            }
+        }
+        if let Some(secrets) = node.get("secrets").and_then(Node::as_table) {
+            for (key, reference) in secrets {
+                let env = reference.get("env").is_some();
+                let file = reference.get("file").is_some();
+                if env == file && reference.as_table().is_some() {
+                    problems.push(
+                        Problem::new(format!("service `{name}`: secret `{key}` must name exactly one of `env` or `file`"))
+                            .at(reference.origin.location())
+                            .label(if env { "both" } else { "neither" })
+                            .help(format!("{key} = {{ env = \"VARIABLE\" }} or {key} = {{ file = \"path/to/secret\" }}")),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A cycle through every service of a strongly connected component, as a path that ends
+/// where it starts: `a → b → a`. Starts at the smallest name, so the report is stable.
+fn cycle_through<'a>(graph: &DiGraphMap<&'a str, ()>, component: &[&'a str]) -> Vec<&'a str> {
+    let start = component.iter().copied().min().unwrap_or_default();
+    let mut path = vec![start];
+    let mut current = start;
+    loop {
+        let mut next: Vec<&str> = graph
+            .neighbors(current)
+            .filter(|neighbor| component.contains(neighbor))
+            .collect();
+        next.sort_unstable();
+        let step = next
+            .iter()
+            .copied()
+            .find(|candidate| *candidate == start && path.len() > 1)
+            .or_else(|| next.iter().copied().find(|candidate| !path.contains(candidate)))
+            .or_else(|| next.first().copied());
+        match step {
+            Some(step) if step == start => {
+                path.push(start);
+                return path;
+            }
+            Some(step) if path.contains(&step) => {
+                let from = path.iter().position(|name| *name == step).unwrap_or(0);
+                let mut cycle = path[from..].to_vec();
+                cycle.push(step);
+                return cycle;
+            }
+            Some(step) => {
+                path.push(step);
+                current = step;
+            }
+            None => {
+                path.push(start);
+                return path;
+            }
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! The shape of `tier.toml` and of the override files, as data. One table drives three things:
+//! the key and type checks of [`check`], the JSON Schema of `tier schema`, and the list of keys
+//! offered when a key is misspelt.
+
+use serde_json::json;
+
+use crate::names;
+use crate::problem::Problem;
+use crate::quantity::{Duration, Quantity};
+use crate::tree::{Node, Value};
+
+pub enum Ty {
+    String,
+    Bool,
+    Integer { min: i64, max: i64 },
+    /// A TCP port, 1 to 65535.
+    Port,
+    Memory,
+    Cpu,
+    Duration,
+    Choice(&'static [&'static str]),
+    /// A reference to a service or environment: a DNS-1035 label.
+    Name,
+    /// A string, number or boolean.
+    Scalar,
+    /// A command: an array of strings, the first the program.
+    Command,
+    List(&'static Ty),
+    Table(&'static [Field]),
+    Map { key: Key, value: &'static Ty },
+}
+
+#[derive(Clone, Copy)]
+pub enum Key {
+    /// Services and environments: DNS-1035 labels, so they map to Kubernetes unchanged.
+    Dns1035,
+    /// Feature flags: letters, digits, `-`, `_` and `.`.
+    Flag,
+    /// Environment variable names.
+    EnvVar,
+}
+
+pub struct Field {
+    pub name: &'static str,
+    pub ty: &'static Ty,
+    pub doc: &'static str,
+    pub required: bool,
+}
+
+const fn field(name: &'static str, ty: &'static Ty, doc: &'static str) -> Field {
+    Field {
+        name,
+        ty,
+        doc,
+        required: false,
+    }
+}
+
+const fn required(name: &'static str, ty: &'static Ty, doc: &'static str) -> Field {
+    Field {
+        name,
+        ty,
+        doc,
+        required: true,
+    }
+}
+
+const COUNT: Ty = Ty::Integer {
+    min: 0,
+    max: 10_000,
+};
+const POSITIVE: Ty = Ty::Integer { min: 1, max: 10_000 };
+
+pub static KUBE: &[Field] = &[
+    field("context", &Ty::String, "The kube context this environment must be applied with."),
+    field("namespace", &Ty::Name, "The namespace that holds this environment's objects."),
+];
+
+pub static ENVIRONMENT: &[Field] = &[
+    field("runtime", &Ty::Choice(&["local", "kubernetes"]), "Where the environment runs. Default: local."),
+    field("extends", &Ty::Name, "An environment whose settings and override file this one builds on."),
+    field("abstract", &Ty::Bool, "Only a parent for others; it cannot be deployed."),
+    field("promote_from", &Ty::Name, "The environment whose artifacts `tier promote` brings here."),
+    field("protected", &Ty::Bool, "Changes need `--confirm <env>`."),
+    field("region", &Ty::String, "The region the environment runs in, e.g. us-east-2."),
+    field("kube", &Ty::Table(KUBE), "Kubernetes context and namespace (required for runtime = \"kubernetes\")."),
+];
+
+pub static HEALTH: &[Field] = &[
+    field("http", &Ty::String, "An HTTP path that answers 2xx when the replica is ready."),
+    field("tcp", &Ty::Port, "A port that accepts connections when the replica is ready."),
+    field("interval", &Ty::Duration, "Time between probes. Default: 2s."),
+    field("timeout", &Ty::Duration, "Time a probe may take. Default: 1s."),
+    field("failure_threshold", &POSITIVE, "Failed probes in a row before the replica is not ready. Default: 3."),
+];
+
+pub static ROLLOUT: &[Field] = &[
+    field("max_surge", &COUNT, "Replicas started above the desired count during a rollout. Default: 1."),
+    field("max_unavailable", &COUNT, "Replicas that may be unready during a rollout. Default: 0."),
+    field("deadline", &Ty::Duration, "Time a new replica has to become ready. Default: 60s."),
+];
+
+pub static SECRET: &[Field] = &[
+    field("env", &Ty::String, "Read the value from this variable of the shell running tier."),
+    field("file", &Ty::String, "Read the value from this file (mode 0600)."),
+];
+
+pub static SERVICE: &[Field] = &[
+    field("command", &Ty::Command, "How to start the service on the local runtime."),
+    field("image", &Ty::String, "The container image on the kubernetes runtime."),
+    field("version", &Ty::String, "The service's version."),
+    field("source", &Ty::String, "The service's source directory, for `tier deps`."),
+    field("test", &Ty::String, "A command that tests the service."),
+    field("port", &Ty::Port, "The port the process listens on ($PORT locally). Default: 8080."),
+    field("expose", &Ty::Port, "Publish the service: a host port locally, a LoadBalancer in kubernetes."),
+    field("replicas", &COUNT, "How many copies run. Default: 1."),
+    field("memory", &Ty::Memory, "Memory request and limit, e.g. 128Mi. Default: 128Mi."),
+    field("cpu", &Ty::Cpu, "CPU request, e.g. 500m."),
+    field("protocol", &Ty::Choice(&["http", "tcp"]), "What the proxy speaks. Default: http."),
+    field("restart", &Ty::Choice(&["always", "on-failure", "never"]), "Restart policy. Default: always."),
+    field("depends_on", &Ty::List(&Ty::Name), "Services that must be ready before this one starts."),
+    field("config", &Ty::String, "A directory with base.json and <env>.json, deep-merged into the app config."),
+    field("health", &Ty::Table(HEALTH), "The readiness check."),
+    field("rollout", &Ty::Table(ROLLOUT), "How a new version replaces the old one."),
+    field("env", &Ty::Map { key: Key::EnvVar, value: &Ty::Scalar }, "Extra environment variables."),
+    field("secrets", &Ty::Map { key: Key::EnvVar, value: &Ty::Table(SECRET) }, "Secrets by reference, never by value."),
+];
+
+pub static FLAG: &[Field] = &[
+    field("default", &Ty::Scalar, "The flag's value unless an environment or the runtime store sets another."),
+    field("description", &Ty::String, "What the flag guards."),
+];
+
+pub static LIBRARY: &[Field] = &[required("path", &Ty::String, "The library's directory.")];
+
+pub static STORE: &[Field] = &[field(
+    "kubernetes",
+    &Ty::Bool,
+    "Run the runtime config store beside kubernetes environments.",
+)];
+
+pub static PROJECT: &[Field] = &[
+    required("name", &Ty::Name, "The project's name."),
+    field("ordering", &Ty::Bool, "Deploy in dependency order. Default: true."),
+    field("on_failure", &Ty::Choice(&["rollback", "halt"]), "What a failed apply does. Default: rollback."),
+];
+
+pub static PROJECT_OVERRIDE: &[Field] = &[
+    field("ordering", &Ty::Bool, "Deploy in dependency order. Default: true."),
+    field("on_failure", &Ty::Choice(&["rollback", "halt"]), "What a failed apply does. Default: rollback."),
+];
+
+const SERVICES: Ty = Ty::Map {
+    key: Key::Dns1035,
+    value: &Ty::Table(SERVICE),
+};
+const FLAGS: Ty = Ty::Map {
+    key: Key::Flag,
+    value: &Ty::Table(FLAG),
+};
+
+/// `tier.toml`.
+pub static PROJECT_FILE: &[Field] = &[
+    required("project", &Ty::Table(PROJECT), "The project."),
+    field(
+        "environments",
+        &Ty::Map {
+            key: Key::Dns1035,
+            value: &Ty::Table(ENVIRONMENT),
+        },
+        "The environments, each deployed on its own.",
+    ),
+    field("services", &SERVICES, "The services every environment runs."),
+    field("flags", &FLAGS, "Feature flags with their defaults."),
+    field(
+        "libraries",
+        &Ty::Map {
+            key: Key::Dns1035,
+            value: &Ty::Table(LIBRARY),
+        },
+        "Internal libraries shared by services.",
+    ),
+    field("store", &Ty::Table(STORE), "The runtime config store."),
+];
+
+/// `envs/<env>.toml`.
+pub static OVERRIDE_FILE: &[Field] = &[
+    field("project", &Ty::Table(PROJECT_OVERRIDE), "Project settings for this environment."),
+    field("services", &SERVICES, "Service settings for this environment."),
+    field("flags", &FLAGS, "Flag defaults for this environment."),
+];
+
+/// Checks keys and types of a whole file. Every problem is reported; nothing stops at the first.
+pub fn check_file(root: &Node, fields: &'static [Field], problems: &mut Vec<Problem>) {
+    check_table(root, fields, "", problems);
+}
+
+/// Checks one value against a type, reporting each problem with its location.
+pub fn check(node: &Node, ty: &Ty, path: &str, problems: &mut Vec<Problem>) {
+    let at = node.origin.location();
+    let mismatch = |expected: &str| {
+        let mut problem = Problem::new(format!("`{path}` must be {expected}, found {}", node.value.kind()))
+            .at(at)
+            .label(format!("expected {expected}"));
+        if let Value::String(text) = &node.value
+            && (text.parse::<f64>().is_ok() || text == "true" || text == "false")
+        {
+            problem = problem.help(format!("remove the quotes: {path} = {text}"));
+        }
+        problem
+    };
+    match ty {
+        Ty::String => {
+            if node.as_str().is_none() {
+                problems.push(mismatch("a string"));
+            }
+        }
+        Ty::Bool => {
+            if node.as_bool().is_none() {
+                problems.push(mismatch("true or false"));
+            }
+        }
+        Ty::Integer { min, max } => match node.as_integer() {
+            None => problems.push(mismatch("an integer")),
+            Some(number) if number < *min || number > *max => problems.push(
+                Problem::new(format!("`{path}` must be between {min} and {max}, found {number}"))
+                    .at(at)
+                    .label(if number < *min { "too small" } else { "too large" })
+                    .help(format!("use a whole number from {min} to {max}")),
+            ),
+            Some(_) => {}
+        },
+        Ty::Port => match node.as_integer() {
+            None => problems.push(mismatch("a port number")),
+            Some(port) if !(1..=65535).contains(&port) => problems.push(
+                Problem::new(format!("`{path}` must be a port from 1 to 65535, found {port}"))
+                    .at(at)
+                    .label("not a port"),
+            ),
+            Some(_) => {}
+        },
+        Ty::Memory | Ty::Cpu => {
+            let memory = matches!(ty, Ty::Memory);
+            let parsed = match &node.value {
+                Value::String(text) if memory => Quantity::parse_memory(text),
+                Value::String(text) => Quantity::parse_cpu(text),
+                Value::Integer(number) if !memory => Quantity::parse_cpu(&number.to_string()),
+                Value::Float(number) if !memory => Quantity::parse_cpu(&number.to_string()),
+                _ => {
+                    problems.push(mismatch(if memory { "a memory quantity such as \"128Mi\"" } else { "a CPU quantity such as \"500m\"" }));
+                    return;
+                }
+            };
+            if let Err(error) = parsed {
+                problems.push(
+                    Problem::new(format!("`{path}`: {error}"))
+                        .at(at)
+                        .label("not a quantity")
+                        .help(if memory {
+                            "write a number with a binary suffix, e.g. \"128Mi\" or \"1Gi\" (Ki, Mi, Gi, Ti; or k, M, G, T)"
+                        } else {
+                            "write cores as a number (\"0.5\", \"2\") or millicores (\"500m\")"
+                        }),
+                );
+            }
+        }
+        Ty::Duration => match node.as_str() {
+            None => problems.push(mismatch("a duration such as \"5s\"")),
+            Some(text) => {
+                if let Err(error) = Duration::parse(text) {
+                    problems.push(
+                        Problem::new(format!("`{path}`: {error}"))
+                            .at(at)
+                            .label("not a duration")
+                            .help("write a number with a unit: \"500ms\", \"5s\", \"2m\", \"1h\""),
+                    );
+                }
+            }
+        },
+        Ty::Choice(choices) => match node.as_str() {
+            None => problems.push(mismatch("a string")),
+            Some(text) if !choices.contains(&text) => {
+                let mut problem = Problem::new(format!(
+                    "`{path}` must be one of {}, found \"{text}\"",
+                    quoted_list(choices)
+                ))
+                .at(at);
+                problem = match did_you_mean(text, choices.iter().copied()) {
+                    Some(near) => problem.label(format!("did you mean \"{near}\"?")),
+                    None => problem.label("not allowed here"),
+                };
+                problems.push(problem);
+            }
+            Some(_) => {}
+        },
+        Ty::Name => match node.as_str() {
+            None => problems.push(mismatch("a name")),
+            Some(text) => {
+                if let Err(why) = names::check_dns1035(text) {
+                    problems.push(
+                        Problem::new(format!("`{path}`: \"{text}\" is not a valid name: {why}"))
+                            .at(at)
+                            .label("not a DNS-1035 label")
+                            .help(names::DNS1035_HELP),
+                    );
+                }
+            }
+        },
+        Ty::Scalar => {
+            if !matches!(
+                node.value,
+                Value::String(_) | Value::Integer(_) | Value::Float(_) | Value::Bool(_)
+            ) {
+                problems.push(mismatch("a string, number or boolean"));
+            }
+        }
+        Ty::Command => match node.as_array() {
+            None => {
+                let mut problem = mismatch("an array of strings");
+                if let Some(text) = node.as_str() {
+                    let words: Vec<String> = text.split_whitespace().map(|word| format!("\"{word}\"")).collect();
+                    problem = problem.help(format!("write the program and its arguments as a list: {path} = [{}]", words.join(", ")));
+                }
+                problems.push(problem);
+            }
+            Some([]) => problems.push(
+                Problem::new(format!("`{path}` is empty"))
+                    .at(at)
+                    .label("no program")
+                    .help("name the program to run first, then its arguments"),
+            ),
+            Some(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    check(item, &Ty::String, &format!("{path}[{index}]"), problems);
+                }
+            }
+        },
+        Ty::List(item_ty) => match node.as_array() {
+            None => problems.push(mismatch("an array")),
+            Some(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    check(item, item_ty, &format!("{path}[{index}]"), problems);
+                }
+            }
+        },
+        Ty::Table(fields) => {
+            if node.as_table().is_none() {
+                problems.push(mismatch("a table"));
+            } else {
+                check_table(node, fields, path, problems);
+            }
+        }
+        Ty::Map { key, value } => match node.as_table() {
+            None => problems.push(mismatch("a table")),
+            Some(entries) => {
+                for (name, entry) in entries {
+                    let entry_path = join(path, name);
+                    let key_at = entry.key.as_ref().or(entry.origin.location());
+                    let bad_key = match key {
+                        Key::Dns1035 => names::check_dns1035(name).err().map(|why| (why, names::DNS1035_HELP)),
+                        Key::Flag => names::check_flag(name).err().map(|why| (why, names::FLAG_HELP)),
+                        Key::EnvVar => names::check_env_var(name).err().map(|why| (why, names::ENV_VAR_HELP)),
+                    };
+                    if let Some((why, help)) = bad_key {
+                        problems.push(
+                            Problem::new(format!("`{entry_path}`: \"{name}\" is not a valid name: {why}"))
+                                .at(key_at)
+                                .label("invalid name")
+                                .help(help),
+                        );
+                    }
+                    check(entry, value, &entry_path, problems);
+                }
+            }
+        },
+    }
+}
+
+fn check_table(node: &Node, fields: &'static [Field], path: &str, problems: &mut Vec<Problem>) {
+    let Some(entries) = node.as_table() else {
+        return;
+    };
+    for (name, entry) in entries {
+        let entry_path = join(path, name);
+        match fields.iter().find(|field| field.name == name) {
+            Some(field) => check(entry, field.ty, &entry_path, problems),
+            None => {
+                let place = if path.is_empty() {
+                    "at the top level".to_owned()
+                } else {
+                    format!("in `{path}`")
+                };
+                let mut problem = Problem::new(format!("unknown key `{name}` {place}"))
+                    .at(entry.key.as_ref().or(entry.origin.location()));
+                problem = match did_you_mean(name, fields.iter().map(|field| field.name)) {
+                    Some(near) => problem.label(format!("did you mean `{near}`?")),
+                    None => problem.label("unknown key"),
+                };
+                let allowed: Vec<&str> = fields.iter().map(|field| field.name).collect();
+                problems.push(problem.help(format!("allowed keys here: {}", allowed.join(", "))));
+            }
+        }
+    }
+    for field in fields.iter().filter(|field| field.required) {
+        if !entries.contains_key(field.name) {
+            let place = if path.is_empty() { "the file".to_owned() } else { format!("`{path}`") };
+            problems.push(
+                Problem::new(format!("{place} is missing the required key `{}`", field.name))
+                    .at(node.key.as_ref().or(node.origin.location()))
+                    .label(format!("needs `{}`", field.name))
+                    .help(format!("add `{}`: {}", field.name, field.doc)),
+            );
+        }
+    }
+}
+
+pub fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn quoted_list(choices: &[&str]) -> String {
+    let quoted: Vec<String> = choices.iter().map(|choice| format!("\"{choice}\"")).collect();
+    quoted.join(", ")
+}
+
+/// The closest candidate to a misspelt word, if one is close enough to be meant.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|candidate| (strsim::jaro_winkler(word, candidate), candidate))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, candidate)| candidate)
+}
+
+/// The JSON Schema (draft 2020-12) of `tier.toml` or of an override file.
+pub fn json_schema(fields: &'static [Field], title: &str, description: &str) -> serde_json::Value {
+    let mut schema = table_schema(fields);
+    if let Some(object) = schema.as_object_mut() {
+        let mut head = serde_json::Map::new();
+        head.insert("$schema".into(), json!("https://json-schema.org/draft/2020-12/schema"));
+        head.insert("title".into(), json!(title));
+        head.insert("description".into(), json!(description));
+        head.extend(std::mem::take(object));
+        *object = head;
+    }
+    schema
+}
+
+fn table_schema(fields: &'static [Field]) -> serde_json::Value {
+    let properties: serde_json::Map<String, serde_json::Value> = fields
+        .iter()
+        .map(|field| {
+            let mut schema = type_schema(field.ty);
+            if let Some(object) = schema.as_object_mut() {
+                object.insert("description".into(), json!(field.doc));
+            }
+            (field.name.to_owned(), schema)
+        })
+        .collect();
+    let required: Vec<&str> = fields.iter().filter(|field| field.required).map(|field| field.name).collect();
+    let mut schema = json!({
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": false,
+    });
+    if !required.is_empty()
+        && let Some(object) = schema.as_object_mut()
+    {
+        object.insert("required".into(), json!(required));
+    }
+    schema
+}
+
+fn type_schema(ty: &Ty) -> serde_json::Value {
+    match ty {
+        Ty::String => json!({ "type": "string" }),
+        Ty::Bool => json!({ "type": "boolean" }),
+        Ty::Integer { min, max } => json!({ "type": "integer", "minimum": min, "maximum": max }),
+        Ty::Port => json!({ "type": "integer", "minimum": 1, "maximum": 65535 }),
+        Ty::Memory => json!({ "type": "string", "pattern": crate::quantity::MEMORY_PATTERN }),
+        Ty::Cpu => json!({ "anyOf": [
+            { "type": "string", "pattern": crate::quantity::CPU_PATTERN },
+            { "type": "number", "exclusiveMinimum": 0 }
+        ] }),
+        Ty::Duration => json!({ "type": "string", "pattern": crate::quantity::DURATION_PATTERN }),
+        Ty::Choice(choices) => json!({ "type": "string", "enum": choices }),
+        Ty::Name => json!({ "type": "string", "pattern": names::DNS1035_PATTERN, "maxLength": 63 }),
+        Ty::Scalar => json!({ "type": ["string", "number", "boolean"] }),
+        Ty::Command => json!({ "type": "array", "items": { "type": "string" }, "minItems": 1 }),
+        Ty::List(item) => json!({ "type": "array", "items": type_schema(item) }),
+        Ty::Table(fields) => table_schema(fields),
+        Ty::Map { key, value } => json!({
+            "type": "object",
+            "propertyNames": { "pattern": match key {
+                Key::Dns1035 => names::DNS1035_PATTERN,
+                Key::Flag => names::FLAG_PATTERN,
+                Key::EnvVar => names::ENV_VAR_PATTERN,
+            } },
+            "additionalProperties": type_schema(value),
+        }),
+    }
+}

@@ -1,0 +1,346 @@
+//! A value tree in which every node remembers the file, line and column that set it and the
+//! values it overrode. Project files and JSON config files are both read into it, layered with
+//! [`Node::merge`], and only then checked and converted into typed values.
+
+use std::collections::BTreeMap;
+
+use crate::source::{FileId, Location, Origin};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    String(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+    Datetime(String),
+    /// Only from JSON: in a config layer it removes the key below it.
+    Null,
+    Array(Vec<Node>),
+    Table(BTreeMap<String, Node>),
+}
+
+impl Value {
+    /// The word used in error messages: "expected a string, found an integer".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::String(_) => "a string",
+            Value::Integer(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Bool(_) => "a boolean",
+            Value::Datetime(_) => "a datetime",
+            Value::Null => "null",
+            Value::Array(_) => "an array",
+            Value::Table(_) => "a table",
+        }
+    }
+}
+
+/// A value that was overridden by a later layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Overridden {
+    pub value: serde_json::Value,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub value: Value,
+    /// Where the value was written.
+    pub origin: Origin,
+    /// Where its key was written, when it is a table entry.
+    pub key: Option<Location>,
+    /// Earlier values of the same path, oldest first.
+    pub overridden: Vec<Overridden>,
+}
+
+impl Node {
+    pub fn new(value: Value, origin: Origin) -> Node {
+        Node {
+            value,
+            origin,
+            key: None,
+            overridden: Vec::new(),
+        }
+    }
+
+    pub fn table(origin: Origin) -> Node {
+        Node::new(Value::Table(BTreeMap::new()), origin)
+    }
+
+    pub fn as_table(&self) -> Option<&BTreeMap<String, Node>> {
+        match &self.value {
+            Value::Table(table) => Some(table),
+            _ => None,
+        }
+    }
+
+    pub fn as_table_mut(&mut self) -> Option<&mut BTreeMap<String, Node>> {
+        match &mut self.value {
+            Value::Table(table) => Some(table),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::String(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.value {
+            Value::Bool(flag) => Some(flag),
+            _ => None,
+        }
+    }
+
+    pub fn as_integer(&self) -> Option<i64> {
+        match self.value {
+            Value::Integer(number) => Some(number),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[Node]> {
+        match &self.value {
+            Value::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.as_table().and_then(|table| table.get(key))
+    }
+
+    /// The node at a dotted path of table keys.
+    pub fn lookup<'a>(&self, path: impl IntoIterator<Item = &'a str>) -> Option<&Node> {
+        path.into_iter().try_fold(self, |node, key| node.get(key))
+    }
+
+    /// Layers `over` on top of `self`: tables merge key by key, everything else is replaced,
+    /// and a JSON `null` removes the key. A replaced value is kept in `overridden`.
+    pub fn merge(&mut self, over: Node) {
+        match (&mut self.value, over.value) {
+            (Value::Table(base), Value::Table(entries)) => {
+                for (key, node) in entries {
+                    match base.get_mut(&key) {
+                        Some(_) if node.value == Value::Null => {
+                            base.remove(&key);
+                        }
+                        Some(existing) => existing.merge(node),
+                        None if node.value == Value::Null => {}
+                        None => {
+                            base.insert(key, node);
+                        }
+                    }
+                }
+            }
+            (_, value) => {
+                let mut overridden = std::mem::take(&mut self.overridden);
+                overridden.push(Overridden {
+                    value: self.to_json(),
+                    origin: self.origin.clone(),
+                });
+                overridden.extend(over.overridden);
+                *self = Node {
+                    value,
+                    origin: over.origin,
+                    key: over.key.or(self.key.take()),
+                    overridden,
+                };
+            }
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        match &self.value {
+            Value::String(text) | Value::Datetime(text) => serde_json::Value::from(text.as_str()),
+            Value::Integer(number) => serde_json::Value::from(*number),
+            Value::Float(number) => serde_json::Number::from_f64(*number)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
+            Value::Bool(flag) => serde_json::Value::Bool(*flag),
+            Value::Null => serde_json::Value::Null,
+            Value::Array(items) => items.iter().map(Node::to_json).collect(),
+            Value::Table(table) => table
+                .iter()
+                .map(|(key, node)| (key.clone(), node.to_json()))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        }
+    }
+
+    /// Every leaf below this node, by dotted path. Arrays are leaves.
+    pub fn leaves<'a>(&'a self, prefix: &str, out: &mut Vec<(String, &'a Node)>) {
+        match &self.value {
+            Value::Table(table) if !table.is_empty() => {
+                for (key, node) in table {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    node.leaves(&path, out);
+                }
+            }
+            _ => out.push((prefix.to_owned(), self)),
+        }
+    }
+}
+
+/// A TOML syntax error, as the parser reported it.
+#[derive(Debug)]
+pub struct SyntaxError {
+    pub message: String,
+    pub location: Location,
+}
+
+/// Reads a TOML document into a tree, with all its syntax errors.
+pub fn parse_toml(file: FileId, text: &str) -> (Node, Vec<SyntaxError>) {
+    let (document, errors) = toml::de::DeTable::parse_recoverable(text);
+    let span = document.span();
+    let mut root = Node::table(Origin::File(Location {
+        file,
+        span: 0..text.len().min(span.end.max(1)),
+    }));
+    root.value = Value::Table(toml_table(file, document.get_ref()));
+    let errors = errors
+        .into_iter()
+        .map(|error| {
+            let span = error.span().unwrap_or(0..0);
+            SyntaxError {
+                message: toml_message(error.message()),
+                location: Location { file, span },
+            }
+        })
+        .collect();
+    (root, errors)
+}
+
+fn toml_message(message: &str) -> String {
+    let message = message.trim().trim_end_matches('.');
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => "invalid TOML".to_owned(),
+    }
+}
+
+fn toml_table(file: FileId, table: &toml::de::DeTable<'_>) -> BTreeMap<String, Node> {
+    table
+        .iter()
+        .map(|(key, value)| {
+            let mut node = toml_node(file, value);
+            node.key = Some(Location {
+                file,
+                span: key.span(),
+            });
+            (key.get_ref().to_string(), node)
+        })
+        .collect()
+}
+
+fn toml_node(file: FileId, value: &toml::Spanned<toml::de::DeValue<'_>>) -> Node {
+    use toml::de::DeValue;
+    let origin = Origin::File(Location {
+        file,
+        span: value.span(),
+    });
+    let value = match value.get_ref() {
+        DeValue::String(text) => Value::String(text.to_string()),
+        DeValue::Integer(integer) => {
+            match i64::from_str_radix(integer.as_str(), integer.radix()) {
+                Ok(number) => Value::Integer(number),
+                Err(_) => Value::Float(f64::INFINITY),
+            }
+        }
+        DeValue::Float(float) => Value::Float(float.as_str().parse().unwrap_or(f64::NAN)),
+        DeValue::Boolean(flag) => Value::Bool(*flag),
+        DeValue::Datetime(datetime) => Value::Datetime(datetime.to_string()),
+        DeValue::Array(items) => Value::Array(items.iter().map(|item| toml_node(file, item)).collect()),
+        DeValue::Table(table) => Value::Table(toml_table(file, table)),
+    };
+    Node::new(value, origin)
+}
+
+/// Reads a strict JSON document into a tree, or says where it is not JSON.
+pub fn parse_json(file: FileId, text: &str) -> Result<Node, SyntaxError> {
+    let options = jsonc_parser::ParseOptions {
+        allow_comments: false,
+        allow_loose_object_property_names: false,
+        allow_trailing_commas: false,
+        allow_missing_commas: false,
+        allow_single_quoted_strings: false,
+        allow_hexadecimal_numbers: false,
+        allow_unary_plus_numbers: false,
+        allow_bare_decimal_point_numbers: false,
+        allow_non_finite_numbers: false,
+        allow_extended_string_escapes: false,
+    };
+    let parsed = jsonc_parser::parse_to_ast(text, &Default::default(), &options).map_err(|error| {
+        let range = error.range();
+        SyntaxError {
+            message: format!("invalid JSON: {}", error.kind()),
+            location: Location {
+                file,
+                span: range.start..range.end,
+            },
+        }
+    })?;
+    match parsed.value {
+        Some(value) => json_node(file, value),
+        None => Err(SyntaxError {
+            message: "invalid JSON: the file is empty".to_owned(),
+            location: Location { file, span: 0..0 },
+        }),
+    }
+}
+
+fn json_node(file: FileId, value: jsonc_parser::ast::Value<'_>) -> Result<Node, SyntaxError> {
+    use jsonc_parser::ast::Value as Json;
+    let at = |range: jsonc_parser::common::Range| Location {
+        file,
+        span: range.start..range.end,
+    };
+    let node = match value {
+        Json::StringLit(text) => Node::new(Value::String(text.value.into_owned()), Origin::File(at(text.range))),
+        Json::NumberLit(number) => {
+            let value = match number.value.parse::<i64>() {
+                Ok(integer) => Value::Integer(integer),
+                Err(_) => Value::Float(number.value.parse().unwrap_or(f64::NAN)),
+            };
+            Node::new(value, Origin::File(at(number.range)))
+        }
+        Json::BooleanLit(flag) => Node::new(Value::Bool(flag.value), Origin::File(at(flag.range))),
+        Json::NullKeyword(null) => Node::new(Value::Null, Origin::File(at(null.range))),
+        Json::Array(array) => {
+            let items = array
+                .elements
+                .into_iter()
+                .map(|item| json_node(file, item))
+                .collect::<Result<_, _>>()?;
+            Node::new(Value::Array(items), Origin::File(at(array.range)))
+        }
+        Json::Object(object) => {
+            let range = object.range;
+            let mut table = BTreeMap::new();
+            for property in object.properties {
+                let key_range = match &property.name {
+                    jsonc_parser::ast::ObjectPropName::String(name) => name.range,
+                    jsonc_parser::ast::ObjectPropName::Word(name) => name.range,
+                };
+                let key = property.name.into_string();
+                let mut node = json_node(file, property.value)?;
+                node.key = Some(at(key_range));
+                if table.insert(key.clone(), node).is_some() {
+                    return Err(SyntaxError {
+                        message: format!("invalid JSON: the key `{key}` appears twice in one object"),
+                        location: at(key_range),
+                    });
+                }
+            }
+            Node::new(Value::Table(table), Origin::File(at(range)))
+        }
+    };
+    Ok(node)
+}

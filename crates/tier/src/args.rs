@@ -1,0 +1,129 @@
+//! The command line: every command, flag and argument, in one place.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tier",
+    version,
+    about = "Run many services across many environments",
+    long_about = "Run many services across many environments.\n\nOne project file (tier.toml) names the services and the environments; envs/<env>.toml overrides it per environment, and config/<service>/<env>.json holds each environment's app config.",
+    after_help = "Exit codes: 0 success, 1 invalid project or failed command, 2 usage error."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The project directory (the one holding tier.toml).
+    #[arg(long, short = 'C', global = true, value_name = "DIR", env = "TIER_PROJECT", default_value = ".")]
+    pub project: PathBuf,
+    /// Output format of read commands.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// When to use color. NO_COLOR is honoured under `auto`.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+/// `--set path=value`, highest precedence of all layers.
+#[derive(Debug, Args)]
+pub struct Overrides {
+    /// Override a value for this run: services.backend.replicas=5 (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub sets: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a new project skeleton.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// What to start from.
+        #[arg(long, value_enum, default_value_t = Template::Minimal)]
+        template: Template,
+    },
+    /// Check every environment; print every problem with its file, line and column.
+    Validate {
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// List environments: runtime, region, protection, promotion and isolation.
+    Envs,
+    /// Print an environment fully resolved.
+    Render {
+        env: String,
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Show a resolved value and the files, lines and columns that set and overrode it.
+    Explain {
+        env: String,
+        /// A dotted path, e.g. services.backend.replicas or services.backend.config.text.
+        path: String,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Show what differs between two environments after resolution.
+    Diff {
+        left: String,
+        right: String,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Print the JSON Schema of tier.toml or of the override files.
+    Schema {
+        #[arg(long, value_enum, default_value_t = SchemaFile::Project)]
+        file: SchemaFile,
+        /// Write both schemas into this directory instead of printing one.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Template {
+    /// One service and dev, stage and prod.
+    Minimal,
+    /// The sample app: a JSON backend and an HTML frontend that calls it.
+    SampleApp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Yaml,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SchemaFile {
+    /// tier.toml
+    Project,
+    /// envs/<env>.toml
+    Override,
+}

@@ -1,0 +1,309 @@
+//! The read-only commands: validate, envs, render, explain, diff.
+
+use console::style;
+use serde_json::json;
+use tier_model::environment::Runtime;
+use tier_model::problem::merge_duplicates;
+use tier_model::{Project, Resolved};
+
+use super::{FAILURE, SUCCESS, USAGE, load, parse_sets, report};
+use crate::args::{Format, Global, Output};
+use crate::output;
+
+pub fn validate(global: &Global, sets: &[String]) -> i32 {
+    let sets = match parse_sets(sets) {
+        Ok(sets) => sets,
+        Err(code) => return code,
+    };
+    let mut project = match load(global) {
+        Ok(project) => project,
+        Err(code) => return code,
+    };
+    let validation = tier_model::validate(&mut project, &sets);
+    if !validation.problems.is_empty() {
+        return report(global, &project, &validation.problems);
+    }
+    let names: Vec<&str> = project.environments.iter().map(|decl| decl.name.as_str()).collect();
+    let services = validation
+        .resolved
+        .iter()
+        .map(|resolved| resolved.environment.services.len())
+        .max()
+        .unwrap_or(0);
+    match global.output {
+        Output::Json => output::json(&json!({
+            "valid": true,
+            "project": project.name(),
+            "environments": names,
+            "problems": [],
+        })),
+        Output::Text => output::stdout_line(&format!(
+            "{} {}: {} environment{} ({}), {services} service{}, no problems",
+            style("ok").green().bold(),
+            project.name(),
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            if services == 1 { "" } else { "s" },
+        )),
+    }
+    SUCCESS
+}
+
+pub fn envs(global: &Global) -> i32 {
+    let mut project = match load(global) {
+        Ok(project) => project,
+        Err(code) => return code,
+    };
+    let validation = tier_model::validate(&mut project, &[]);
+    if !validation.problems.is_empty() {
+        return report(global, &project, &validation.problems);
+    }
+    let rows: Vec<serde_json::Value> = validation
+        .resolved
+        .iter()
+        .map(|resolved| {
+            let environment = &resolved.environment;
+            json!({
+                "name": environment.name,
+                "runtime": environment.runtime,
+                "region": environment.region,
+                "protected": environment.protected,
+                "promote_from": environment.promote_from,
+                "extends": environment.extends,
+                "abstract": resolved.is_abstract,
+                "isolation": isolation(resolved),
+                "services": environment.services.len(),
+            })
+        })
+        .collect();
+    if global.output == Output::Json {
+        output::json(&json!(rows));
+        return SUCCESS;
+    }
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let mut table = vec![["ENVIRONMENT", "RUNTIME", "REGION", "PROTECTED", "PROMOTE FROM", "EXTENDS", "ISOLATION"]
+        .map(str::to_owned)
+        .to_vec()];
+    for row in &rows {
+        let mut name = text(&row["name"]);
+        if row["abstract"] == json!(true) {
+            name.push_str(" (abstract)");
+        }
+        table.push(vec![
+            name,
+            text(&row["runtime"]),
+            text(&row["region"]),
+            if row["protected"] == json!(true) { "yes".to_owned() } else { "no".to_owned() },
+            text(&row["promote_from"]),
+            text(&row["extends"]),
+            text(&row["isolation"]),
+        ]);
+    }
+    output::stdout(&columns(&table));
+    SUCCESS
+}
+
+/// How an environment is kept apart from the others.
+fn isolation(resolved: &Resolved) -> String {
+    let environment = &resolved.environment;
+    if resolved.is_abstract {
+        return "none: a parent only".to_owned();
+    }
+    match (environment.runtime, &environment.kube) {
+        (Runtime::Kubernetes, Some(kube)) => format!("namespace {} in context {}", kube.namespace, kube.context),
+        (Runtime::Kubernetes, None) => "namespace (not set)".to_owned(),
+        (Runtime::Local, _) => format!("own agent, ports and state in .tier/{}/", environment.name),
+    }
+}
+
+/// Left-aligned columns separated by two spaces.
+fn columns(rows: &[Vec<String>]) -> String {
+    let count = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..count)
+        .map(|column| {
+            rows.iter()
+                .filter_map(|row| row.get(column))
+                .map(|cell| console::measure_text_width(cell))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (column, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if column + 1 < row.len() {
+                let pad = widths[column].saturating_sub(console::measure_text_width(cell)) + 2;
+                line.push_str(&" ".repeat(pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Loads the project and resolves the named environments, reporting what stands in the way.
+fn resolve(global: &Global, names: &[&str], sets: &[String]) -> Result<(Project, Vec<Resolved>), i32> {
+    let sets = parse_sets(sets)?;
+    let mut project = load(global)?;
+    for name in names {
+        if project.environment(name).is_none() {
+            output::error(&project.unknown_environment(name));
+            output::hint("`tier envs` lists the environments");
+            return Err(USAGE);
+        }
+    }
+    let mut problems = project.problems.clone();
+    let mut resolved = Vec::new();
+    for name in names {
+        match project.resolve(name, &sets) {
+            Ok(environment) => resolved.push(environment),
+            Err(found) => problems.extend(found),
+        }
+    }
+    if problems.is_empty() {
+        Ok((project, resolved))
+    } else {
+        let problems = merge_duplicates(problems, names.len());
+        Err(report(global, &project, &problems))
+    }
+}
+
+/// Resolves a single environment.
+fn resolve_one(global: &Global, name: &str, sets: &[String]) -> Result<(Project, Resolved), i32> {
+    let (project, mut resolved) = resolve(global, &[name], sets)?;
+    match resolved.pop() {
+        Some(environment) => Ok((project, environment)),
+        None => Err(FAILURE),
+    }
+}
+
+pub fn render(global: &Global, env: &str, format: Format, sets: &[String]) -> i32 {
+    let (_project, resolved) = match resolve_one(global, env, sets) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    if resolved.is_abstract {
+        output::error(&format!("environment `{env}` is abstract: it is only a parent and is never deployed"));
+        output::hint("render one of the environments that extend it");
+        return FAILURE;
+    }
+    let text = match format {
+        Format::Json => serde_json::to_string_pretty(&resolved.environment).map(|text| text + "\n").map_err(|e| e.to_string()),
+        Format::Yaml => serde_saphyr::to_string(&resolved.environment).map_err(|e| e.to_string()),
+    };
+    match text {
+        Ok(text) => {
+            output::stdout(&text);
+            SUCCESS
+        }
+        Err(error) => {
+            output::error(&format!("cannot render `{env}`: {error}"));
+            FAILURE
+        }
+    }
+}
+
+pub fn explain(global: &Global, env: &str, path: &str, sets: &[String]) -> i32 {
+    let (project, resolved) = match resolve_one(global, env, sets) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    let Some(explanation) = resolved.explain(path) else {
+        output::error(&format!("environment `{env}` has no value at `{path}`"));
+        let paths = resolved.paths();
+        let near = tier_model::schema::did_you_mean(path, paths.iter().map(String::as_str));
+        match near {
+            Some(near) => output::hint(&format!("did you mean `{near}`?")),
+            None => output::hint(&format!("`tier render {env}` shows every value; paths are dotted, e.g. services.<name>.replicas")),
+        }
+        return USAGE;
+    };
+    let sources = &project.sources;
+    if global.output == Output::Json {
+        output::json(&json!({
+            "environment": env,
+            "path": explanation.path,
+            "value": explanation.value,
+            "from": explanation.origin.describe(sources),
+            "overrides": explanation.overridden.iter().map(|earlier| json!({
+                "value": earlier.value,
+                "from": earlier.origin.describe(sources),
+            })).collect::<Vec<_>>(),
+        }));
+        return SUCCESS;
+    }
+    let mut text = format!(
+        "{} = {}\n  {} {}\n",
+        style(&explanation.path).bold(),
+        compact(&explanation.value),
+        style("from").dim(),
+        explanation.origin.describe(sources),
+    );
+    for earlier in &explanation.overridden {
+        text.push_str(&format!(
+            "  {} {} from {}\n",
+            style("overriding").dim(),
+            compact(&earlier.value),
+            earlier.origin.describe(sources)
+        ));
+    }
+    output::stdout(&text);
+    SUCCESS
+}
+
+/// A value on one line, as it would be written in JSON.
+fn compact(value: &serde_json::Value) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+pub fn diff(global: &Global, left: &str, right: &str, sets: &[String]) -> i32 {
+    let (project, resolved) = match resolve(global, &[left, right], sets) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    let [left_resolved, right_resolved] = [&resolved[0], &resolved[1]];
+    let differences = tier_model::diff::diff(left_resolved, right_resolved, &project.sources);
+    if global.output == Output::Json {
+        output::json(&json!({ "left": left, "right": right, "differences": differences }));
+        return SUCCESS;
+    }
+    if differences.is_empty() {
+        output::stdout_line(&format!("{left} and {right} resolve to the same values"));
+        return SUCCESS;
+    }
+    let mut text = String::new();
+    for difference in &differences {
+        let (sign, line) = match (&difference.left, &difference.right) {
+            (Some(old), Some(new)) => (
+                style("~").yellow(),
+                format!("{} {} {}", style(compact(old)).red(), style("→").dim(), style(compact(new)).green()),
+            ),
+            (None, Some(new)) => (style("+").green(), format!("{} {}", style(compact(new)).green(), style(format!("(only in {right})")).dim())),
+            (Some(old), None) => (style("-").red(), format!("{} {}", style(compact(old)).red(), style(format!("(only in {left})")).dim())),
+            (None, None) => continue,
+        };
+        text.push_str(&format!("{sign} {}: {line}\n", style(&difference.path).bold()));
+        let origin = |env: &str, origin: &Option<String>| {
+            origin.as_ref().map(|origin| format!("      {env}: {origin}\n"))
+        };
+        let origins = [origin(left, &difference.left_origin), origin(right, &difference.right_origin)];
+        for line in origins.into_iter().flatten() {
+            text.push_str(&style(line).dim().to_string());
+        }
+    }
+    text.push_str(&format!(
+        "{} difference{} between {left} and {right}\n",
+        differences.len(),
+        if differences.len() == 1 { "" } else { "s" }
+    ));
+    output::stdout(&text);
+    SUCCESS
+}

@@ -1,0 +1,68 @@
+//! One function per command. Each returns the process exit code.
+
+mod init;
+mod inspect;
+mod schema;
+
+use tier_model::{Problem, Project, Set};
+
+use crate::args::{Cli, Command, Output};
+use crate::output;
+
+/// Exit codes, as documented in the README.
+pub const SUCCESS: i32 = 0;
+pub const FAILURE: i32 = 1;
+pub const USAGE: i32 = 2;
+
+pub fn run(cli: Cli) -> i32 {
+    output::init_color(cli.global.color);
+    let global = &cli.global;
+    match cli.command {
+        Command::Init { dir, template } => init::init(&global.project.join(dir), template),
+        Command::Validate { overrides } => inspect::validate(global, &overrides.sets),
+        Command::Envs => inspect::envs(global),
+        Command::Render { env, format, overrides } => inspect::render(global, &env, format, &overrides.sets),
+        Command::Explain { env, path, overrides } => inspect::explain(global, &env, &path, &overrides.sets),
+        Command::Diff { left, right, overrides } => inspect::diff(global, &left, &right, &overrides.sets),
+        Command::Schema { file, out } => schema::schema(file, out.as_deref()),
+        Command::Completions { shell } => schema::completions(shell),
+    }
+}
+
+/// Reads the project, or says why not and which exit code that is.
+fn load(global: &crate::args::Global) -> Result<Project, i32> {
+    match Project::load(&global.project) {
+        Ok(project) => Ok(project),
+        Err(tier_model::LoadError::NoProject(dir)) => {
+            output::error(&format!("no tier.toml in {}", dir.display()));
+            output::hint("run `tier init` to create a project, or pass --project DIR");
+            Err(FAILURE)
+        }
+        Err(error) => {
+            output::error(&error.to_string());
+            Err(FAILURE)
+        }
+    }
+}
+
+fn parse_sets(sets: &[String]) -> Result<Vec<Set>, i32> {
+    sets.iter()
+        .map(|argument| Set::parse(argument))
+        .collect::<Result<_, _>>()
+        .map_err(|message| {
+            output::error(&message);
+            USAGE
+        })
+}
+
+/// Reports problems in the chosen format. Always the invalid-project exit code.
+fn report(global: &crate::args::Global, project: &Project, problems: &[Problem]) -> i32 {
+    match global.output {
+        Output::Json => output::json(&serde_json::json!({
+            "valid": false,
+            "problems": output::problems_json(problems, &project.sources),
+        })),
+        Output::Text => output::problems(problems, &project.sources),
+    }
+    FAILURE
+}
