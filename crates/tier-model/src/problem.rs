@@ -121,6 +121,7 @@ impl fmt::Display for Report<'_> {
         f.write_str(&self.problem.message)?;
         match self.problem.environments.as_slice() {
             [] => Ok(()),
+            [one] if self.problem.message.contains(&format!("`{one}`")) => Ok(()),
             [one] => write!(f, " (environment {one})"),
             many => write!(f, " (environments {})", many.join(", ")),
         }

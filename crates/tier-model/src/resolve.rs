@@ -626,16 +626,12 @@ fn check_services(environment: &Environment, tree: &Node, problems: &mut Vec<Pro
         };
         match exposed.get(&port) {
             Some(first) => problems.push(
-                Problem::new(format!(
-                    "services `{first}` and `{name}` are both exposed on host port {port} in environment `{}`",
-                    environment.name
-                ))
+                Problem::new(format!("services `{first}` and `{name}` are both exposed on host port {port}"))
                 .at(at(name.as_str()))
                 .label(format!("port {port} again"))
                 .related(at(first), format!("{first} is exposed on {port} here"))
                 .help(format!(
-                    "give one of them another port, e.g. in envs/{}.toml: [services.{name}] expose = {}",
-                    environment.name,
+                    "give one of them another port, e.g. in envs/<env>.toml: [services.{name}] expose = {}",
                     port.saturating_add(1)
                 )),
             ),
