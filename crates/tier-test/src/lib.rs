@@ -61,15 +61,25 @@ impl TestProject {
     }
 }
 
-/// The `tier` binary built by cargo for this test run, with a stable environment.
+/// The `tier` binary that cargo built beside the running test, with a stable environment.
 pub fn tier() -> assert_cmd::Command {
-    let mut command = assert_cmd::Command::new(assert_cmd::cargo::cargo_bin!("tier"));
+    let mut command = assert_cmd::Command::new(tier_binary());
     command
         .env("NO_COLOR", "1")
         .env("COLUMNS", "100")
         .env_remove("TIER_PROJECT")
         .env_remove("RUST_LOG");
     command
+}
+
+/// `target/<profile>/tier`: integration tests run from `target/<profile>/deps/`.
+pub fn tier_binary() -> PathBuf {
+    let test = std::env::current_exe().expect("the test binary's path");
+    let profile = test
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary sits in target/<profile>/deps");
+    profile.join(format!("tier{}", std::env::consts::EXE_SUFFIX))
 }
 
 /// The root of the repository, for fixtures and committed files.
