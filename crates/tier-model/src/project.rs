@@ -357,9 +357,15 @@ impl Project {
         stray.sort();
         let names: Vec<&str> = self.environments.iter().map(|decl| decl.name.as_str()).collect();
         for name in stray {
+            let relative = Path::new(OVERRIDES_DIR).join(format!("{name}.toml"));
+            let text = std::fs::read_to_string(self.root.join(&relative)).unwrap_or_default();
+            let first_line = text.lines().next().map_or(0, str::len);
+            let file = self.sources.add(relative, text);
             let mut problem = Problem::new(format!(
                 "{OVERRIDES_DIR}/{name}.toml overrides environment `{name}`, which {PROJECT_FILE} does not declare"
-            ));
+            ))
+            .at(Some(&Location { file, span: 0..first_line }))
+            .label("for no environment");
             problem = match schema::did_you_mean(&name, names.iter().copied()) {
                 Some(near) => problem.help(format!("rename it to {OVERRIDES_DIR}/{near}.toml, or declare [environments.{name}]")),
                 None => problem.help(format!("declare [environments.{name}] in {PROJECT_FILE}, or delete the file")),
