@@ -75,7 +75,7 @@ measure() {
     exit 1
   fi
   log "timing: $name ($runs runs)"
-  hyperfine --style basic --runs "$runs" --warmup "$warmup" --export-json "$WORK/hyperfine.json" \
+  hyperfine --style basic --shell=none --runs "$runs" --warmup "$warmup" --export-json "$WORK/hyperfine.json" \
     "$(printf '%q ' "$@")" >&2
   local row
   row="$(python3 - "$name" "$WORK/hyperfine.json" "$WORK/time.txt" <<'EOF'

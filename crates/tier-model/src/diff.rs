@@ -29,7 +29,11 @@ pub fn diff(left: &Resolved, right: &Resolved, sources: &SourceMap) -> Vec<Diffe
     };
     let left_values = flat(left);
     let right_values = flat(right);
-    let mut paths: Vec<&String> = left_values.iter().chain(&right_values).map(|(path, _)| path).collect();
+    let mut paths: Vec<&String> = left_values
+        .iter()
+        .chain(&right_values)
+        .map(|(path, _)| path)
+        .collect();
     paths.sort();
     paths.dedup();
     let find = |values: &[(String, serde_json::Value)], path: &str| {
@@ -48,8 +52,12 @@ pub fn diff(left: &Resolved, right: &Resolved, sources: &SourceMap) -> Vec<Diffe
             }
             Some(Difference {
                 path: path.clone(),
-                left_origin: left_value.as_ref().map(|_| left.origin_of(path).describe(sources)),
-                right_origin: right_value.as_ref().map(|_| right.origin_of(path).describe(sources)),
+                left_origin: left_value
+                    .as_ref()
+                    .map(|_| left.origin_of(path).describe(sources)),
+                right_origin: right_value
+                    .as_ref()
+                    .map(|_| right.origin_of(path).describe(sources)),
                 left: left_value,
                 right: right_value,
             })
@@ -58,7 +66,11 @@ pub fn diff(left: &Resolved, right: &Resolved, sources: &SourceMap) -> Vec<Diffe
 }
 
 /// Every leaf of a JSON value by dotted path, sorted. Arrays and empty objects are leaves.
-pub fn flatten(value: &serde_json::Value, prefix: &str, out: &mut Vec<(String, serde_json::Value)>) {
+pub fn flatten(
+    value: &serde_json::Value,
+    prefix: &str,
+    out: &mut Vec<(String, serde_json::Value)>,
+) {
     match value {
         serde_json::Value::Object(object) if !object.is_empty() => {
             let mut entries: Vec<_> = object.iter().collect();

@@ -43,7 +43,10 @@ impl Environment {
                 .iter()
                 .filter(|(name, service)| {
                     !placed.contains_key(name)
-                        && service.depends_on.iter().all(|dependency| placed.contains_key(dependency))
+                        && service
+                            .depends_on
+                            .iter()
+                            .all(|dependency| placed.contains_key(dependency))
                 })
                 .map(|(name, _)| name)
                 .collect();

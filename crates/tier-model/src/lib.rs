@@ -21,4 +21,4 @@ pub use names::{EnvName, ServiceName};
 pub use problem::Problem;
 pub use project::{LoadError, Project};
 pub use resolve::{Explanation, Resolved, Set};
-pub use validate::{Validation, validate};
+pub use validate::{Checked, Validation, validate};

@@ -5,10 +5,10 @@ use std::fmt;
 use serde::Serialize;
 
 pub const DNS1035_PATTERN: &str = "^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$";
-pub const DNS1035_HELP: &str =
-    "use lowercase letters, digits and '-', start with a letter, end with a letter or digit, at most 63 characters (a DNS-1035 label, so the name maps to Kubernetes unchanged)";
+pub const DNS1035_HELP: &str = "use lowercase letters, digits and '-', start with a letter, end with a letter or digit, at most 63 characters (a DNS-1035 label, so the name maps to Kubernetes unchanged)";
 pub const FLAG_PATTERN: &str = "^[A-Za-z][A-Za-z0-9._-]{0,62}$";
-pub const FLAG_HELP: &str = "start with a letter; then letters, digits, '.', '_' or '-', at most 63 characters";
+pub const FLAG_HELP: &str =
+    "start with a letter; then letters, digits, '.', '_' or '-', at most 63 characters";
 pub const ENV_VAR_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 pub const ENV_VAR_HELP: &str = "use letters, digits and '_', not starting with a digit";
 
@@ -144,7 +144,17 @@ mod tests {
         for good in ["a", "backend", "prod-ie", "a1", &"a".repeat(63)] {
             assert_eq!(check_dns1035(good), Ok(()), "{good}");
         }
-        for bad in ["", "1a", "-a", "a-", "Backend", "back_end", "a.b", &"a".repeat(64), "é"] {
+        for bad in [
+            "",
+            "1a",
+            "-a",
+            "a-",
+            "Backend",
+            "back_end",
+            "a.b",
+            &"a".repeat(64),
+            "é",
+        ] {
             assert!(check_dns1035(bad).is_err(), "{bad}");
         }
     }

@@ -61,7 +61,9 @@ impl Problem {
 
     /// `tier.toml:12:5`, or the message's own words when it has no place.
     pub fn place(&self, sources: &SourceMap) -> Option<String> {
-        self.location.as_ref().map(|location| sources.describe(location))
+        self.location
+            .as_ref()
+            .map(|location| sources.describe(location))
     }
 
     /// A value that miette can render, quoting the file the problem is in.
@@ -146,7 +148,12 @@ impl miette::Diagnostic for Report<'_> {
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
         let location = self.problem.location.as_ref()?;
         let primary = miette::LabeledSpan::new_primary_with_span(
-            Some(self.problem.label.clone().unwrap_or_else(|| "here".to_owned())),
+            Some(
+                self.problem
+                    .label
+                    .clone()
+                    .unwrap_or_else(|| "here".to_owned()),
+            ),
             location.span.clone(),
         );
         let same_file = self
@@ -154,7 +161,9 @@ impl miette::Diagnostic for Report<'_> {
             .related
             .iter()
             .filter(move |(related, _)| related.file == location.file)
-            .map(|(related, note)| miette::LabeledSpan::new_with_span(Some(note.clone()), related.span.clone()));
+            .map(|(related, note)| {
+                miette::LabeledSpan::new_with_span(Some(note.clone()), related.span.clone())
+            });
         Some(Box::new(std::iter::once(primary).chain(same_file)))
     }
 
@@ -168,7 +177,12 @@ pub fn related_elsewhere<'a>(problem: &'a Problem, sources: &'a SourceMap) -> Ve
     problem
         .related
         .iter()
-        .filter(|(related, _)| problem.location.as_ref().is_none_or(|at| at.file != related.file))
+        .filter(|(related, _)| {
+            problem
+                .location
+                .as_ref()
+                .is_none_or(|at| at.file != related.file)
+        })
         .map(|(related, note)| format!("{}: {note}", sources.describe(related)))
         .collect()
 }

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::names::EnvName;
+use crate::names::{self, EnvName};
 use crate::problem::Problem;
 use crate::schema;
-use crate::source::{Location, Origin, SourceMap};
+use crate::source::{FileId, Location, Origin, SourceMap};
 use crate::tree::{self, Node};
 
 pub const PROJECT_FILE: &str = "tier.toml";
@@ -63,14 +63,16 @@ pub struct Project {
     pub problems: Vec<Problem>,
     /// Config files read so far, by path relative to the root; `None` when absent.
     configs: HashMap<PathBuf, Option<Result<Node, Problem>>>,
+    /// Files with syntax errors, whose trees are the parser's guesses.
+    unparsed: Vec<FileId>,
 }
 
 impl Project {
     /// Reads `tier.toml` and every override file below `root`.
     pub fn load(root: &Path) -> Result<Project, LoadError> {
         let path = root.join(PROJECT_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
+        let (text, not_utf8) = match read_text(&path) {
+            Ok(read) => read,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 return Err(LoadError::NoProject(root.to_path_buf()));
             }
@@ -79,20 +81,42 @@ impl Project {
         let mut sources = SourceMap::default();
         let mut problems = Vec::new();
         let file_id = sources.add(PROJECT_FILE, text);
+        problems.extend(not_utf8.map(|at| not_utf8_problem(&sources, file_id, at)));
+        let mut unparsed = Vec::new();
         let (file, syntax) = tree::parse_toml(file_id, &sources.get(file_id).text);
-        problems.extend(syntax_problems(syntax));
-        schema::check_file(&file, schema::PROJECT_FILE, &mut problems);
+        check_parsed(
+            &file,
+            syntax,
+            schema::PROJECT_FILE,
+            &mut problems,
+            &mut unparsed,
+        );
 
         let mut environments = Vec::new();
         if let Some(declared) = file.get("environments").and_then(Node::as_table) {
             for (name, node) in declared {
-                let overrides = read_overrides(root, name, &mut sources, &mut problems)?;
+                // A name that is not a label is reported by the schema check, and it may not
+                // be a file name at all (a NUL, a '/', `..`): its override file is not read.
+                let overrides = if names::check_dns1035(name).is_ok() {
+                    read_overrides(root, name, &mut sources, &mut problems, &mut unparsed)?
+                } else {
+                    None
+                };
                 environments.push(EnvironmentDecl {
                     name: name.clone(),
                     location: node.key.clone().or_else(|| node.origin.location().cloned()),
-                    is_abstract: node.get("abstract").and_then(Node::as_bool).unwrap_or(false),
-                    extends: node.get("extends").and_then(Node::as_str).map(str::to_owned),
-                    promote_from: node.get("promote_from").and_then(Node::as_str).map(str::to_owned),
+                    is_abstract: node
+                        .get("abstract")
+                        .and_then(Node::as_bool)
+                        .unwrap_or(false),
+                    extends: node
+                        .get("extends")
+                        .and_then(Node::as_str)
+                        .map(str::to_owned),
+                    promote_from: node
+                        .get("promote_from")
+                        .and_then(Node::as_str)
+                        .map(str::to_owned),
                     node: node.clone(),
                     overrides,
                 });
@@ -107,6 +131,7 @@ impl Project {
             environments,
             problems,
             configs: HashMap::new(),
+            unparsed,
         };
         project.check_environment_graph();
         project.check_stray_overrides()?;
@@ -118,6 +143,21 @@ impl Project {
             .lookup(["project", "name"])
             .and_then(Node::as_str)
             .unwrap_or("")
+    }
+
+    /// Whether `tier.toml` and the override files of the environment's chain parsed without
+    /// syntax errors, so that checks on their trees find what is really written.
+    pub fn parses(&self, name: &str) -> bool {
+        let parsed = |node: &Node| {
+            node.origin
+                .location()
+                .is_none_or(|at| !self.unparsed.contains(&at.file))
+        };
+        parsed(&self.file)
+            && self
+                .chain(name)
+                .iter()
+                .all(|decl| decl.overrides.as_ref().is_none_or(parsed))
     }
 
     pub fn environment(&self, name: &str) -> Option<&EnvironmentDecl> {
@@ -134,7 +174,10 @@ impl Project {
                 break;
             }
             chain.push(decl);
-            next = decl.extends.as_deref().and_then(|parent| self.environment(parent));
+            next = decl
+                .extends
+                .as_deref()
+                .and_then(|parent| self.environment(parent));
         }
         chain.reverse();
         chain
@@ -144,13 +187,22 @@ impl Project {
     pub fn unknown_environment(&self, name: &str) -> String {
         let names = self.environments.iter().map(|decl| decl.name.as_str());
         match schema::did_you_mean(name, names) {
-            Some(near) => format!("no environment `{name}` in {PROJECT_FILE}: did you mean `{near}`?"),
+            Some(near) => {
+                format!("no environment `{name}` in {PROJECT_FILE}: did you mean `{near}`?")
+            }
             None => {
-                let known: Vec<&str> = self.environments.iter().map(|decl| decl.name.as_str()).collect();
+                let known: Vec<&str> = self
+                    .environments
+                    .iter()
+                    .map(|decl| decl.name.as_str())
+                    .collect();
                 if known.is_empty() {
                     format!("no environment `{name}`: {PROJECT_FILE} declares none")
                 } else {
-                    format!("no environment `{name}` in {PROJECT_FILE}; known: {}", known.join(", "))
+                    format!(
+                        "no environment `{name}` in {PROJECT_FILE}; known: {}",
+                        known.join(", ")
+                    )
                 }
             }
         }
@@ -158,7 +210,11 @@ impl Project {
 
     /// The merged app config of a service's config directory for an environment chain:
     /// `base.json`, then `<env>.json` of each environment from the root ancestor down.
-    pub(crate) fn load_config(&mut self, dir: &str, chain: &[String]) -> Result<Option<Node>, Vec<Problem>> {
+    pub(crate) fn load_config(
+        &mut self,
+        dir: &str,
+        chain: &[String],
+    ) -> Result<Option<Node>, Vec<Problem>> {
         let directory = self.root.join(dir);
         if !directory.is_dir() {
             return Ok(None);
@@ -166,7 +222,13 @@ impl Project {
         let mut merged: Option<Node> = None;
         let mut problems = Vec::new();
         let mut layers = Vec::new();
-        for layer in std::iter::once("base").chain(chain.iter().map(String::as_str)) {
+        // As with override files, an environment whose name is not a label (already reported)
+        // names no config file.
+        let environments = chain
+            .iter()
+            .map(String::as_str)
+            .filter(|name| names::check_dns1035(name).is_ok());
+        for layer in std::iter::once("base").chain(environments) {
             let relative = Path::new(dir).join(format!("{layer}.json"));
             match self.read_json(&relative) {
                 None => {}
@@ -206,39 +268,63 @@ impl Project {
             return cached.clone();
         }
         let path = self.root.join(relative);
-        let result = match std::fs::read_to_string(&path) {
+        let result = match read_text(&path) {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-            Err(error) => Some(Err(Problem::new(format!("cannot read {}: {error}", relative.display()))
-                .help("check the file's permissions"))),
-            Ok(text) => Some(self.parse_config(relative, text)),
+            Err(error) => Some(Err(Problem::new(format!(
+                "cannot read {}: {error}",
+                relative.display()
+            ))
+            .help("check the file's permissions"))),
+            Ok((text, Some(at))) => {
+                let id = self.sources.add(relative, text);
+                Some(Err(not_utf8_problem(&self.sources, id, at)))
+            }
+            Ok((text, None)) => Some(self.parse_config(relative, text)),
         };
         self.configs.insert(relative.to_path_buf(), result.clone());
         result
     }
 
+    // A problem is returned once per mistake, never in a hot path: boxing it would buy nothing.
+    #[allow(clippy::result_large_err)]
     fn parse_config(&mut self, relative: &Path, text: String) -> Result<Node, Problem> {
+        let empty = text.trim().is_empty();
         let id = self.sources.add(relative, text);
         tree::parse_json(id, &self.sources.get(id).text).map_err(|error| {
             Problem::new(error.message)
                 .at(Some(&error.location))
                 .label("here")
-                .help("config files are strict JSON: no comments, no trailing commas, keys in double quotes")
+                .help(if empty {
+                    "write {} for no settings, or delete the file"
+                } else {
+                    "config files are strict JSON: no comments, no trailing commas, keys in double quotes"
+                })
         })
     }
 
     fn check_environment_graph(&mut self) {
         let mut problems = Vec::new();
-        let names: Vec<&str> = self.environments.iter().map(|decl| decl.name.as_str()).collect();
+        let names: Vec<&str> = self
+            .environments
+            .iter()
+            .map(|decl| decl.name.as_str())
+            .collect();
         for decl in &self.environments {
-            for (key, target) in [("extends", &decl.extends), ("promote_from", &decl.promote_from)] {
+            for (key, target) in [
+                ("extends", &decl.extends),
+                ("promote_from", &decl.promote_from),
+            ] {
                 let Some(target) = target else { continue };
                 let at = decl.node.get(key).and_then(|node| node.origin.location());
                 if target == &decl.name {
                     problems.push(
-                        Problem::new(format!("environment `{}` names itself in `{key}`", decl.name))
-                            .at(at)
-                            .label("itself")
-                            .help(format!("name another environment, or remove `{key}`")),
+                        Problem::new(format!(
+                            "environment `{}` names itself in `{key}`",
+                            decl.name
+                        ))
+                        .at(at)
+                        .label("itself")
+                        .help(format!("name another environment, or remove `{key}`")),
                     );
                     continue;
                 }
@@ -253,10 +339,15 @@ impl Project {
                             Some(near) => problem.label(format!("did you mean `{near}`?")),
                             None => problem.label("unknown environment"),
                         };
-                        problems.push(problem.help(format!(
-                            "declare [environments.{target}] in {PROJECT_FILE}, or name one of: {}",
-                            names.join(", ")
-                        )));
+                        let others: Vec<&str> = names.iter().copied().filter(|name| *name != decl.name).collect();
+                        problems.push(problem.help(if others.is_empty() {
+                            format!("declare [environments.{target}] in {PROJECT_FILE}, or remove `{key}`")
+                        } else {
+                            format!(
+                                "declare [environments.{target}] in {PROJECT_FILE}, or name one of: {}",
+                                others.join(", ")
+                            )
+                        }));
                     }
                     Some(source) if key == "promote_from" && source.is_abstract => problems.push(
                         Problem::new(format!(
@@ -306,7 +397,9 @@ impl Project {
                 if target == current.name {
                     break;
                 }
-                let Some(decl) = self.environment(&target) else { break };
+                let Some(decl) = self.environment(&target) else {
+                    break;
+                };
                 if let Some(position) = path.iter().position(|name| name == &target) {
                     let mut cycle: Vec<String> = path[position..].to_vec();
                     let mut sorted = cycle.clone();
@@ -315,12 +408,18 @@ impl Project {
                         reported.push(sorted);
                         let first = self.environment(&cycle[0]);
                         cycle.push(target.clone());
-                        let word = if key == "extends" { "extends" } else { "promotes from" };
+                        let word = if key == "extends" {
+                            "extends"
+                        } else {
+                            "promotes from"
+                        };
                         let mut problem = Problem::new(format!(
                             "environments form a loop through `{key}`: {}",
                             cycle.join(&format!(" {word} "))
                         ))
-                        .at(first.and_then(|decl| decl.node.get(key)).and_then(|node| node.origin.location()))
+                        .at(first
+                            .and_then(|decl| decl.node.get(key))
+                            .and_then(|node| node.origin.location()))
                         .label("the loop starts here")
                         .help(format!("remove `{key}` from one of these environments"));
                         for name in &cycle[1..cycle.len() - 1] {
@@ -346,7 +445,12 @@ impl Project {
         let entries = match std::fs::read_dir(&directory) {
             Ok(entries) => entries,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(source) => return Err(LoadError::Read { path: directory, source }),
+            Err(source) => {
+                return Err(LoadError::Read {
+                    path: directory,
+                    source,
+                });
+            }
         };
         let mut stray: Vec<String> = entries
             .filter_map(Result::ok)
@@ -355,7 +459,11 @@ impl Project {
             .filter(|name| self.environment(name).is_none())
             .collect();
         stray.sort();
-        let names: Vec<&str> = self.environments.iter().map(|decl| decl.name.as_str()).collect();
+        let names: Vec<&str> = self
+            .environments
+            .iter()
+            .map(|decl| decl.name.as_str())
+            .collect();
         for name in stray {
             let relative = Path::new(OVERRIDES_DIR).join(format!("{name}.toml"));
             let text = std::fs::read_to_string(self.root.join(&relative)).unwrap_or_default();
@@ -367,8 +475,12 @@ impl Project {
             .at(Some(&Location { file, span: 0..first_line }))
             .label("for no environment");
             problem = match schema::did_you_mean(&name, names.iter().copied()) {
-                Some(near) => problem.help(format!("rename it to {OVERRIDES_DIR}/{near}.toml, or declare [environments.{name}]")),
-                None => problem.help(format!("declare [environments.{name}] in {PROJECT_FILE}, or delete the file")),
+                Some(near) => problem.help(format!(
+                    "rename it to {OVERRIDES_DIR}/{near}.toml, or declare [environments.{name}]"
+                )),
+                None => problem.help(format!(
+                    "declare [environments.{name}] in {PROJECT_FILE}, or delete the file"
+                )),
             };
             self.problems.push(problem);
         }
@@ -381,19 +493,85 @@ fn read_overrides(
     name: &str,
     sources: &mut SourceMap,
     problems: &mut Vec<Problem>,
+    unparsed: &mut Vec<FileId>,
 ) -> Result<Option<Node>, LoadError> {
     let relative = Path::new(OVERRIDES_DIR).join(format!("{name}.toml"));
     let path = root.join(&relative);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
+    let (text, not_utf8) = match read_text(&path) {
+        Ok(read) => read,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(LoadError::Read { path, source }),
     };
     let id = sources.add(relative, text);
+    problems.extend(not_utf8.map(|at| not_utf8_problem(sources, id, at)));
     let (node, syntax) = tree::parse_toml(id, &sources.get(id).text);
-    problems.extend(syntax_problems(syntax));
-    schema::check_file(&node, schema::OVERRIDE_FILE, problems);
+    check_parsed(&node, syntax, schema::OVERRIDE_FILE, problems, unparsed);
     Ok(Some(node))
+}
+
+/// Reads a file as text. A file that is not UTF-8 is read with each bad sequence replaced by
+/// U+FFFD, and the byte offset of the first one is returned beside it, so that the file can
+/// still be quoted and checked, and the encoding reported at its place, instead of the whole
+/// project failing to load with no location.
+fn read_text(path: &Path) -> std::io::Result<(String, Option<usize>)> {
+    let bytes = std::fs::read(path)?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => (text, None),
+        Err(error) => {
+            let at = error.utf8_error().valid_up_to();
+            (
+                String::from_utf8_lossy(error.as_bytes()).into_owned(),
+                Some(at),
+            )
+        }
+    })
+}
+
+/// The problem of a file that is not UTF-8, at its first bad byte. The text before that byte
+/// is unchanged by [`read_text`], so the offset holds in the text that was kept, where the bad
+/// bytes show as U+FFFD.
+fn not_utf8_problem(sources: &SourceMap, file: FileId, at: usize) -> Problem {
+    let source = sources.get(file);
+    let end = at
+        + source
+            .text
+            .get(at..)
+            .and_then(|rest| rest.chars().next())
+            .map_or(0, char::len_utf8);
+    Problem::new(format!("{} is not UTF-8 text", source.path.display()))
+        .at(Some(&Location {
+            file,
+            span: at..end,
+        }))
+        .label("not UTF-8")
+        .help("save the file as UTF-8")
+}
+
+/// Reports a TOML file's syntax errors and checks it against its schema. Past the first
+/// syntax error the tree is the parser's guess (an unclosed `[` swallows the rest of the
+/// file), so only the schema problems before it are kept, and the file is marked unparsed.
+fn check_parsed(
+    node: &Node,
+    syntax: Vec<tree::SyntaxError>,
+    fields: &'static [schema::Field],
+    problems: &mut Vec<Problem>,
+    unparsed: &mut Vec<FileId>,
+) {
+    let mut found = Vec::new();
+    schema::check_file(node, fields, &mut found);
+    let first = syntax.iter().map(|error| error.location.span.start).min();
+    if let Some(error) = syntax.first() {
+        unparsed.push(error.location.file);
+    }
+    problems.extend(
+        found
+            .into_iter()
+            .filter(|problem| match (first, &problem.location) {
+                (Some(first), Some(at)) => at.span.start < first,
+                _ => true,
+            }),
+    );
+    problems.extend(syntax_problems(syntax));
 }
 
 fn syntax_problems(errors: Vec<tree::SyntaxError>) -> impl Iterator<Item = Problem> {

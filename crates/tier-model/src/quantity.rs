@@ -87,6 +87,81 @@ impl Quantity {
     }
 }
 
+/// What a memory quantity that does not parse most likely meant: `"12 GB"` is `"12G"`,
+/// `"128mi"` is `"128Mi"`, and a Docker-style `"512m"` is `"512Mi"`.
+pub fn suggest_memory(text: &str) -> Option<String> {
+    let (number, unit) = split_words(text);
+    let unit = match unit.as_str() {
+        "" | "b" => "",
+        "ki" | "kib" | "k" => "Ki",
+        "mi" | "mib" | "m" => "Mi",
+        "gi" | "gib" | "g" => "Gi",
+        "ti" | "tib" | "t" => "Ti",
+        "kb" => "k",
+        "mb" => "M",
+        "gb" => "G",
+        "tb" => "T",
+        _ => return None,
+    };
+    let suggestion = format!("{number}{unit}");
+    (suggestion != text && Quantity::parse_memory(&suggestion).is_ok()).then_some(suggestion)
+}
+
+/// What a CPU quantity that does not parse most likely meant: `"2 cores"` is `"2"`, and
+/// `"500 millicores"` is `"500m"`.
+pub fn suggest_cpu(text: &str) -> Option<String> {
+    let (number, unit) = split_words(text);
+    let unit = match unit.as_str() {
+        "" | "core" | "cores" | "cpu" | "cpus" | "vcpu" | "vcpus" => "",
+        "m" | "millicore" | "millicores" | "mcpu" => "m",
+        _ => return None,
+    };
+    let suggestion = format!("{number}{unit}");
+    (suggestion != text && Quantity::parse_cpu(&suggestion).is_ok()).then_some(suggestion)
+}
+
+/// What a duration that does not parse most likely meant: `"5 seconds"` is `"5s"`, `"1.5s"`
+/// is `"1500ms"`, and a bare `"5"` is `"5s"`.
+pub fn suggest_duration(text: &str) -> Option<String> {
+    let (number, unit) = split_words(text);
+    let millis: u64 = match unit.as_str() {
+        "ms" | "msec" | "millis" | "millisecond" | "milliseconds" => 1,
+        "" | "s" | "sec" | "secs" | "second" | "seconds" => 1_000,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60_000,
+        "h" | "hr" | "hrs" | "hour" | "hours" => 3_600_000,
+        _ => return None,
+    };
+    let suggestion = match number.parse::<u64>() {
+        Ok(whole) => format!(
+            "{whole}{}",
+            match millis {
+                1 => "ms",
+                1_000 => "s",
+                60_000 => "m",
+                _ => "h",
+            }
+        ),
+        Err(_) => {
+            let total = number.parse::<f64>().ok()? * millis as f64;
+            if !(total.is_finite() && total >= 0.0 && total.fract() == 0.0 && total < 1e15) {
+                return None;
+            }
+            format!("{}ms", total as u64)
+        }
+    };
+    (suggestion != text && Duration::parse(&suggestion).is_ok()).then_some(suggestion)
+}
+
+/// A quantity's number and its unit in lowercase, with the spaces between taken out.
+fn split_words(text: &str) -> (String, String) {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let end = compact
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(compact.len());
+    let (number, unit) = compact.split_at(end);
+    (number.to_owned(), unit.to_ascii_lowercase())
+}
+
 fn split_number(text: &str) -> Option<(f64, &str)> {
     let end = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -127,7 +202,9 @@ impl Duration {
 
     pub fn parse(text: &str) -> Result<Duration, String> {
         let invalid = || format!("\"{text}\" is not a duration");
-        let end = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+        let end = text
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(invalid)?;
         let (number, unit) = text.split_at(end);
         let number: u64 = number.parse().map_err(|_| invalid())?;
         let scale = match unit {
@@ -157,11 +234,11 @@ impl fmt::Display for Duration {
         let millis = self.millis;
         if millis == 0 {
             f.write_str("0s")
-        } else if millis % 3_600_000 == 0 {
+        } else if millis.is_multiple_of(3_600_000) {
             write!(f, "{}h", millis / 3_600_000)
-        } else if millis % 60_000 == 0 {
+        } else if millis.is_multiple_of(60_000) {
             write!(f, "{}m", millis / 60_000)
-        } else if millis % 1_000 == 0 {
+        } else if millis.is_multiple_of(1_000) {
             write!(f, "{}s", millis / 1_000)
         } else {
             write!(f, "{millis}ms")
@@ -181,10 +258,21 @@ mod tests {
 
     #[test]
     fn memory_quantities() {
-        assert_eq!(Quantity::parse_memory("128Mi").map(|q| q.base_units()), Ok(128 << 20));
-        assert_eq!(Quantity::parse_memory("1Gi").map(|q| q.base_units()), Ok(1 << 30));
-        assert_eq!(Quantity::parse_memory("1.5G").map(|q| q.base_units()), Ok(1_500_000_000));
-        for bad in ["12 GB", "12GB", "", "Mi", ".5Mi", "1..2Mi", "0", "-1Mi", "128mi"] {
+        assert_eq!(
+            Quantity::parse_memory("128Mi").map(|q| q.base_units()),
+            Ok(128 << 20)
+        );
+        assert_eq!(
+            Quantity::parse_memory("1Gi").map(|q| q.base_units()),
+            Ok(1 << 30)
+        );
+        assert_eq!(
+            Quantity::parse_memory("1.5G").map(|q| q.base_units()),
+            Ok(1_500_000_000)
+        );
+        for bad in [
+            "12 GB", "12GB", "", "Mi", ".5Mi", "1..2Mi", "0", "-1Mi", "128mi",
+        ] {
             assert!(Quantity::parse_memory(bad).is_err(), "{bad}");
         }
     }
@@ -200,9 +288,28 @@ mod tests {
     }
 
     #[test]
+    fn suggestions_for_near_misses() {
+        assert_eq!(suggest_memory("12 GB").as_deref(), Some("12G"));
+        assert_eq!(suggest_memory("128mi").as_deref(), Some("128Mi"));
+        assert_eq!(suggest_memory("512m").as_deref(), Some("512Mi"));
+        assert_eq!(suggest_memory("lots"), None);
+        assert_eq!(suggest_cpu("2 cores").as_deref(), Some("2"));
+        assert_eq!(suggest_cpu("500 millicores").as_deref(), Some("500m"));
+        assert_eq!(suggest_cpu("half"), None);
+        assert_eq!(suggest_duration("5 seconds").as_deref(), Some("5s"));
+        assert_eq!(suggest_duration("1.5s").as_deref(), Some("1500ms"));
+        assert_eq!(suggest_duration("5").as_deref(), Some("5s"));
+        assert_eq!(suggest_duration("0.0001ms"), None);
+        assert_eq!(suggest_duration("soon"), None);
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(Duration::parse("500ms").map(Duration::as_millis), Ok(500));
-        assert_eq!(Duration::parse("2m").map(|d| d.to_string()), Ok("2m".to_owned()));
+        assert_eq!(
+            Duration::parse("2m").map(|d| d.to_string()),
+            Ok("2m".to_owned())
+        );
         for bad in ["", "5", "s", "5 s", "1.5s", "99999999999999999999h"] {
             assert!(Duration::parse(bad).is_err(), "{bad}");
         }

@@ -30,9 +30,15 @@ impl Set {
     /// `"text"`, `["a", "b"]`) and, when it is not TOML, taken as a plain string.
     pub fn parse(argument: &str) -> Result<Set, String> {
         let Some((path, raw)) = argument.split_once('=') else {
-            return Err(format!("--set {argument}: expected path=value, e.g. services.backend.replicas=3"));
+            return Err(format!(
+                "--set {argument}: expected path=value, e.g. services.backend.replicas=3"
+            ));
         };
-        let path: Vec<String> = path.trim().split('.').map(|key| key.trim().to_owned()).collect();
+        let path: Vec<String> = path
+            .trim()
+            .split('.')
+            .map(|key| key.trim().to_owned())
+            .collect();
         if path.iter().any(String::is_empty) {
             return Err(format!("--set {argument}: the path has an empty key"));
         }
@@ -91,7 +97,10 @@ impl Resolved {
     pub fn explain(&self, path: &str) -> Option<Explanation> {
         let rendered = serde_json::to_value(&self.environment).ok()?;
         let keys: Vec<&str> = path.split('.').filter(|key| !key.is_empty()).collect();
-        let value = keys.iter().try_fold(&rendered, |value, key| value.get(*key))?.clone();
+        let value = keys
+            .iter()
+            .try_fold(&rendered, |value, key| value.get(*key))?
+            .clone();
         Some(match self.tree.lookup(keys.iter().copied()) {
             Some(node) => Explanation {
                 path: path.to_owned(),
@@ -136,15 +145,24 @@ impl Resolved {
 
 impl Project {
     /// Resolves one environment. Problems of the project as a whole ([`Project::problems`])
-    /// are not repeated here; callers report both.
+    /// are not repeated here; callers report both. An environment whose files have syntax
+    /// errors is not resolved, and has no problems of its own: checks on the parser's guess
+    /// would report mistakes that are not there.
     pub fn resolve(&mut self, name: &str, sets: &[Set]) -> Result<Resolved, Vec<Problem>> {
         let Some(decl) = self.environment(name) else {
             return Err(vec![Problem::new(self.unknown_environment(name))]);
         };
+        if !self.parses(name) {
+            return Err(Vec::new());
+        }
         let is_abstract = decl.is_abstract;
         let own_extends = decl.extends.clone();
         let decl_location = decl.location.clone();
-        let chain: Vec<String> = self.chain(name).iter().map(|decl| decl.name.clone()).collect();
+        let chain: Vec<String> = self
+            .chain(name)
+            .iter()
+            .map(|decl| decl.name.clone())
+            .collect();
         let mut problems = Vec::new();
 
         let mut tree = Node::table(Origin::Derived(format!("environment {name}")));
@@ -169,7 +187,10 @@ impl Project {
                 }
             }
         }
-        if let Some(node) = self.environment(name).and_then(|decl| decl.node.get("extends")) {
+        if let Some(node) = self
+            .environment(name)
+            .and_then(|decl| decl.node.get("extends"))
+        {
             merge_at(&mut tree, "extends", node.clone());
         }
         for set in sets {
@@ -274,6 +295,8 @@ fn merge_at(tree: &mut Node, key: &str, node: Node) {
 }
 
 /// The type a `--set` path must have, from the schema of the override files.
+// A problem is returned once per mistake, never in a hot path: boxing it would buy nothing.
+#[allow(clippy::result_large_err)]
 fn set_type(path: &[String]) -> Result<&'static Ty, Problem> {
     let mut fields = schema::OVERRIDE_FILE;
     let mut ty: Option<&'static Ty> = None;
@@ -327,7 +350,9 @@ fn build(name: &str, tree: &Node, extends: Option<&str>) -> Environment {
         .map(|services| {
             services
                 .iter()
-                .filter_map(|(name, node)| Some((ServiceName::new(name).ok()?, build_service(node))))
+                .filter_map(|(name, node)| {
+                    Some((ServiceName::new(name).ok()?, build_service(node)))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -339,7 +364,9 @@ fn build(name: &str, tree: &Node, extends: Option<&str>) -> Environment {
                 .iter()
                 .map(|(name, node)| {
                     let flag = Flag {
-                        default: node.get("default").map_or(serde_json::Value::Bool(false), Node::to_json),
+                        default: node
+                            .get("default")
+                            .map_or(serde_json::Value::Bool(false), Node::to_json),
                         description: text(node, "description"),
                     };
                     (name.clone(), flag)
@@ -353,7 +380,14 @@ fn build(name: &str, tree: &Node, extends: Option<&str>) -> Environment {
         .map(|libraries| {
             libraries
                 .iter()
-                .filter_map(|(name, node)| Some((name.clone(), Library { path: text(node, "path")? })))
+                .filter_map(|(name, node)| {
+                    Some((
+                        name.clone(),
+                        Library {
+                            path: text(node, "path")?,
+                        },
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -368,16 +402,24 @@ fn build(name: &str, tree: &Node, extends: Option<&str>) -> Environment {
             .get("promote_from")
             .and_then(Node::as_str)
             .and_then(|source| EnvName::new(source).ok()),
-        protected: tree.get("protected").and_then(Node::as_bool).unwrap_or(false),
+        protected: tree
+            .get("protected")
+            .and_then(Node::as_bool)
+            .unwrap_or(false),
         region: text(tree, "region"),
         kube,
         project: ProjectSettings {
-            name: project.and_then(|project| text(project, "name")).unwrap_or_default(),
+            name: project
+                .and_then(|project| text(project, "name"))
+                .unwrap_or_default(),
             ordering: project
                 .and_then(|project| project.get("ordering"))
                 .and_then(Node::as_bool)
                 .unwrap_or(true),
-            on_failure: match project.and_then(|project| text(project, "on_failure")).as_deref() {
+            on_failure: match project
+                .and_then(|project| text(project, "on_failure"))
+                .as_deref()
+            {
                 Some("halt") => OnFailure::Halt,
                 _ => OnFailure::Rollback,
             },
@@ -398,10 +440,15 @@ const DEFAULT_PORT: u16 = 8080;
 
 fn build_service(node: &Node) -> Service {
     let text = |key: &str| node.get(key).and_then(Node::as_str).map(str::to_owned);
-    let integer = |node: Option<&Node>, key: &str| node.and_then(|node| node.get(key)).and_then(Node::as_integer);
+    let integer = |node: Option<&Node>, key: &str| {
+        node.and_then(|node| node.get(key))
+            .and_then(Node::as_integer)
+    };
     let port = |key: &str| integer(Some(node), key).and_then(|port| u16::try_from(port).ok());
     let count = |node: Option<&Node>, key: &str, default: u32| {
-        integer(node, key).and_then(|n| u32::try_from(n).ok()).unwrap_or(default)
+        integer(node, key)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(default)
     };
     let duration = |node: Option<&Node>, key: &str, default: u64| {
         node.and_then(|node| node.get(key))
@@ -410,9 +457,13 @@ fn build_service(node: &Node) -> Service {
             .unwrap_or(Duration::from_millis(default))
     };
     let strings = |key: &str| -> Option<Vec<String>> {
-        node.get(key)?
-            .as_array()
-            .map(|items| items.iter().filter_map(Node::as_str).map(str::to_owned).collect())
+        node.get(key)?.as_array().map(|items| {
+            items
+                .iter()
+                .filter_map(Node::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
     };
     let health = node.get("health").map(|health| Health {
         http: health.get("http").and_then(Node::as_str).map(str::to_owned),
@@ -495,11 +546,17 @@ fn build_service(node: &Node) -> Service {
                     .collect()
             })
             .unwrap_or_default(),
-        config_dir: node.get("config_dir").and_then(Node::as_str).map(str::to_owned),
+        config_dir: node
+            .get("config_dir")
+            .and_then(Node::as_str)
+            .map(str::to_owned),
         config: node
             .get("config")
             .filter(|config| config.as_table().is_some())
-            .map_or_else(|| serde_json::Value::Object(serde_json::Map::new()), Node::to_json),
+            .map_or_else(
+                || serde_json::Value::Object(serde_json::Map::new()),
+                Node::to_json,
+            ),
     }
 }
 
@@ -513,35 +570,63 @@ fn check_runtime(
     let name = environment.name.as_str();
     if environment.runtime == Runtime::Kubernetes {
         let kube = tree.get("kube");
-        for key in ["context", "namespace"] {
-            if kube.and_then(|kube| kube.get(key)).is_none() {
-                let at = kube
-                    .and_then(|kube| kube.key.as_ref().or(kube.origin.location()))
-                    .or(decl_location);
-                problems.push(
-                    Problem::new(format!("kubernetes environment `{name}` has no `kube.{key}`"))
-                        .at(at)
-                        .label(format!("needs kube.{key}"))
-                        .help(format!(
-                            "add kube = {{ context = \"<kube context>\", namespace = \"{}-{name}\" }} to [environments.{name}]",
-                            environment.project.name
-                        )),
-                );
-            }
+        let namespace = format!("{}-{name}", environment.project.name);
+        let missing: Vec<(&str, String)> = [
+            ("context", "\"<kube context>\"".to_owned()),
+            ("namespace", format!("\"{namespace}\"")),
+        ]
+        .into_iter()
+        .filter(|(key, _)| kube.and_then(|kube| kube.get(key)).is_none())
+        .collect();
+        if !missing.is_empty() {
+            let keys: Vec<String> = missing
+                .iter()
+                .map(|(key, _)| format!("kube.{key}"))
+                .collect();
+            let entries: Vec<String> = missing
+                .iter()
+                .map(|(key, value)| format!("{key} = {value}"))
+                .collect();
+            let at = kube
+                .and_then(|kube| kube.key.as_ref().or(kube.origin.location()))
+                .or(decl_location);
+            // A partial `kube` table needs only the missing keys; no table needs the whole one.
+            let help = if kube.is_some() {
+                format!(
+                    "add {} to the kube table of [environments.{name}]",
+                    entries.join(", ")
+                )
+            } else {
+                format!(
+                    "add kube = {{ {} }} to [environments.{name}]",
+                    entries.join(", ")
+                )
+            };
+            problems.push(
+                Problem::new(format!(
+                    "kubernetes environment `{name}` has no `{}`",
+                    keys.join("` or `")
+                ))
+                .at(at)
+                .label(format!("needs {}", keys.join(" and ")))
+                .help(help),
+            );
         }
     }
     let services = tree.get("services").and_then(Node::as_table);
     for (service_name, service) in &environment.services {
         let node = services.and_then(|services| services.get(service_name.as_str()));
         let at = node.and_then(|node| node.key.as_ref().or(node.origin.location()));
+        // A `command` or `image` of the wrong type is reported by the schema check already.
+        let written = |key: &str| node.and_then(|node| node.get(key)).is_some();
         match environment.runtime {
-            Runtime::Local if service.command.is_none() => problems.push(
+            Runtime::Local if service.command.is_none() && !written("command") => problems.push(
                 Problem::new(format!("service `{service_name}` has no `command`, which the local runtime of `{name}` needs"))
                     .at(at)
                     .label("no command")
                     .help(format!("add command = [\"path/to/program\", \"arg\"] to [services.{service_name}]")),
             ),
-            Runtime::Kubernetes if service.image.is_none() => problems.push(
+            Runtime::Kubernetes if service.image.is_none() && !written("image") => problems.push(
                 Problem::new(format!("service `{service_name}` has no `image`, which the kubernetes runtime of `{name}` needs"))
                     .at(at)
                     .label("no image")
@@ -555,16 +640,25 @@ fn check_runtime(
 /// Checks across services: dependencies, cycles, ports, health checks and secret references.
 fn check_services(environment: &Environment, tree: &Node, problems: &mut Vec<Problem>) {
     let empty = BTreeMap::new();
-    let nodes = tree.get("services").and_then(Node::as_table).unwrap_or(&empty);
+    let nodes = tree
+        .get("services")
+        .and_then(Node::as_table)
+        .unwrap_or(&empty);
+    // Sorted, because the services are a BTreeMap: lookups below are binary searches.
     let names: Vec<&str> = nodes.keys().map(String::as_str).collect();
     let mut graph: DiGraphMap<&str, ()> = DiGraphMap::new();
     for name in &names {
         graph.add_node(name);
     }
     for (name, node) in nodes {
-        let dependencies = node.get("depends_on").and_then(Node::as_array).unwrap_or_default();
+        let dependencies = node
+            .get("depends_on")
+            .and_then(Node::as_array)
+            .unwrap_or_default();
         for dependency in dependencies {
-            let Some(target) = dependency.as_str() else { continue };
+            let Some(target) = dependency.as_str() else {
+                continue;
+            };
             let at = dependency.origin.location();
             if target == name {
                 problems.push(
@@ -573,7 +667,8 @@ fn check_services(environment: &Environment, tree: &Node, problems: &mut Vec<Pro
                         .label("itself")
                         .help("remove it from depends_on"),
                 );
-            } else if let Some(target) = names.iter().find(|candidate| **candidate == target) {
+            } else if let Ok(at) = names.binary_search(&target) {
+                let target = names[at];
                 graph.add_edge(name.as_str(), target, ());
             } else {
                 let mut problem = Problem::new(format!(
@@ -583,10 +678,12 @@ fn check_services(environment: &Environment, tree: &Node, problems: &mut Vec<Pro
                 problem = match schema::did_you_mean(target, names.iter().copied()) {
                     Some(near) => problem
                         .label(format!("did you mean `{near}`?"))
-                        .help(format!("change it to \"{near}\", or declare [services.{target}]")),
-                    None => problem
-                        .label("unknown service")
-                        .help(format!("declare [services.{target}], or remove it from depends_on")),
+                        .help(format!(
+                            "change it to \"{near}\", or declare [services.{target}]"
+                        )),
+                    None => problem.label("unknown service").help(format!(
+                        "declare [services.{target}], or remove it from depends_on"
+                    )),
                 };
                 problems.push(problem);
             }
@@ -610,7 +707,10 @@ fn check_services(environment: &Environment, tree: &Node, problems: &mut Vec<Pro
             .label(format!("{} depends on {}", cycle[0], cycle[1]))
             .help("a service cannot start before itself: remove one of these dependencies, or guard the new behaviour with a feature flag instead of start order");
         for pair in cycle.windows(2).skip(1) {
-            problem = problem.related(edge_at(pair[0], pair[1]), format!("{} depends on {}", pair[0], pair[1]));
+            problem = problem.related(
+                edge_at(pair[0], pair[1]),
+                format!("{} depends on {}", pair[0], pair[1]),
+            );
         }
         problems.push(problem);
     }
@@ -692,7 +792,11 @@ fn cycle_through<'a>(graph: &DiGraphMap<&'a str, ()>, component: &[&'a str]) -> 
             .iter()
             .copied()
             .find(|candidate| *candidate == start && path.len() > 1)
-            .or_else(|| next.iter().copied().find(|candidate| !path.contains(candidate)))
+            .or_else(|| {
+                next.iter()
+                    .copied()
+                    .find(|candidate| !path.contains(candidate))
+            })
             .or_else(|| next.first().copied());
         match step {
             Some(step) if step == start => {

@@ -6,13 +6,16 @@ use serde_json::json;
 
 use crate::names;
 use crate::problem::Problem;
-use crate::quantity::{Duration, Quantity};
+use crate::quantity::{self, Duration, Quantity};
 use crate::tree::{Node, Value};
 
 pub enum Ty {
     String,
     Bool,
-    Integer { min: i64, max: i64 },
+    Integer {
+        min: i64,
+        max: i64,
+    },
     /// A TCP port, 1 to 65535.
     Port,
     Memory,
@@ -27,7 +30,10 @@ pub enum Ty {
     Command,
     List(&'static Ty),
     Table(&'static [Field]),
-    Map { key: Key, value: &'static Ty },
+    Map {
+        key: Key,
+        value: &'static Ty,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -69,65 +75,202 @@ const COUNT: Ty = Ty::Integer {
     min: 0,
     max: 10_000,
 };
-const POSITIVE: Ty = Ty::Integer { min: 1, max: 10_000 };
+const POSITIVE: Ty = Ty::Integer {
+    min: 1,
+    max: 10_000,
+};
 
 pub static KUBE: &[Field] = &[
-    field("context", &Ty::String, "The kube context this environment must be applied with."),
-    field("namespace", &Ty::Name, "The namespace that holds this environment's objects."),
+    field(
+        "context",
+        &Ty::String,
+        "The kube context this environment must be applied with.",
+    ),
+    field(
+        "namespace",
+        &Ty::Name,
+        "The namespace that holds this environment's objects.",
+    ),
 ];
 
 pub static ENVIRONMENT: &[Field] = &[
-    field("runtime", &Ty::Choice(&["local", "kubernetes"]), "Where the environment runs. Default: local."),
-    field("extends", &Ty::Name, "An environment whose settings and override file this one builds on."),
-    field("abstract", &Ty::Bool, "Only a parent for others; it cannot be deployed."),
-    field("promote_from", &Ty::Name, "The environment whose artifacts `tier promote` brings here."),
+    field(
+        "runtime",
+        &Ty::Choice(&["local", "kubernetes"]),
+        "Where the environment runs. Default: local.",
+    ),
+    field(
+        "extends",
+        &Ty::Name,
+        "An environment whose settings and override file this one builds on.",
+    ),
+    field(
+        "abstract",
+        &Ty::Bool,
+        "Only a parent for others; it cannot be deployed.",
+    ),
+    field(
+        "promote_from",
+        &Ty::Name,
+        "The environment whose artifacts `tier promote` brings here.",
+    ),
     field("protected", &Ty::Bool, "Changes need `--confirm <env>`."),
-    field("region", &Ty::String, "The region the environment runs in, e.g. us-east-2."),
-    field("kube", &Ty::Table(KUBE), "Kubernetes context and namespace (required for runtime = \"kubernetes\")."),
+    field(
+        "region",
+        &Ty::String,
+        "The region the environment runs in, e.g. us-east-2.",
+    ),
+    field(
+        "kube",
+        &Ty::Table(KUBE),
+        "Kubernetes context and namespace (required for runtime = \"kubernetes\").",
+    ),
 ];
 
 pub static HEALTH: &[Field] = &[
-    field("http", &Ty::String, "An HTTP path that answers 2xx when the replica is ready."),
-    field("tcp", &Ty::Port, "A port that accepts connections when the replica is ready."),
-    field("interval", &Ty::Duration, "Time between probes. Default: 2s."),
-    field("timeout", &Ty::Duration, "Time a probe may take. Default: 1s."),
-    field("failure_threshold", &POSITIVE, "Failed probes in a row before the replica is not ready. Default: 3."),
+    field(
+        "http",
+        &Ty::String,
+        "An HTTP path that answers 2xx when the replica is ready.",
+    ),
+    field(
+        "tcp",
+        &Ty::Port,
+        "A port that accepts connections when the replica is ready.",
+    ),
+    field(
+        "interval",
+        &Ty::Duration,
+        "Time between probes. Default: 2s.",
+    ),
+    field(
+        "timeout",
+        &Ty::Duration,
+        "Time a probe may take. Default: 1s.",
+    ),
+    field(
+        "failure_threshold",
+        &POSITIVE,
+        "Failed probes in a row before the replica is not ready. Default: 3.",
+    ),
 ];
 
 pub static ROLLOUT: &[Field] = &[
-    field("max_surge", &COUNT, "Replicas started above the desired count during a rollout. Default: 1."),
-    field("max_unavailable", &COUNT, "Replicas that may be unready during a rollout. Default: 0."),
-    field("deadline", &Ty::Duration, "Time a new replica has to become ready. Default: 60s."),
+    field(
+        "max_surge",
+        &COUNT,
+        "Replicas started above the desired count during a rollout. Default: 1.",
+    ),
+    field(
+        "max_unavailable",
+        &COUNT,
+        "Replicas that may be unready during a rollout. Default: 0.",
+    ),
+    field(
+        "deadline",
+        &Ty::Duration,
+        "Time a new replica has to become ready. Default: 60s.",
+    ),
 ];
 
 pub static SECRET: &[Field] = &[
-    field("env", &Ty::String, "Read the value from this variable of the shell running tier."),
-    field("file", &Ty::String, "Read the value from this file (mode 0600)."),
+    field(
+        "env",
+        &Ty::String,
+        "Read the value from this variable of the shell running tier.",
+    ),
+    field(
+        "file",
+        &Ty::String,
+        "Read the value from this file (mode 0600).",
+    ),
 ];
 
 pub static SERVICE: &[Field] = &[
-    field("command", &Ty::Command, "How to start the service on the local runtime."),
-    field("image", &Ty::String, "The container image on the kubernetes runtime."),
+    field(
+        "command",
+        &Ty::Command,
+        "How to start the service on the local runtime.",
+    ),
+    field(
+        "image",
+        &Ty::String,
+        "The container image on the kubernetes runtime.",
+    ),
     field("version", &Ty::String, "The service's version."),
-    field("source", &Ty::String, "The service's source directory, for `tier deps`."),
+    field(
+        "source",
+        &Ty::String,
+        "The service's source directory, for `tier deps`.",
+    ),
     field("test", &Ty::String, "A command that tests the service."),
-    field("port", &Ty::Port, "The port the process listens on ($PORT locally). Default: 8080."),
-    field("expose", &Ty::Port, "Publish the service: a host port locally, a LoadBalancer in kubernetes."),
+    field(
+        "port",
+        &Ty::Port,
+        "The port the process listens on ($PORT locally). Default: 8080.",
+    ),
+    field(
+        "expose",
+        &Ty::Port,
+        "Publish the service: a host port locally, a LoadBalancer in kubernetes.",
+    ),
     field("replicas", &COUNT, "How many copies run. Default: 1."),
-    field("memory", &Ty::Memory, "Memory request and limit, e.g. 128Mi. Default: 128Mi."),
+    field(
+        "memory",
+        &Ty::Memory,
+        "Memory request and limit, e.g. 128Mi. Default: 128Mi.",
+    ),
     field("cpu", &Ty::Cpu, "CPU request, e.g. 500m."),
-    field("protocol", &Ty::Choice(&["http", "tcp"]), "What the proxy speaks. Default: http."),
-    field("restart", &Ty::Choice(&["always", "on-failure", "never"]), "Restart policy. Default: always."),
-    field("depends_on", &Ty::List(&Ty::Name), "Services that must be ready before this one starts."),
-    field("config", &Ty::String, "A directory with base.json and <env>.json, deep-merged into the app config."),
+    field(
+        "protocol",
+        &Ty::Choice(&["http", "tcp"]),
+        "What the proxy speaks. Default: http.",
+    ),
+    field(
+        "restart",
+        &Ty::Choice(&["always", "on-failure", "never"]),
+        "Restart policy. Default: always.",
+    ),
+    field(
+        "depends_on",
+        &Ty::List(&Ty::Name),
+        "Services that must be ready before this one starts.",
+    ),
+    field(
+        "config",
+        &Ty::String,
+        "A directory with base.json and <env>.json, deep-merged into the app config.",
+    ),
     field("health", &Ty::Table(HEALTH), "The readiness check."),
-    field("rollout", &Ty::Table(ROLLOUT), "How a new version replaces the old one."),
-    field("env", &Ty::Map { key: Key::EnvVar, value: &Ty::Scalar }, "Extra environment variables."),
-    field("secrets", &Ty::Map { key: Key::EnvVar, value: &Ty::Table(SECRET) }, "Secrets by reference, never by value."),
+    field(
+        "rollout",
+        &Ty::Table(ROLLOUT),
+        "How a new version replaces the old one.",
+    ),
+    field(
+        "env",
+        &Ty::Map {
+            key: Key::EnvVar,
+            value: &Ty::Scalar,
+        },
+        "Extra environment variables.",
+    ),
+    field(
+        "secrets",
+        &Ty::Map {
+            key: Key::EnvVar,
+            value: &Ty::Table(SECRET),
+        },
+        "Secrets by reference, never by value.",
+    ),
 ];
 
 pub static FLAG: &[Field] = &[
-    field("default", &Ty::Scalar, "The flag's value unless an environment or the runtime store sets another."),
+    field(
+        "default",
+        &Ty::Scalar,
+        "The flag's value unless an environment or the runtime store sets another.",
+    ),
     field("description", &Ty::String, "What the flag guards."),
 ];
 
@@ -141,13 +284,29 @@ pub static STORE: &[Field] = &[field(
 
 pub static PROJECT: &[Field] = &[
     required("name", &Ty::Name, "The project's name."),
-    field("ordering", &Ty::Bool, "Deploy in dependency order. Default: true."),
-    field("on_failure", &Ty::Choice(&["rollback", "halt"]), "What a failed apply does. Default: rollback."),
+    field(
+        "ordering",
+        &Ty::Bool,
+        "Deploy in dependency order. Default: true.",
+    ),
+    field(
+        "on_failure",
+        &Ty::Choice(&["rollback", "halt"]),
+        "What a failed apply does. Default: rollback.",
+    ),
 ];
 
 pub static PROJECT_OVERRIDE: &[Field] = &[
-    field("ordering", &Ty::Bool, "Deploy in dependency order. Default: true."),
-    field("on_failure", &Ty::Choice(&["rollback", "halt"]), "What a failed apply does. Default: rollback."),
+    field(
+        "ordering",
+        &Ty::Bool,
+        "Deploy in dependency order. Default: true.",
+    ),
+    field(
+        "on_failure",
+        &Ty::Choice(&["rollback", "halt"]),
+        "What a failed apply does. Default: rollback.",
+    ),
 ];
 
 const SERVICES: Ty = Ty::Map {
@@ -170,7 +329,11 @@ pub static PROJECT_FILE: &[Field] = &[
         },
         "The environments, each deployed on its own.",
     ),
-    field("services", &SERVICES, "The services every environment runs."),
+    field(
+        "services",
+        &SERVICES,
+        "The services every environment runs.",
+    ),
     field("flags", &FLAGS, "Feature flags with their defaults."),
     field(
         "libraries",
@@ -185,8 +348,16 @@ pub static PROJECT_FILE: &[Field] = &[
 
 /// `envs/<env>.toml`.
 pub static OVERRIDE_FILE: &[Field] = &[
-    field("project", &Ty::Table(PROJECT_OVERRIDE), "Project settings for this environment."),
-    field("services", &SERVICES, "Service settings for this environment."),
+    field(
+        "project",
+        &Ty::Table(PROJECT_OVERRIDE),
+        "Project settings for this environment.",
+    ),
+    field(
+        "services",
+        &SERVICES,
+        "Service settings for this environment.",
+    ),
     field("flags", &FLAGS, "Flag defaults for this environment."),
 ];
 
@@ -199,15 +370,13 @@ pub fn check_file(root: &Node, fields: &'static [Field], problems: &mut Vec<Prob
 pub fn check(node: &Node, ty: &Ty, path: &str, problems: &mut Vec<Problem>) {
     let at = node.origin.location();
     let mismatch = |expected: &str| {
-        let mut problem = Problem::new(format!("`{path}` must be {expected}, found {}", node.value.kind()))
-            .at(at)
-            .label(format!("expected {expected}"));
-        if let Value::String(text) = &node.value
-            && (text.parse::<f64>().is_ok() || text == "true" || text == "false")
-        {
-            problem = problem.help(format!("remove the quotes: {path} = {text}"));
-        }
-        problem
+        Problem::new(format!(
+            "`{path}` must be {expected}, found {}",
+            node.value.kind()
+        ))
+        .at(at)
+        .label(format!("expected {expected}"))
+        .help(mismatch_help(node, ty, path))
     };
     match ty {
         Ty::String => {
@@ -223,19 +392,28 @@ pub fn check(node: &Node, ty: &Ty, path: &str, problems: &mut Vec<Problem>) {
         Ty::Integer { min, max } => match node.as_integer() {
             None => problems.push(mismatch("an integer")),
             Some(number) if number < *min || number > *max => problems.push(
-                Problem::new(format!("`{path}` must be between {min} and {max}, found {number}"))
-                    .at(at)
-                    .label(if number < *min { "too small" } else { "too large" })
-                    .help(format!("use a whole number from {min} to {max}")),
+                Problem::new(format!(
+                    "`{path}` must be between {min} and {max}, found {number}"
+                ))
+                .at(at)
+                .label(if number < *min {
+                    "too small"
+                } else {
+                    "too large"
+                })
+                .help(format!("use a whole number from {min} to {max}")),
             ),
             Some(_) => {}
         },
         Ty::Port => match node.as_integer() {
             None => problems.push(mismatch("a port number")),
             Some(port) if !(1..=65535).contains(&port) => problems.push(
-                Problem::new(format!("`{path}` must be a port from 1 to 65535, found {port}"))
-                    .at(at)
-                    .label("not a port"),
+                Problem::new(format!(
+                    "`{path}` must be a port from 1 to 65535, found {port}"
+                ))
+                .at(at)
+                .label("not a port")
+                .help("use a whole number from 1 to 65535"),
             ),
             Some(_) => {}
         },
@@ -247,15 +425,29 @@ pub fn check(node: &Node, ty: &Ty, path: &str, problems: &mut Vec<Problem>) {
                 Value::Integer(number) if !memory => Quantity::parse_cpu(&number.to_string()),
                 Value::Float(number) if !memory => Quantity::parse_cpu(&number.to_string()),
                 _ => {
-                    problems.push(mismatch(if memory { "a memory quantity such as \"128Mi\"" } else { "a CPU quantity such as \"500m\"" }));
+                    problems.push(mismatch(if memory {
+                        "a memory quantity such as \"128Mi\""
+                    } else {
+                        "a CPU quantity such as \"500m\""
+                    }));
                     return;
                 }
             };
             if let Err(error) = parsed {
+                let suggestion = node.as_str().and_then(|text| {
+                    if memory {
+                        quantity::suggest_memory(text)
+                    } else {
+                        quantity::suggest_cpu(text)
+                    }
+                });
                 problems.push(
                     Problem::new(format!("`{path}`: {error}"))
                         .at(at)
-                        .label("not a quantity")
+                        .label(suggestion.map_or_else(
+                            || "not a quantity".to_owned(),
+                            |near| format!("did you mean \"{near}\"?"),
+                        ))
                         .help(if memory {
                             "write a number with a binary suffix, e.g. \"128Mi\" or \"1Gi\" (Ki, Mi, Gi, Ti; or k, M, G, T)"
                         } else {
@@ -271,7 +463,10 @@ pub fn check(node: &Node, ty: &Ty, path: &str, problems: &mut Vec<Problem>) {
                     problems.push(
                         Problem::new(format!("`{path}`: {error}"))
                             .at(at)
-                            .label("not a duration")
+                            .label(quantity::suggest_duration(text).map_or_else(
+                                || "not a duration".to_owned(),
+                                |near| format!("did you mean \"{near}\"?"),
+                            ))
                             .help("write a number with a unit: \"500ms\", \"5s\", \"2m\", \"1h\""),
                     );
                 }
@@ -286,8 +481,12 @@ pub fn check(node: &Node, ty: &Ty, path: &str, problems: &mut Vec<Problem>) {
                 ))
                 .at(at);
                 problem = match did_you_mean(text, choices.iter().copied()) {
-                    Some(near) => problem.label(format!("did you mean \"{near}\"?")),
-                    None => problem.label("not allowed here"),
+                    Some(near) => problem
+                        .label(format!("did you mean \"{near}\"?"))
+                        .help(format!("write {} = \"{near}\"", last_key(path))),
+                    None => problem
+                        .label("not allowed here")
+                        .help(format!("use one of {}", quoted_list(choices))),
                 };
                 problems.push(problem);
             }
@@ -318,8 +517,15 @@ pub fn check(node: &Node, ty: &Ty, path: &str, problems: &mut Vec<Problem>) {
             None => {
                 let mut problem = mismatch("an array of strings");
                 if let Some(text) = node.as_str() {
-                    let words: Vec<String> = text.split_whitespace().map(|word| format!("\"{word}\"")).collect();
-                    problem = problem.help(format!("write the program and its arguments as a list: {path} = [{}]", words.join(", ")));
+                    let words: Vec<String> = text
+                        .split_whitespace()
+                        .map(|word| format!("\"{word}\""))
+                        .collect();
+                    problem = problem.help(format!(
+                        "write the program and its arguments as a list: {} = [{}]",
+                        last_key(path),
+                        words.join(", ")
+                    ));
                 }
                 problems.push(problem);
             }
@@ -357,16 +563,24 @@ pub fn check(node: &Node, ty: &Ty, path: &str, problems: &mut Vec<Problem>) {
                     let entry_path = join(path, name);
                     let key_at = entry.key.as_ref().or(entry.origin.location());
                     let bad_key = match key {
-                        Key::Dns1035 => names::check_dns1035(name).err().map(|why| (why, names::DNS1035_HELP)),
-                        Key::Flag => names::check_flag(name).err().map(|why| (why, names::FLAG_HELP)),
-                        Key::EnvVar => names::check_env_var(name).err().map(|why| (why, names::ENV_VAR_HELP)),
+                        Key::Dns1035 => names::check_dns1035(name)
+                            .err()
+                            .map(|why| (why, names::DNS1035_HELP)),
+                        Key::Flag => names::check_flag(name)
+                            .err()
+                            .map(|why| (why, names::FLAG_HELP)),
+                        Key::EnvVar => names::check_env_var(name)
+                            .err()
+                            .map(|why| (why, names::ENV_VAR_HELP)),
                     };
                     if let Some((why, help)) = bad_key {
                         problems.push(
-                            Problem::new(format!("`{entry_path}`: \"{name}\" is not a valid name: {why}"))
-                                .at(key_at)
-                                .label("invalid name")
-                                .help(help),
+                            Problem::new(format!(
+                                "`{entry_path}`: \"{name}\" is not a valid name: {why}"
+                            ))
+                            .at(key_at)
+                            .label("invalid name")
+                            .help(help),
                         );
                     }
                     check(entry, value, &entry_path, problems);
@@ -384,6 +598,22 @@ fn check_table(node: &Node, fields: &'static [Field], path: &str, problems: &mut
         let entry_path = join(path, name);
         match fields.iter().find(|field| field.name == name) {
             Some(field) => check(entry, field.ty, &entry_path, problems),
+            None if project_file_allows(&entry_path) => {
+                let allowed: Vec<&str> = fields.iter().map(|field| field.name).collect();
+                problems.push(
+                    Problem::new(format!(
+                        "`{entry_path}` can only be set in {}, not in an override file",
+                        crate::project::PROJECT_FILE
+                    ))
+                    .at(entry.key.as_ref().or(entry.origin.location()))
+                    .label("not in an override file")
+                    .help(format!(
+                        "move it to {}; here you can set: {}",
+                        crate::project::PROJECT_FILE,
+                        allowed.join(", ")
+                    )),
+                );
+            }
             None => {
                 let place = if path.is_empty() {
                     "at the top level".to_owned()
@@ -403,15 +633,158 @@ fn check_table(node: &Node, fields: &'static [Field], path: &str, problems: &mut
     }
     for field in fields.iter().filter(|field| field.required) {
         if !entries.contains_key(field.name) {
-            let place = if path.is_empty() { "the file".to_owned() } else { format!("`{path}`") };
+            let place = if path.is_empty() {
+                "the file".to_owned()
+            } else {
+                format!("`{path}`")
+            };
             problems.push(
-                Problem::new(format!("{place} is missing the required key `{}`", field.name))
-                    .at(node.key.as_ref().or(node.origin.location()))
-                    .label(format!("needs `{}`", field.name))
-                    .help(format!("add `{}`: {}", field.name, field.doc)),
+                Problem::new(format!(
+                    "{place} is missing the required key `{}`",
+                    field.name
+                ))
+                .at(node.key.as_ref().or(node.origin.location()))
+                .label(format!("needs `{}`", field.name))
+                .help(required_help(path, field)),
             );
         }
     }
+}
+
+/// How to add a missing required key: `add name = "<name>" under [project] (the project's name)`.
+fn required_help(path: &str, field: &Field) -> String {
+    let placeholder = |ty: &Ty| match ty {
+        Ty::Name => "\"<name>\"",
+        Ty::String => "\"...\"",
+        _ => "...",
+    };
+    if let Ty::Table(fields) = field.ty {
+        let keys: Vec<String> = fields
+            .iter()
+            .filter(|inner| inner.required)
+            .map(|inner| format!("{} = {}", inner.name, placeholder(inner.ty)))
+            .collect();
+        let table = join(path, field.name);
+        return if keys.is_empty() {
+            format!("add [{table}]")
+        } else {
+            format!("add [{table}] with {}", keys.join(", "))
+        };
+    }
+    let doc = field.doc.trim_end_matches('.');
+    let mut chars = doc.chars();
+    let doc: String = chars
+        .next()
+        .map(|first| first.to_lowercase().chain(chars).collect())
+        .unwrap_or_default();
+    let under = if path.is_empty() {
+        "at the top of the file".to_owned()
+    } else {
+        format!("under [{path}]")
+    };
+    format!(
+        "add {} = {} {under} ({doc})",
+        field.name,
+        placeholder(field.ty)
+    )
+}
+
+/// What to write instead of a value of the wrong type: without its quotes when it is a
+/// quoted number or boolean, otherwise an example of the expected type.
+fn mismatch_help(node: &Node, ty: &Ty, path: &str) -> String {
+    let key = last_key(path);
+    // An array item (`command[0]`) is written without a key.
+    let assign = |value: &str| {
+        if key.ends_with(']') {
+            value.to_owned()
+        } else {
+            format!("{key} = {value}")
+        }
+    };
+    let text = node.as_str();
+    let quoted = match ty {
+        Ty::Integer { .. } | Ty::Port => text.filter(|text| text.parse::<i64>().is_ok()),
+        Ty::Bool => text.filter(|text| *text == "true" || *text == "false"),
+        _ => None,
+    };
+    if let Some(text) = quoted {
+        return format!("remove the quotes: {}", assign(text));
+    }
+    match ty {
+        Ty::String => format!("put the value in double quotes: {}", assign("\"...\"")),
+        Ty::Bool => format!(
+            "write {} or {}, without quotes",
+            assign("true"),
+            assign("false")
+        ),
+        Ty::Integer { min, max } => {
+            format!("write a whole number from {min} to {max}, without quotes")
+        }
+        Ty::Port => "write a whole number from 1 to 65535, without quotes".to_owned(),
+        Ty::Memory => {
+            let number = node.as_integer().unwrap_or(128);
+            format!(
+                "write a string with a unit: {} (Ki, Mi, Gi, Ti; or k, M, G, T)",
+                assign(&format!("\"{number}Mi\""))
+            )
+        }
+        Ty::Cpu => format!(
+            "write cores as a number or millicores as a string: {} or {}",
+            assign("0.5"),
+            assign("\"500m\"")
+        ),
+        Ty::Duration => format!(
+            "write a string with a unit: {} (ms, s, m or h)",
+            assign("\"5s\"")
+        ),
+        Ty::Choice(choices) => format!("use one of {}", quoted_list(choices)),
+        Ty::Name => format!("write the name in double quotes: {}", assign("\"name\"")),
+        Ty::Scalar => "write a string, a number, or true or false".to_owned(),
+        Ty::Command => format!(
+            "write the program and its arguments as a list: {}",
+            assign("[\"bin/server\", \"--flag\"]")
+        ),
+        Ty::List(_) => match text {
+            Some(text) => format!(
+                "write a list, even of one: {}",
+                assign(&format!("[\"{text}\"]"))
+            ),
+            None => format!("write a list: {}", assign("[...]")),
+        },
+        Ty::Table(fields) if std::ptr::eq(*fields, SECRET) => format!(
+            "a secret is a reference, never the value itself: {} or {}",
+            assign("{ env = \"VARIABLE\" }"),
+            assign("{ file = \"path/to/secret\" }")
+        ),
+        Ty::Table(fields) => {
+            let keys: Vec<&str> = fields.iter().map(|field| field.name).collect();
+            format!("write a table: [{path}] with any of {}", keys.join(", "))
+        }
+        Ty::Map { .. } => format!("write a table: [{path}] with one entry per name"),
+    }
+}
+
+/// The key a value is written under in its table: `replicas` for `services.web.replicas`.
+fn last_key(path: &str) -> &str {
+    path.rsplit('.').next().unwrap_or(path)
+}
+
+/// Whether a dotted path names a key of `tier.toml`. A key unknown where it is checked but
+/// known there was written in an override file, and belongs in `tier.toml`.
+fn project_file_allows(path: &str) -> bool {
+    let root = Ty::Table(PROJECT_FILE);
+    let mut ty = &root;
+    for key in path.split('.') {
+        ty = match ty {
+            Ty::Table(fields) => match fields.iter().find(|field| field.name == key) {
+                Some(field) => field.ty,
+                None => return false,
+            },
+            Ty::Map { value, .. } => value,
+            _ => return false,
+        };
+    }
+    true
 }
 
 pub fn join(path: &str, key: &str) -> String {
@@ -423,12 +796,18 @@ pub fn join(path: &str, key: &str) -> String {
 }
 
 fn quoted_list(choices: &[&str]) -> String {
-    let quoted: Vec<String> = choices.iter().map(|choice| format!("\"{choice}\"")).collect();
+    let quoted: Vec<String> = choices
+        .iter()
+        .map(|choice| format!("\"{choice}\""))
+        .collect();
     quoted.join(", ")
 }
 
 /// The closest candidate to a misspelt word, if one is close enough to be meant.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|candidate| (strsim::jaro_winkler(word, candidate), candidate))
@@ -442,7 +821,10 @@ pub fn json_schema(fields: &'static [Field], title: &str, description: &str) -> 
     let mut schema = table_schema(fields);
     if let Some(object) = schema.as_object_mut() {
         let mut head = serde_json::Map::new();
-        head.insert("$schema".into(), json!("https://json-schema.org/draft/2020-12/schema"));
+        head.insert(
+            "$schema".into(),
+            json!("https://json-schema.org/draft/2020-12/schema"),
+        );
         head.insert("title".into(), json!(title));
         head.insert("description".into(), json!(description));
         head.extend(std::mem::take(object));
@@ -462,7 +844,11 @@ fn table_schema(fields: &'static [Field]) -> serde_json::Value {
             (field.name.to_owned(), schema)
         })
         .collect();
-    let required: Vec<&str> = fields.iter().filter(|field| field.required).map(|field| field.name).collect();
+    let required: Vec<&str> = fields
+        .iter()
+        .filter(|field| field.required)
+        .map(|field| field.name)
+        .collect();
     let mut schema = json!({
         "type": "object",
         "properties": properties,

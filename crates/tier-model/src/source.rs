@@ -84,7 +84,11 @@ pub struct Location {
 
 impl Ord for Location {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.file, self.span.start, self.span.end).cmp(&(other.file, other.span.start, other.span.end))
+        (self.file, self.span.start, self.span.end).cmp(&(
+            other.file,
+            other.span.start,
+            other.span.end,
+        ))
     }
 }
 

@@ -204,20 +204,99 @@ pub fn parse_toml(file: FileId, text: &str) -> (Node, Vec<SyntaxError>) {
         span: 0..text.len().min(span.end.max(1)),
     }));
     root.value = Value::Table(toml_table(file, document.get_ref()));
-    let errors = errors
+    let mut errors: Vec<SyntaxError> = errors
         .into_iter()
         .map(|error| {
             let span = error.span().unwrap_or(0..0);
+            let mut message = parser_message(error.message());
+            if message == "duplicate key"
+                && let Some(key) = text.get(span.clone())
+            {
+                message = format!("duplicate key `{key}`: a key is set once per table");
+            }
             SyntaxError {
-                message: toml_message(error.message()),
+                message,
                 location: Location { file, span },
             }
         })
         .collect();
+    blame_unclosed(&root, text, &mut errors);
     (root, errors)
 }
 
-fn toml_message(message: &str) -> String {
+/// An unclosed array or inline table makes the parser read on to the end of the file and
+/// report each line after the bracket as a mistake of its own. Only the bracket is the
+/// mistake: the errors inside the unclosed value are dropped, and its error points at the
+/// opening bracket.
+fn blame_unclosed(root: &Node, text: &str, errors: &mut Vec<SyntaxError>) {
+    let unclosed: Vec<(usize, char)> = errors
+        .iter()
+        .filter_map(|error| {
+            let bracket = if error.message.starts_with("unclosed array") {
+                '['
+            } else if error.message.starts_with("unclosed inline table") {
+                '{'
+            } else {
+                return None;
+            };
+            Some((error.location.span.start, bracket))
+        })
+        .collect();
+    for (at, bracket) in unclosed {
+        let mut open = None;
+        outermost_opening(root, text, at, bracket, &mut open);
+        let Some(open) = open else { continue };
+        errors
+            .retain(|error| !(open <= error.location.span.start && error.location.span.start < at));
+        if let Some(error) = errors
+            .iter_mut()
+            .find(|error| error.location.span.start == at && error.message.starts_with("unclosed"))
+        {
+            let (what, close) = if bracket == '[' {
+                ("array", ']')
+            } else {
+                ("inline table", '}')
+            };
+            error.message = format!("unclosed {what}: this `{bracket}` has no matching `{close}`");
+            error.location.span = open..open + 1;
+        }
+    }
+}
+
+/// The start of the outermost array (or inline table) that opens before `at` and runs on to
+/// it. Arrays written later in the file were read into the unclosed one as items, and may end
+/// at `at` too; the unclosed one holds them all.
+fn outermost_opening(node: &Node, text: &str, at: usize, bracket: char, open: &mut Option<usize>) {
+    let kind_matches = match node.value {
+        Value::Array(_) => bracket == '[',
+        Value::Table(_) => bracket == '{',
+        _ => false,
+    };
+    if kind_matches
+        && let Some(location) = node.origin.location()
+        && location.span.start < at
+        && location.span.end >= at
+        && text
+            .get(location.span.start..)
+            .is_some_and(|rest| rest.starts_with(bracket))
+        && open.is_none_or(|open| location.span.start < open)
+    {
+        *open = Some(location.span.start);
+    }
+    match &node.value {
+        Value::Array(items) => items
+            .iter()
+            .for_each(|item| outermost_opening(item, text, at, bracket, open)),
+        Value::Table(table) => table
+            .values()
+            .for_each(|item| outermost_opening(item, text, at, bracket, open)),
+        _ => {}
+    }
+}
+
+/// A parser's message as the clause after `invalid TOML: ` or `invalid JSON: `: no capital, no
+/// full stop.
+fn parser_message(message: &str) -> String {
     let message = message.trim().trim_end_matches('.');
     let mut chars = message.chars();
     match chars.next() {
@@ -248,16 +327,16 @@ fn toml_node(file: FileId, value: &toml::Spanned<toml::de::DeValue<'_>>) -> Node
     });
     let value = match value.get_ref() {
         DeValue::String(text) => Value::String(text.to_string()),
-        DeValue::Integer(integer) => {
-            match i64::from_str_radix(integer.as_str(), integer.radix()) {
-                Ok(number) => Value::Integer(number),
-                Err(_) => Value::Float(f64::INFINITY),
-            }
-        }
+        DeValue::Integer(integer) => match i64::from_str_radix(integer.as_str(), integer.radix()) {
+            Ok(number) => Value::Integer(number),
+            Err(_) => Value::Float(f64::INFINITY),
+        },
         DeValue::Float(float) => Value::Float(float.as_str().parse().unwrap_or(f64::NAN)),
         DeValue::Boolean(flag) => Value::Bool(*flag),
         DeValue::Datetime(datetime) => Value::Datetime(datetime.to_string()),
-        DeValue::Array(items) => Value::Array(items.iter().map(|item| toml_node(file, item)).collect()),
+        DeValue::Array(items) => {
+            Value::Array(items.iter().map(|item| toml_node(file, item)).collect())
+        }
         DeValue::Table(table) => Value::Table(toml_table(file, table)),
     };
     Node::new(value, origin)
@@ -277,16 +356,20 @@ pub fn parse_json(file: FileId, text: &str) -> Result<Node, SyntaxError> {
         allow_non_finite_numbers: false,
         allow_extended_string_escapes: false,
     };
-    let parsed = jsonc_parser::parse_to_ast(text, &Default::default(), &options).map_err(|error| {
-        let range = error.range();
-        SyntaxError {
-            message: format!("invalid JSON: {}", error.kind()),
-            location: Location {
-                file,
-                span: range.start..range.end,
-            },
-        }
-    })?;
+    let parsed =
+        jsonc_parser::parse_to_ast(text, &Default::default(), &options).map_err(|error| {
+            let range = error.range();
+            SyntaxError {
+                message: format!(
+                    "invalid JSON: {}",
+                    parser_message(&error.kind().to_string())
+                ),
+                location: Location {
+                    file,
+                    span: range.start..range.end,
+                },
+            }
+        })?;
     match parsed.value {
         Some(value) => json_node(file, value),
         None => Err(SyntaxError {
@@ -303,7 +386,10 @@ fn json_node(file: FileId, value: jsonc_parser::ast::Value<'_>) -> Result<Node, 
         span: range.start..range.end,
     };
     let node = match value {
-        Json::StringLit(text) => Node::new(Value::String(text.value.into_owned()), Origin::File(at(text.range))),
+        Json::StringLit(text) => Node::new(
+            Value::String(text.value.into_owned()),
+            Origin::File(at(text.range)),
+        ),
         Json::NumberLit(number) => {
             let value = match number.value.parse::<i64>() {
                 Ok(integer) => Value::Integer(integer),
@@ -334,7 +420,9 @@ fn json_node(file: FileId, value: jsonc_parser::ast::Value<'_>) -> Result<Node, 
                 node.key = Some(at(key_range));
                 if table.insert(key.clone(), node).is_some() {
                     return Err(SyntaxError {
-                        message: format!("invalid JSON: the key `{key}` appears twice in one object"),
+                        message: format!(
+                            "invalid JSON: the key `{key}` appears twice in one object"
+                        ),
                         location: at(key_range),
                     });
                 }

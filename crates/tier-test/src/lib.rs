@@ -97,7 +97,8 @@ pub fn redact(text: &str, project: &TestProject) -> String {
     let canonical = std::fs::canonicalize(project.path())
         .map(|path| path.display().to_string())
         .unwrap_or_else(|_| path.clone());
-    text.replace(&canonical, "[PROJECT]").replace(&path, "[PROJECT]")
+    text.replace(&canonical, "[PROJECT]")
+        .replace(&path, "[PROJECT]")
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -22,7 +22,14 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// The project directory (the one holding tier.toml).
-    #[arg(long, short = 'C', global = true, value_name = "DIR", env = "TIER_PROJECT", default_value = ".")]
+    #[arg(
+        long,
+        short = 'C',
+        global = true,
+        value_name = "DIR",
+        env = "TIER_PROJECT",
+        default_value = "."
+    )]
     pub project: PathBuf,
     /// Output format of read commands.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]

@@ -5,9 +5,9 @@ use std::io::Write;
 
 use console::style;
 use serde_json::json;
+use tier_model::Problem;
 use tier_model::problem::related_elsewhere;
 use tier_model::source::SourceMap;
-use tier_model::Problem;
 
 use crate::args::Color;
 

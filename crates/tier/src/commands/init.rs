@@ -46,22 +46,55 @@ expose = 8080
         "envs/prod.toml",
         "# prod only: more replicas and memory.\n\n[services.web]\nreplicas = 3\nmemory = \"128Mi\"\nexpose = 8100\n",
     ),
-    ("config/web/base.json", "{\n  \"greeting\": \"hello\",\n  \"log_level\": \"info\"\n}\n"),
+    (
+        "config/web/base.json",
+        "{\n  \"greeting\": \"hello\",\n  \"log_level\": \"info\"\n}\n",
+    ),
     ("config/web/dev.json", "{\n  \"log_level\": \"debug\"\n}\n"),
     (".gitignore", ".tier/\n"),
 ];
 
 const SAMPLE_APP: &[(&str, &str)] = &[
-    ("tier.toml", include_str!("../../../../examples/sample-app/tier.toml")),
-    ("envs/stage.toml", include_str!("../../../../examples/sample-app/envs/stage.toml")),
-    ("envs/prod.toml", include_str!("../../../../examples/sample-app/envs/prod.toml")),
-    ("config/backend/base.json", include_str!("../../../../examples/sample-app/config/backend/base.json")),
-    ("config/backend/dev.json", include_str!("../../../../examples/sample-app/config/backend/dev.json")),
-    ("config/backend/stage.json", include_str!("../../../../examples/sample-app/config/backend/stage.json")),
-    ("config/backend/prod.json", include_str!("../../../../examples/sample-app/config/backend/prod.json")),
-    ("config/frontend/base.json", include_str!("../../../../examples/sample-app/config/frontend/base.json")),
-    ("README.md", include_str!("../../../../examples/sample-app/README.md")),
-    (".gitignore", include_str!("../../../../examples/sample-app/.gitignore")),
+    (
+        "tier.toml",
+        include_str!("../../../../examples/sample-app/tier.toml"),
+    ),
+    (
+        "envs/stage.toml",
+        include_str!("../../../../examples/sample-app/envs/stage.toml"),
+    ),
+    (
+        "envs/prod.toml",
+        include_str!("../../../../examples/sample-app/envs/prod.toml"),
+    ),
+    (
+        "config/backend/base.json",
+        include_str!("../../../../examples/sample-app/config/backend/base.json"),
+    ),
+    (
+        "config/backend/dev.json",
+        include_str!("../../../../examples/sample-app/config/backend/dev.json"),
+    ),
+    (
+        "config/backend/stage.json",
+        include_str!("../../../../examples/sample-app/config/backend/stage.json"),
+    ),
+    (
+        "config/backend/prod.json",
+        include_str!("../../../../examples/sample-app/config/backend/prod.json"),
+    ),
+    (
+        "config/frontend/base.json",
+        include_str!("../../../../examples/sample-app/config/frontend/base.json"),
+    ),
+    (
+        "README.md",
+        include_str!("../../../../examples/sample-app/README.md"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../../../examples/sample-app/.gitignore"),
+    ),
 ];
 
 pub fn init(dir: &Path, template: Template) -> i32 {
@@ -70,12 +103,22 @@ pub fn init(dir: &Path, template: Template) -> i32 {
         Template::SampleApp => SAMPLE_APP,
     };
     if dir.join("tier.toml").exists() {
-        output::error(&format!("{} already holds a tier.toml; nothing was written", dir.display()));
+        output::error(&format!(
+            "{} already holds a tier.toml; nothing was written",
+            dir.display()
+        ));
         output::hint("run `tier validate` there, or choose an empty directory");
         return FAILURE;
     }
-    if let Some(existing) = files.iter().map(|(path, _)| dir.join(path)).find(|path| path.exists()) {
-        output::error(&format!("{} already exists; nothing was written", existing.display()));
+    if let Some(existing) = files
+        .iter()
+        .map(|(path, _)| dir.join(path))
+        .find(|path| path.exists())
+    {
+        output::error(&format!(
+            "{} already exists; nothing was written",
+            existing.display()
+        ));
         return FAILURE;
     }
     let name = project_name(dir);
@@ -91,8 +134,16 @@ pub fn init(dir: &Path, template: Template) -> i32 {
             return FAILURE;
         }
     }
-    eprintln!("created a tier project in {} ({} files)", dir.display(), files.len());
-    output::hint(&format!("`tier -C {} validate` checks it; `tier -C {} envs` lists its environments", dir.display(), dir.display()));
+    eprintln!(
+        "created a tier project in {} ({} files)",
+        dir.display(),
+        files.len()
+    );
+    output::hint(&format!(
+        "`tier -C {} validate` checks it; `tier -C {} envs` lists its environments",
+        dir.display(),
+        dir.display()
+    ));
     SUCCESS
 }
 
@@ -101,7 +152,10 @@ fn project_name(dir: &Path) -> String {
     let base = std::fs::canonicalize(dir)
         .ok()
         .or_else(|| std::env::current_dir().ok().map(|cwd| cwd.join(dir)))
-        .and_then(|path| path.file_name().map(|name| name.to_string_lossy().into_owned()))
+        .and_then(|path| {
+            path.file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+        })
         .unwrap_or_default();
     let mut name: String = base
         .to_ascii_lowercase()

@@ -23,11 +23,15 @@ pub fn validate(global: &Global, sets: &[String]) -> i32 {
     if !validation.problems.is_empty() {
         return report(global, &project, &validation.problems);
     }
-    let names: Vec<&str> = project.environments.iter().map(|decl| decl.name.as_str()).collect();
-    let services = validation
-        .resolved
+    let names: Vec<&str> = project
+        .environments
         .iter()
-        .map(|resolved| resolved.environment.services.len())
+        .map(|decl| decl.name.as_str())
+        .collect();
+    let services = validation
+        .environments
+        .iter()
+        .map(|checked| checked.environment.services.len())
         .max()
         .unwrap_or(0);
     match global.output {
@@ -60,10 +64,10 @@ pub fn envs(global: &Global) -> i32 {
         return report(global, &project, &validation.problems);
     }
     let rows: Vec<serde_json::Value> = validation
-        .resolved
+        .environments
         .iter()
-        .map(|resolved| {
-            let environment = &resolved.environment;
+        .map(|checked| {
+            let environment = &checked.environment;
             json!({
                 "name": environment.name,
                 "runtime": environment.runtime,
@@ -71,8 +75,8 @@ pub fn envs(global: &Global) -> i32 {
                 "protected": environment.protected,
                 "promote_from": environment.promote_from,
                 "extends": environment.extends,
-                "abstract": resolved.is_abstract,
-                "isolation": isolation(resolved),
+                "abstract": checked.is_abstract,
+                "isolation": isolation(environment, checked.is_abstract),
                 "services": environment.services.len(),
             })
         })
@@ -86,9 +90,19 @@ pub fn envs(global: &Global) -> i32 {
         serde_json::Value::String(text) => text.clone(),
         other => other.to_string(),
     };
-    let mut table = vec![["ENVIRONMENT", "RUNTIME", "REGION", "PROTECTED", "PROMOTE FROM", "EXTENDS", "ISOLATION"]
+    let mut table = vec![
+        [
+            "ENVIRONMENT",
+            "RUNTIME",
+            "REGION",
+            "PROTECTED",
+            "PROMOTE FROM",
+            "EXTENDS",
+            "ISOLATION",
+        ]
         .map(str::to_owned)
-        .to_vec()];
+        .to_vec(),
+    ];
     for row in &rows {
         let mut name = text(&row["name"]);
         if row["abstract"] == json!(true) {
@@ -98,7 +112,11 @@ pub fn envs(global: &Global) -> i32 {
             name,
             text(&row["runtime"]),
             text(&row["region"]),
-            if row["protected"] == json!(true) { "yes".to_owned() } else { "no".to_owned() },
+            if row["protected"] == json!(true) {
+                "yes".to_owned()
+            } else {
+                "no".to_owned()
+            },
             text(&row["promote_from"]),
             text(&row["extends"]),
             text(&row["isolation"]),
@@ -109,13 +127,14 @@ pub fn envs(global: &Global) -> i32 {
 }
 
 /// How an environment is kept apart from the others.
-fn isolation(resolved: &Resolved) -> String {
-    let environment = &resolved.environment;
-    if resolved.is_abstract {
+fn isolation(environment: &tier_model::Environment, is_abstract: bool) -> String {
+    if is_abstract {
         return "none: a parent only".to_owned();
     }
     match (environment.runtime, &environment.kube) {
-        (Runtime::Kubernetes, Some(kube)) => format!("namespace {} in context {}", kube.namespace, kube.context),
+        (Runtime::Kubernetes, Some(kube)) => {
+            format!("namespace {} in context {}", kube.namespace, kube.context)
+        }
         (Runtime::Kubernetes, None) => "namespace (not set)".to_owned(),
         (Runtime::Local, _) => format!("own agent, ports and state in .tier/{}/", environment.name),
     }
@@ -150,7 +169,11 @@ fn columns(rows: &[Vec<String>]) -> String {
 }
 
 /// Loads the project and resolves the named environments, reporting what stands in the way.
-fn resolve(global: &Global, names: &[&str], sets: &[String]) -> Result<(Project, Vec<Resolved>), i32> {
+fn resolve(
+    global: &Global,
+    names: &[&str],
+    sets: &[String],
+) -> Result<(Project, Vec<Resolved>), i32> {
     let sets = parse_sets(sets)?;
     let mut project = load(global)?;
     for name in names {
@@ -191,12 +214,16 @@ pub fn render(global: &Global, env: &str, format: Format, sets: &[String]) -> i3
         Err(code) => return code,
     };
     if resolved.is_abstract {
-        output::error(&format!("environment `{env}` is abstract: it is only a parent and is never deployed"));
+        output::error(&format!(
+            "environment `{env}` is abstract: it is only a parent and is never deployed"
+        ));
         output::hint("render one of the environments that extend it");
         return FAILURE;
     }
     let text = match format {
-        Format::Json => serde_json::to_string_pretty(&resolved.environment).map(|text| text + "\n").map_err(|e| e.to_string()),
+        Format::Json => serde_json::to_string_pretty(&resolved.environment)
+            .map(|text| text + "\n")
+            .map_err(|e| e.to_string()),
         Format::Yaml => serde_saphyr::to_string(&resolved.environment).map_err(|e| e.to_string()),
     };
     match text {
@@ -222,7 +249,9 @@ pub fn explain(global: &Global, env: &str, path: &str, sets: &[String]) -> i32 {
         let near = tier_model::schema::did_you_mean(path, paths.iter().map(String::as_str));
         match near {
             Some(near) => output::hint(&format!("did you mean `{near}`?")),
-            None => output::hint(&format!("`tier render {env}` shows every value; paths are dotted, e.g. services.<name>.replicas")),
+            None => output::hint(&format!(
+                "`tier render {env}` shows every value; paths are dotted, e.g. services.<name>.replicas"
+            )),
         }
         return USAGE;
     };
@@ -284,17 +313,44 @@ pub fn diff(global: &Global, left: &str, right: &str, sets: &[String]) -> i32 {
         let (sign, line) = match (&difference.left, &difference.right) {
             (Some(old), Some(new)) => (
                 style("~").yellow(),
-                format!("{} {} {}", style(compact(old)).red(), style("→").dim(), style(compact(new)).green()),
+                format!(
+                    "{} {} {}",
+                    style(compact(old)).red(),
+                    style("→").dim(),
+                    style(compact(new)).green()
+                ),
             ),
-            (None, Some(new)) => (style("+").green(), format!("{} {}", style(compact(new)).green(), style(format!("(only in {right})")).dim())),
-            (Some(old), None) => (style("-").red(), format!("{} {}", style(compact(old)).red(), style(format!("(only in {left})")).dim())),
+            (None, Some(new)) => (
+                style("+").green(),
+                format!(
+                    "{} {}",
+                    style(compact(new)).green(),
+                    style(format!("(only in {right})")).dim()
+                ),
+            ),
+            (Some(old), None) => (
+                style("-").red(),
+                format!(
+                    "{} {}",
+                    style(compact(old)).red(),
+                    style(format!("(only in {left})")).dim()
+                ),
+            ),
             (None, None) => continue,
         };
-        text.push_str(&format!("{sign} {}: {line}\n", style(&difference.path).bold()));
+        text.push_str(&format!(
+            "{sign} {}: {line}\n",
+            style(&difference.path).bold()
+        ));
         let origin = |env: &str, origin: &Option<String>| {
-            origin.as_ref().map(|origin| format!("      {env}: {origin}\n"))
+            origin
+                .as_ref()
+                .map(|origin| format!("      {env}: {origin}\n"))
         };
-        let origins = [origin(left, &difference.left_origin), origin(right, &difference.right_origin)];
+        let origins = [
+            origin(left, &difference.left_origin),
+            origin(right, &difference.right_origin),
+        ];
         for line in origins.into_iter().flatten() {
             text.push_str(&style(line).dim().to_string());
         }

@@ -21,9 +21,21 @@ pub fn run(cli: Cli) -> i32 {
         Command::Init { dir, template } => init::init(&global.project.join(dir), template),
         Command::Validate { overrides } => inspect::validate(global, &overrides.sets),
         Command::Envs => inspect::envs(global),
-        Command::Render { env, format, overrides } => inspect::render(global, &env, format, &overrides.sets),
-        Command::Explain { env, path, overrides } => inspect::explain(global, &env, &path, &overrides.sets),
-        Command::Diff { left, right, overrides } => inspect::diff(global, &left, &right, &overrides.sets),
+        Command::Render {
+            env,
+            format,
+            overrides,
+        } => inspect::render(global, &env, format, &overrides.sets),
+        Command::Explain {
+            env,
+            path,
+            overrides,
+        } => inspect::explain(global, &env, &path, &overrides.sets),
+        Command::Diff {
+            left,
+            right,
+            overrides,
+        } => inspect::diff(global, &left, &right, &overrides.sets),
         Command::Schema { file, out } => schema::schema(file, out.as_deref()),
         Command::Completions { shell } => schema::completions(shell),
     }

@@ -40,7 +40,8 @@ pub fn schema(file: SchemaFile, out: Option<&Path>) -> i32 {
     ];
     for (name, file) in files {
         let path = dir.join(name);
-        let written = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, schema_text(file)));
+        let written =
+            std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, schema_text(file)));
         if let Err(error) = written {
             output::error(&format!("cannot write {}: {error}", path.display()));
             return FAILURE;
