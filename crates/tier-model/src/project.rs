@@ -12,6 +12,8 @@ use crate::tree::{self, Node};
 
 pub const PROJECT_FILE: &str = "tier.toml";
 pub const OVERRIDES_DIR: &str = "envs";
+/// The config layer under every environment's: `config/<service>/base.json`.
+pub const CONFIG_BASE: &str = "base";
 
 /// Why a project could not be read at all (as opposed to read and found wrong).
 #[derive(Debug, thiserror::Error)]
@@ -228,7 +230,7 @@ impl Project {
             .iter()
             .map(String::as_str)
             .filter(|name| names::check_dns1035(name).is_ok());
-        for layer in std::iter::once("base").chain(environments) {
+        for layer in std::iter::once(CONFIG_BASE).chain(environments) {
             let relative = Path::new(dir).join(format!("{layer}.json"));
             match self.read_json(&relative) {
                 None => {}
@@ -304,6 +306,14 @@ impl Project {
 
     fn check_environment_graph(&mut self) {
         let mut problems = Vec::new();
+        if let Some(decl) = self.environment(CONFIG_BASE) {
+            problems.push(
+                Problem::new(format!("`{CONFIG_BASE}` cannot name an environment: {CONFIG_BASE}.json is every environment's app config"))
+                    .at(decl.location.as_ref())
+                    .label("reserved name")
+                    .help("choose another name, e.g. `baseline`"),
+            );
+        }
         let names: Vec<&str> = self
             .environments
             .iter()

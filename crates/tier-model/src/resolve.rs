@@ -5,6 +5,7 @@
 //! `--set path=value` arguments in the order given.
 
 use std::collections::BTreeMap;
+use std::path::{Component, Path};
 
 use petgraph::graphmap::DiGraphMap;
 
@@ -251,6 +252,20 @@ impl Project {
             .collect();
         for (service, dir_node) in with_config {
             let dir = dir_node.as_str().unwrap_or_default().to_owned();
+            let escapes = Path::new(&dir)
+                .components()
+                .any(|part| !matches!(part, Component::Normal(_) | Component::CurDir));
+            if escapes {
+                problems.push(
+                    Problem::new(format!("service `{service}`: config directory `{dir}` is outside the project"))
+                        .at(dir_node.origin.location())
+                        .label("not inside the project")
+                        .help(format!(
+                            "give a path relative to the directory of {PROJECT_FILE}, without `..`, e.g. config = \"config/{service}\""
+                        )),
+                );
+                continue;
+            }
             let config = match self.load_config(&dir, chain) {
                 Ok(Some(config)) => config,
                 Ok(None) => {

@@ -468,9 +468,9 @@ fn promote_from_an_abstract_environment() {
         &format!(
             concat!(
                 "[project]\nname = \"shop\"\n\n",
-                "[environments.base]\nabstract = true\n\n",
-                "[environments.dev]\nextends = \"base\"\n\n",
-                "[environments.prod]\nextends = \"base\"\npromote_from = \"base\"\n\n{web}"
+                "[environments.shared]\nabstract = true\n\n",
+                "[environments.dev]\nextends = \"shared\"\n\n",
+                "[environments.prod]\nextends = \"shared\"\npromote_from = \"shared\"\n\n{web}"
             ),
             web = WEB
         ),
@@ -488,7 +488,7 @@ fn promote_to_an_abstract_environment() {
             concat!(
                 "[project]\nname = \"shop\"\n\n",
                 "[environments.dev]\n\n",
-                "[environments.base]\nabstract = true\npromote_from = \"dev\"\n\n{web}"
+                "[environments.shared]\nabstract = true\npromote_from = \"dev\"\n\n{web}"
             ),
             web = WEB
         ),
@@ -619,6 +619,31 @@ fn missing_config_directory() {
         "{stderr}"
     );
     insta::assert_snapshot!("missing_config_directory", stderr);
+}
+
+#[test]
+fn config_directory_outside_the_project() {
+    let stderr = validate(&[(
+        "tier.toml",
+        &with_dev(&format!("{WEB}config = \"../secrets\"\n")),
+    )]);
+    assert_located(&stderr, 1);
+    assert!(stderr.contains("is outside the project"), "{stderr}");
+    insta::assert_snapshot!("config_directory_outside_the_project", stderr);
+}
+
+#[test]
+fn environment_named_base_is_reserved() {
+    let stderr = validate(&[(
+        "tier.toml",
+        &format!("[project]\nname = \"shop\"\n\n[environments.base]\nruntime = \"local\"\n\n{WEB}"),
+    )]);
+    assert_located(&stderr, 1);
+    assert!(
+        stderr.contains("`base` cannot name an environment"),
+        "{stderr}"
+    );
+    insta::assert_snapshot!("environment_named_base_is_reserved", stderr);
 }
 
 #[test]

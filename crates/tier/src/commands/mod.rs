@@ -18,7 +18,14 @@ pub fn run(cli: Cli) -> i32 {
     output::init_color(cli.global.color);
     let global = &cli.global;
     match cli.command {
-        Command::Init { dir, template } => init::init(&global.project.join(dir), template),
+        Command::Init { dir, template } => {
+            let dir = if dir == std::path::Path::new(".") {
+                global.project.clone()
+            } else {
+                global.project.join(dir)
+            };
+            init::init(&dir, template)
+        }
         Command::Validate { overrides } => inspect::validate(global, &overrides.sets),
         Command::Envs => inspect::envs(global),
         Command::Render {
