@@ -1,8 +1,9 @@
 //! Loading a project directory: `tier.toml`, the override files under `envs/`, and the app
 //! config under each service's config directory. This is the only module that reads files.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::names::{self, EnvName};
 use crate::problem::Problem;
@@ -65,6 +66,8 @@ pub struct Project {
     pub problems: Vec<Problem>,
     /// Config files read so far, by path relative to the root; `None` when absent.
     configs: HashMap<PathBuf, Option<Result<Node, Problem>>>,
+    /// Config directories listed so far, by path relative to the root; `None` when absent.
+    config_dirs: HashMap<String, Option<Arc<HashSet<String>>>>,
     /// Files with syntax errors, whose trees are the parser's guesses.
     unparsed: Vec<FileId>,
 }
@@ -133,6 +136,7 @@ impl Project {
             environments,
             problems,
             configs: HashMap::new(),
+            config_dirs: HashMap::new(),
             unparsed,
         };
         project.check_environment_graph();
@@ -217,10 +221,9 @@ impl Project {
         dir: &str,
         chain: &[String],
     ) -> Result<Option<Node>, Vec<Problem>> {
-        let directory = self.root.join(dir);
-        if !directory.is_dir() {
+        let Some(present) = self.config_listing(dir) else {
             return Ok(None);
-        }
+        };
         let mut merged: Option<Node> = None;
         let mut problems = Vec::new();
         let mut layers = Vec::new();
@@ -231,7 +234,11 @@ impl Project {
             .map(String::as_str)
             .filter(|name| names::check_dns1035(name).is_ok());
         for layer in std::iter::once(CONFIG_BASE).chain(environments) {
-            let relative = Path::new(dir).join(format!("{layer}.json"));
+            let file_name = format!("{layer}.json");
+            if !present.contains(&file_name) {
+                continue;
+            }
+            let relative = Path::new(dir).join(file_name);
             match self.read_json(&relative) {
                 None => {}
                 Some(Err(problem)) => problems.push(problem),
@@ -263,6 +270,24 @@ impl Project {
             layers.join(" < ")
         });
         Ok(Some(merged))
+    }
+
+    /// The file names in a config directory, read once per directory; `None` when it is not
+    /// a directory. One listing replaces a failed open per service and environment.
+    fn config_listing(&mut self, dir: &str) -> Option<Arc<HashSet<String>>> {
+        if let Some(listing) = self.config_dirs.get(dir) {
+            return listing.clone();
+        }
+        let listing = std::fs::read_dir(self.root.join(dir)).ok().map(|entries| {
+            Arc::new(
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|entry| entry.file_name().into_string().ok())
+                    .collect::<HashSet<String>>(),
+            )
+        });
+        self.config_dirs.insert(dir.to_owned(), listing.clone());
+        listing
     }
 
     fn read_json(&mut self, relative: &Path) -> Option<Result<Node, Problem>> {

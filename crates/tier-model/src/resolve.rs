@@ -67,7 +67,9 @@ fn relabel(node: &mut Node, origin: &Origin) {
     node.key = None;
     match &mut node.value {
         Value::Array(items) => items.iter_mut().for_each(|item| relabel(item, origin)),
-        Value::Table(table) => table.values_mut().for_each(|item| relabel(item, origin)),
+        Value::Table(table) => std::sync::Arc::make_mut(table)
+            .values_mut()
+            .for_each(|item| relabel(item, origin)),
         _ => {}
     }
 }

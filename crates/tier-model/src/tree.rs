@@ -3,6 +3,7 @@
 //! [`Node::merge`], and only then checked and converted into typed values.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::source::{FileId, Location, Origin};
 
@@ -16,7 +17,9 @@ pub enum Value {
     /// Only from JSON: in a config layer it removes the key below it.
     Null,
     Array(Vec<Node>),
-    Table(BTreeMap<String, Node>),
+    /// Shared until written: each environment starts from the same `tier.toml` tree and
+    /// copies only the tables its layers change.
+    Table(Arc<BTreeMap<String, Node>>),
 }
 
 impl Value {
@@ -64,19 +67,19 @@ impl Node {
     }
 
     pub fn table(origin: Origin) -> Node {
-        Node::new(Value::Table(BTreeMap::new()), origin)
+        Node::new(Value::Table(Arc::default()), origin)
     }
 
     pub fn as_table(&self) -> Option<&BTreeMap<String, Node>> {
         match &self.value {
-            Value::Table(table) => Some(table),
+            Value::Table(table) => Some(&**table),
             _ => None,
         }
     }
 
     pub fn as_table_mut(&mut self) -> Option<&mut BTreeMap<String, Node>> {
         match &mut self.value {
-            Value::Table(table) => Some(table),
+            Value::Table(table) => Some(Arc::make_mut(table)),
             _ => None,
         }
     }
@@ -123,7 +126,8 @@ impl Node {
     pub fn merge(&mut self, over: Node) {
         match (&mut self.value, over.value) {
             (Value::Table(base), Value::Table(entries)) => {
-                for (key, node) in entries {
+                let base = Arc::make_mut(base);
+                for (key, node) in Arc::unwrap_or_clone(entries) {
                     match base.get_mut(&key) {
                         Some(_) if node.value == Value::Null => {
                             base.remove(&key);
@@ -174,7 +178,7 @@ impl Node {
     pub fn leaves<'a>(&'a self, prefix: &str, out: &mut Vec<(String, &'a Node)>) {
         match &self.value {
             Value::Table(table) if !table.is_empty() => {
-                for (key, node) in table {
+                for (key, node) in table.iter() {
                     let path = if prefix.is_empty() {
                         key.clone()
                     } else {
@@ -203,7 +207,7 @@ pub fn parse_toml(file: FileId, text: &str) -> (Node, Vec<SyntaxError>) {
         file,
         span: 0..text.len().min(span.end.max(1)),
     }));
-    root.value = Value::Table(toml_table(file, document.get_ref()));
+    root.value = Value::Table(Arc::new(toml_table(file, document.get_ref())));
     let mut errors: Vec<SyntaxError> = errors
         .into_iter()
         .map(|error| {
@@ -337,7 +341,7 @@ fn toml_node(file: FileId, value: &toml::Spanned<toml::de::DeValue<'_>>) -> Node
         DeValue::Array(items) => {
             Value::Array(items.iter().map(|item| toml_node(file, item)).collect())
         }
-        DeValue::Table(table) => Value::Table(toml_table(file, table)),
+        DeValue::Table(table) => Value::Table(Arc::new(toml_table(file, table))),
     };
     Node::new(value, origin)
 }
@@ -427,7 +431,7 @@ fn json_node(file: FileId, value: jsonc_parser::ast::Value<'_>) -> Result<Node, 
                     });
                 }
             }
-            Node::new(Value::Table(table), Origin::File(at(range)))
+            Node::new(Value::Table(Arc::new(table)), Origin::File(at(range)))
         }
     };
     Ok(node)
