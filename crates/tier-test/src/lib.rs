@@ -106,13 +106,150 @@ fn copy_dir(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).expect("read a fixture directory") {
         let entry = entry.expect("read a fixture entry");
         let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            if entry.file_name() == "target" || entry.file_name() == ".tier" {
-                continue;
-            }
+        // Build output and runtime state are not part of a project's files.
+        if entry.file_name() == "target" || entry.file_name() == ".tier" {
+            continue;
+        }
+        let file_type = entry.file_type().expect("file type");
+        if file_type.is_dir() {
             copy_dir(&entry.path(), &target);
         } else {
             std::fs::copy(entry.path(), target).expect("copy a fixture file");
         }
+    }
+}
+
+impl TestProject {
+    /// A copy of `examples/sample-app` whose `target/release/` holds the sample binaries
+    /// that cargo built for this test run.
+    pub fn sample_app() -> TestProject {
+        let project = TestProject::copy_of("examples/sample-app");
+        let release = project.path().join("target/release");
+        std::fs::create_dir_all(&release).expect("create target/release");
+        let built = tier_binary()
+            .parent()
+            .map(Path::to_path_buf)
+            .expect("the build directory");
+        for name in ["sample-backend", "sample-frontend"] {
+            let binary = built.join(name);
+            assert!(
+                binary.exists(),
+                "{} is not built: run `cargo build --workspace`",
+                binary.display()
+            );
+            std::os::unix::fs::symlink(&binary, release.join(name)).expect("link a sample binary");
+        }
+        project
+    }
+}
+
+/// A local environment started with `tier up <env> -d`, stopped with `tier down` when dropped,
+/// so a failing test leaves nothing running.
+pub struct RunningEnv<'a> {
+    project: &'a TestProject,
+    env: String,
+}
+
+impl<'a> RunningEnv<'a> {
+    /// `tier up <env> -d --set ...`, which waits until every service is ready.
+    pub fn up(project: &'a TestProject, env: &str, sets: &[&str]) -> RunningEnv<'a> {
+        RunningEnv::start(project, env, sets, &[])
+    }
+
+    /// `tier up <env> -d --no-wait --set ...`.
+    pub fn up_no_wait(project: &'a TestProject, env: &str, sets: &[&str]) -> RunningEnv<'a> {
+        RunningEnv::start(project, env, sets, &["--no-wait"])
+    }
+
+    fn start(project: &'a TestProject, env: &str, sets: &[&str], flags: &[&str]) -> RunningEnv<'a> {
+        let mut command = project.tier();
+        command.args(["up", env, "-d"]).args(flags);
+        for set in sets {
+            command.args(["--set", set]);
+        }
+        let output = command.output().expect("run tier up");
+        let running = RunningEnv {
+            project,
+            env: env.to_owned(),
+        };
+        assert!(
+            output.status.success(),
+            "tier up {env} failed:\n{}{}\nagent log:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            std::fs::read_to_string(project.path().join(format!(".tier/{env}/agent.log")))
+                .unwrap_or_default()
+        );
+        running
+    }
+
+    /// `tier status <env> --output json`, the environment's entry.
+    pub fn status(&self) -> serde_json::Value {
+        let output = self
+            .project
+            .tier()
+            .args(["status", &self.env, "--output", "json"])
+            .output()
+            .expect("run tier status");
+        let all: serde_json::Value =
+            serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+                panic!(
+                    "tier status printed no JSON ({error}): {}",
+                    String::from_utf8_lossy(&output.stdout)
+                )
+            });
+        all[0]["status"].clone()
+    }
+}
+
+impl Drop for RunningEnv<'_> {
+    fn drop(&mut self) {
+        let _ = self.project.tier().args(["down", &self.env]).output();
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// A plain HTTP/1.1 GET to 127.0.0.1: the status code and the body.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, "connection refused".to_owned());
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return (0, "could not send".to_owned());
+    }
+    let mut answer = String::new();
+    if let Err(error) = stream.read_to_string(&mut answer) {
+        return (0, format!("could not read: {error}"));
+    }
+    let status = answer
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Waits for a condition, checking every 50 ms, and fails the test when `within` passes.
+pub fn wait_for(within: std::time::Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for {what} after {within:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

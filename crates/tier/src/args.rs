@@ -101,6 +101,39 @@ pub enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Run a local environment: in the foreground (Ctrl-C stops it), or detached with -d.
+    Up {
+        env: String,
+        /// Run in the background; `tier down` stops it.
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Return as soon as the agent runs, without waiting for every service to be ready.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Stop a local environment started with `tier up -d`.
+    Down { env: String },
+    /// Services of each running local environment: version, ready/desired, restarts, URL, and
+    /// why anything is not running.
+    Status { env: Option<String> },
+    /// Replica output, merged in time order and prefixed `service-N |`.
+    Logs {
+        env: String,
+        /// Only this service's replicas.
+        service: Option<String>,
+        /// Keep printing new lines.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// The agent of a detached environment (started by `tier up -d`).
+    #[command(hide = true)]
+    Agent {
+        env: String,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
     /// Print the JSON Schema of tier.toml or of the override files.
     Schema {
         #[arg(long, value_enum, default_value_t = SchemaFile::Project)]

@@ -141,7 +141,7 @@ fn isolation(environment: &tier_model::Environment, is_abstract: bool) -> String
 }
 
 /// Left-aligned columns separated by two spaces.
-fn columns(rows: &[Vec<String>]) -> String {
+pub(super) fn columns(rows: &[Vec<String>]) -> String {
     let count = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..count)
         .map(|column| {
@@ -200,7 +200,11 @@ fn resolve(
 }
 
 /// Resolves a single environment.
-fn resolve_one(global: &Global, name: &str, sets: &[String]) -> Result<(Project, Resolved), i32> {
+pub(crate) fn resolve_one(
+    global: &Global,
+    name: &str,
+    sets: &[String],
+) -> Result<(Project, Resolved), i32> {
     let (project, mut resolved) = resolve(global, &[name], sets)?;
     match resolved.pop() {
         Some(environment) => Ok((project, environment)),

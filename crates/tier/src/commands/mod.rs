@@ -2,9 +2,12 @@
 
 mod init;
 mod inspect;
+mod local;
 mod schema;
 
 use tier_model::{Problem, Project, Set};
+
+pub(crate) use inspect::resolve_one;
 
 use crate::args::{Cli, Command, Output};
 use crate::output;
@@ -43,6 +46,20 @@ pub fn run(cli: Cli) -> i32 {
             right,
             overrides,
         } => inspect::diff(global, &left, &right, &overrides.sets),
+        Command::Up {
+            env,
+            detach,
+            no_wait,
+            overrides,
+        } => local::up(global, &env, detach, no_wait, &overrides.sets),
+        Command::Down { env } => local::down(global, &env),
+        Command::Status { env } => local::status(global, env.as_deref()),
+        Command::Logs {
+            env,
+            service,
+            follow,
+        } => local::logs(global, &env, service.as_deref(), follow),
+        Command::Agent { env, overrides } => local::agent(global, &env, &overrides.sets),
         Command::Schema { file, out } => schema::schema(file, out.as_deref()),
         Command::Completions { shell } => schema::completions(shell),
     }

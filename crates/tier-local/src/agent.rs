@@ -1,0 +1,1212 @@
+//! The agent: one process per environment that owns `.tier/<env>/`, supervises every replica
+//! as a child process, keeps the proxies' ready sets current, and answers the CLI.
+//!
+//! It is an event loop over the closed [`Event`] enum: child exits, probe results, backoff
+//! timers, proxy ejections and control requests all arrive on one channel, and only the loop
+//! changes state. Every event carries the replica's generation, so news about a process that
+//! was already replaced is ignored.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tier_model::Environment;
+use tier_model::environment::{Probe, Protocol, Restart, Service};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::control::{EnvStatus, ReplicaStatus, Request, Response, ServiceState, ServiceStatus};
+use crate::health::{self, Check};
+use crate::logs::{self, LogFile, Stream};
+use crate::paths::{EnvDir, write_atomic};
+use crate::proxy::{self, Endpoint, ProxyEvent};
+use crate::spawn::{self, Spawn};
+
+/// How long a replica must stay ready before its earlier failures are forgiven.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// Failures in a row, each before the replica became ready, that make a crash loop.
+const CRASH_LOOP_AFTER: u32 = 3;
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(15);
+/// How long a replica gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How often a replica that is not ready yet is probed.
+const STARTUP_PROBE_EVERY: Duration = Duration::from_millis(100);
+
+/// What to run.
+pub struct AgentOptions {
+    pub project_root: PathBuf,
+    pub environment: Environment,
+    /// Also print every replica's output, prefixed, on this process's stdout (foreground).
+    pub echo: bool,
+}
+
+/// Why an environment could not start. One line naming the environment, the service and the
+/// cause; nothing is left running or half-written when this is returned.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+/// An environment that passed its checks: lock held, ports bound, config written.
+pub struct Prepared {
+    options: AgentOptions,
+    dir: EnvDir,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+    control: std::os::unix::net::UnixListener,
+    services: Vec<PreparedService>,
+}
+
+struct PreparedService {
+    program: PathBuf,
+    listeners: Vec<std::net::TcpListener>,
+    proxy_port: u16,
+}
+
+impl Prepared {
+    pub fn dir(&self) -> &EnvDir {
+        &self.dir
+    }
+}
+
+/// Checks and claims everything an environment needs before any process starts.
+pub fn prepare(options: AgentOptions) -> Result<Prepared, StartError> {
+    let env = options.environment.name.to_string();
+    let dir = EnvDir::new(&options.project_root, &env);
+    let fail = |message: String| StartError(format!("{env}: {message}"));
+    std::fs::create_dir_all(dir.logs())
+        .map_err(|error| fail(format!("cannot create {}: {error}", dir.logs().display())))?;
+    let lock = claim(&dir).map_err(fail)?;
+
+    let mut programs = Vec::new();
+    for (name, service) in &options.environment.services {
+        let Some(program) = service.command.as_ref().and_then(|command| command.first()) else {
+            return Err(fail(format!("service {name}: no command to run")));
+        };
+        let program = spawn::find_program(program, &options.project_root)
+            .map_err(|why| fail(format!("service {name}: cannot run its command: {why}")))?;
+        programs.push(program);
+    }
+
+    let remembered = remembered_ports(&dir);
+    let mut services = Vec::new();
+    let mut ports = BTreeMap::new();
+    for ((name, service), program) in options.environment.services.iter().zip(programs) {
+        let proxy = bind_proxy(remembered.get(name.as_str()).copied()).map_err(|error| {
+            fail(format!(
+                "service {name}: cannot open its proxy port: {error}"
+            ))
+        })?;
+        let proxy_port = proxy
+            .local_addr()
+            .map(|address| address.port())
+            .unwrap_or(0);
+        ports.insert(name.to_string(), proxy_port);
+        let mut listeners = vec![proxy];
+        if let Some(port) = service.expose {
+            let exposed = std::net::TcpListener::bind(("127.0.0.1", port)).map_err(|error| {
+                fail(if error.kind() == std::io::ErrorKind::AddrInUse {
+                    format!("service {name}: host port {port} is already in use (expose = {port})")
+                } else {
+                    format!("service {name}: cannot listen on host port {port}: {error}")
+                })
+            })?;
+            listeners.push(exposed);
+        }
+        for listener in &listeners {
+            listener
+                .set_nonblocking(true)
+                .map_err(|error| fail(format!("service {name}: {error}")))?;
+        }
+        services.push(PreparedService {
+            program,
+            listeners,
+            proxy_port,
+        });
+    }
+
+    for (name, service) in &options.environment.services {
+        let text = serde_json::to_vec_pretty(&service.config).unwrap_or_else(|_| b"{}".to_vec());
+        write_atomic(&dir.config(name.as_str()), &text)
+            .map_err(|error| fail(format!("service {name}: cannot write its config: {error}")))?;
+    }
+    let ports_text = serde_json::to_vec_pretty(&ports).unwrap_or_default();
+    write_atomic(&dir.ports(), &ports_text)
+        .map_err(|error| fail(format!("cannot write {}: {error}", dir.ports().display())))?;
+
+    let socket = dir.socket();
+    let _ = std::fs::remove_file(&socket);
+    let control = std::os::unix::net::UnixListener::bind(&socket).map_err(|error| {
+        fail(format!(
+            "cannot open the control socket {}: {error}",
+            socket.display()
+        ))
+    })?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+            .map_err(|error| fail(format!("cannot restrict {}: {error}", socket.display())))?;
+    }
+    control
+        .set_nonblocking(true)
+        .map_err(|error| fail(format!("control socket: {error}")))?;
+    Ok(Prepared {
+        options,
+        dir,
+        _lock: lock,
+        control,
+        services,
+    })
+}
+
+/// Takes the environment's lock, or says which agent holds it.
+fn claim(dir: &EnvDir) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.lock();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            let _ = lock.set_len(0);
+            let _ = lock.rewind();
+            let _ = write!(lock, "{}", std::process::id());
+            let _ = lock.flush();
+            Ok(lock)
+        }
+        Err((mut file, _)) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            Err(format!(
+                "already running (agent pid {}); `tier down {}` stops it",
+                pid.trim(),
+                dir_env(dir)
+            ))
+        }
+    }
+}
+
+fn dir_env(dir: &EnvDir) -> String {
+    dir.root()
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn remembered_ports(dir: &EnvDir) -> BTreeMap<String, u16> {
+    std::fs::read(dir.ports())
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// The port used last time when it is free, so URLs stay stable; any free port otherwise.
+fn bind_proxy(remembered: Option<u16>) -> std::io::Result<std::net::TcpListener> {
+    if let Some(port) = remembered
+        && let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port))
+    {
+        return Ok(listener);
+    }
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+}
+
+/// A free port for a replica to listen on.
+fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Everything that can change the agent's state.
+enum Event {
+    Exited {
+        service: usize,
+        replica: usize,
+        generation: u64,
+        success: bool,
+        how: String,
+    },
+    Probe {
+        service: usize,
+        replica: usize,
+        generation: u64,
+        result: Result<(), String>,
+    },
+    RestartDue {
+        service: usize,
+        replica: usize,
+        generation: u64,
+    },
+    Proxy(ProxyEvent),
+    Control {
+        request: Request,
+        reply: oneshot::Sender<Response>,
+    },
+    Stop,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Spawned, not ready yet.
+    Starting,
+    Ready,
+    /// Was ready; probes fail now.
+    Unready,
+    /// Exited; starts again at the instant given.
+    Backoff,
+    /// Exited and stays down (restart policy, or the agent is stopping).
+    Exited,
+}
+
+struct Replica {
+    index: u32,
+    generation: u64,
+    pid: Option<u32>,
+    port: u16,
+    phase: Phase,
+    restarts: u32,
+    failures_in_a_row: u32,
+    ready_since: Option<Instant>,
+    started_at: Instant,
+    probe_failures: u32,
+    last_probe: Option<String>,
+    last_exit: Option<String>,
+    last_output: Arc<Mutex<Option<String>>>,
+    stop_probe: CancellationToken,
+}
+
+struct ServiceRuntime {
+    name: String,
+    spec: Service,
+    program: PathBuf,
+    wave: usize,
+    proxy_port: u16,
+    exposed: Option<u16>,
+    dependencies: Vec<usize>,
+    endpoints: watch::Sender<Arc<Vec<Endpoint>>>,
+    replicas: Vec<Replica>,
+    started_at: Option<Instant>,
+    ever_ready: bool,
+}
+
+impl ServiceRuntime {
+    fn ready(&self) -> u32 {
+        self.replicas
+            .iter()
+            .filter(|replica| replica.phase == Phase::Ready)
+            .count() as u32
+    }
+
+    fn is_ready(&self) -> bool {
+        self.started_at.is_some() && self.ready() >= self.spec.replicas
+    }
+
+    fn crash_looping(&self) -> Option<&Replica> {
+        self.replicas
+            .iter()
+            .filter(|replica| replica.phase != Phase::Ready)
+            .find(|replica| replica.failures_in_a_row >= CRASH_LOOP_AFTER)
+    }
+
+    fn url(&self) -> String {
+        let scheme = match self.spec.protocol {
+            Protocol::Http => "http",
+            Protocol::Tcp => "tcp",
+        };
+        format!("{scheme}://127.0.0.1:{}", self.proxy_port)
+    }
+
+    fn publish(&self) {
+        let ready: Vec<Endpoint> = self
+            .replicas
+            .iter()
+            .filter(|replica| replica.phase == Phase::Ready)
+            .map(|replica| Endpoint {
+                replica: replica.index,
+                address: SocketAddr::from(([127, 0, 0, 1], replica.port)),
+            })
+            .collect();
+        if **self.endpoints.borrow() != ready {
+            self.endpoints.send_replace(Arc::new(ready));
+        }
+    }
+}
+
+struct Agent {
+    root: PathBuf,
+    env: String,
+    dir: EnvDir,
+    services: Vec<ServiceRuntime>,
+    events: mpsc::UnboundedSender<Event>,
+    echo: Option<usize>,
+    stopping: bool,
+}
+
+/// Runs a prepared environment until `stop` is cancelled or a `Shutdown` request arrives, then
+/// stops every replica in reverse dependency order.
+pub async fn run(prepared: Prepared, stop: CancellationToken) {
+    let Prepared {
+        options,
+        dir,
+        _lock,
+        control,
+        services: prepared_services,
+    } = prepared;
+    let environment = options.environment;
+    let (events, mut inbox) = mpsc::unbounded_channel();
+    let (proxy_events, mut proxy_inbox) = mpsc::unbounded_channel::<ProxyEvent>();
+    let (access, access_inbox) = mpsc::unbounded_channel::<String>();
+    let halt_proxies = CancellationToken::new();
+    tokio::spawn(write_access_log(dir.access_log(), access_inbox));
+
+    let names: Vec<String> = environment
+        .services
+        .keys()
+        .map(ToString::to_string)
+        .collect();
+    let waves: BTreeMap<String, usize> = environment
+        .waves()
+        .iter()
+        .enumerate()
+        .flat_map(|(wave, names)| names.iter().map(move |name| (name.to_string(), wave)))
+        .collect();
+    let mut services = Vec::new();
+    for (index, ((name, spec), prepared)) in environment
+        .services
+        .iter()
+        .zip(prepared_services)
+        .enumerate()
+    {
+        let (endpoints, watcher) = watch::channel(Arc::new(Vec::new()));
+        let listeners: Vec<tokio::net::TcpListener> = prepared
+            .listeners
+            .into_iter()
+            .filter_map(|listener| tokio::net::TcpListener::from_std(listener).ok())
+            .collect();
+        match spec.protocol {
+            Protocol::Http => proxy::serve_http(
+                name.to_string(),
+                index,
+                listeners,
+                watcher,
+                proxy_events.clone(),
+                access.clone(),
+                halt_proxies.clone(),
+            ),
+            Protocol::Tcp => proxy::serve_tcp(
+                index,
+                listeners,
+                watcher,
+                proxy_events.clone(),
+                halt_proxies.clone(),
+            ),
+        }
+        services.push(ServiceRuntime {
+            name: name.to_string(),
+            spec: spec.clone(),
+            program: prepared.program,
+            wave: waves.get(name.as_str()).copied().unwrap_or(0),
+            proxy_port: prepared.proxy_port,
+            exposed: spec.expose,
+            dependencies: spec
+                .depends_on
+                .iter()
+                .filter_map(|dependency| names.iter().position(|name| name == dependency.as_str()))
+                .collect(),
+            endpoints,
+            replicas: Vec::new(),
+            started_at: None,
+            ever_ready: false,
+        });
+    }
+    drop(access);
+
+    let control = match tokio::net::UnixListener::from_std(control) {
+        Ok(listener) => Some(listener),
+        Err(error) => {
+            eprintln!("{}: control socket: {error}", environment.name);
+            None
+        }
+    };
+    if let Some(listener) = control {
+        tokio::spawn(serve_control(listener, events.clone()));
+    }
+    {
+        let events = events.clone();
+        tokio::spawn(async move {
+            while let Some(event) = proxy_inbox.recv().await {
+                if events.send(Event::Proxy(event)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    {
+        let events = events.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            let _ = events.send(Event::Stop);
+        });
+    }
+
+    let echo_width = options.echo.then(|| {
+        environment
+            .services
+            .iter()
+            .map(|(name, service)| {
+                name.as_str().len() + 1 + service.replicas.max(1).to_string().len()
+            })
+            .max()
+            .unwrap_or(0)
+    });
+    let mut agent = Agent {
+        root: options.project_root,
+        env: environment.name.to_string(),
+        dir,
+        services,
+        events,
+        echo: echo_width,
+        stopping: false,
+    };
+    agent.reconcile();
+    while let Some(event) = inbox.recv().await {
+        if agent.handle(event) {
+            break;
+        }
+        agent.reconcile();
+    }
+    agent.shut_down(&mut inbox).await;
+    halt_proxies.cancel();
+    let _ = std::fs::remove_file(agent.dir.socket());
+}
+
+impl Agent {
+    /// Handles one event; true when the agent should stop.
+    fn handle(&mut self, event: Event) -> bool {
+        match event {
+            Event::Exited {
+                service,
+                replica,
+                generation,
+                success,
+                how,
+            } => {
+                self.exited(service, replica, generation, success, how);
+            }
+            Event::Probe {
+                service,
+                replica,
+                generation,
+                result,
+            } => self.probed(service, replica, generation, result),
+            Event::RestartDue {
+                service,
+                replica,
+                generation,
+            } => {
+                let due = self.services[service]
+                    .replicas
+                    .get(replica)
+                    .is_some_and(|current| {
+                        current.generation == generation && current.phase == Phase::Backoff
+                    });
+                if due && !self.stopping {
+                    self.services[service].replicas[replica].restarts += 1;
+                    self.start_replica(service, replica);
+                }
+            }
+            Event::Proxy(ProxyEvent::Refused { service, replica }) => {
+                if let Some(runtime) = self.services.get_mut(service)
+                    && let Some(current) = runtime
+                        .replicas
+                        .iter_mut()
+                        .find(|current| current.index == replica)
+                    && current.phase == Phase::Ready
+                {
+                    current.phase = Phase::Unready;
+                    current.last_probe = Some("refused a proxied connection".to_owned());
+                    runtime.publish();
+                }
+            }
+            Event::Control { request, reply } => match request {
+                Request::Status => {
+                    let _ = reply.send(Response::Status(self.status()));
+                }
+                Request::Shutdown => {
+                    let _ = reply.send(Response::Stopping);
+                    return true;
+                }
+            },
+            Event::Stop => return true,
+        }
+        false
+    }
+
+    /// Starts every service whose dependencies are all ready.
+    fn reconcile(&mut self) {
+        if self.stopping {
+            return;
+        }
+        for index in 0..self.services.len() {
+            let service = &self.services[index];
+            if service.started_at.is_some() {
+                continue;
+            }
+            let dependencies_ready = service
+                .dependencies
+                .iter()
+                .all(|dependency| self.services[*dependency].is_ready());
+            if dependencies_ready {
+                self.start_service(index);
+            }
+        }
+    }
+
+    fn start_service(&mut self, index: usize) {
+        let service = &mut self.services[index];
+        service.started_at = Some(Instant::now());
+        let count = service.spec.replicas;
+        for replica in 1..=count {
+            service.replicas.push(Replica {
+                index: replica,
+                generation: 0,
+                pid: None,
+                port: 0,
+                phase: Phase::Starting,
+                restarts: 0,
+                failures_in_a_row: 0,
+                ready_since: None,
+                started_at: Instant::now(),
+                probe_failures: 0,
+                last_probe: None,
+                last_exit: None,
+                last_output: Arc::new(Mutex::new(None)),
+                stop_probe: CancellationToken::new(),
+            });
+        }
+        for replica in 0..count as usize {
+            self.start_replica(index, replica);
+        }
+        if count == 0 {
+            self.services[index].ever_ready = true;
+        }
+    }
+
+    /// Spawns (or respawns) one replica with a fresh port and generation.
+    fn start_replica(&mut self, service_index: usize, replica_index: usize) {
+        let environment_variables = self.replica_environment(service_index, replica_index);
+        let service = &mut self.services[service_index];
+        let name = service.name.clone();
+        let replica = &mut service.replicas[replica_index];
+        replica.generation += 1;
+        replica.phase = Phase::Starting;
+        replica.ready_since = None;
+        replica.started_at = Instant::now();
+        replica.probe_failures = 0;
+        replica.stop_probe = CancellationToken::new();
+        let generation = replica.generation;
+        let port = match free_port() {
+            Ok(port) => port,
+            Err(error) => {
+                let _ = self.events.send(Event::Exited {
+                    service: service_index,
+                    replica: replica_index,
+                    generation,
+                    success: false,
+                    how: format!("no free port: {error}"),
+                });
+                return;
+            }
+        };
+        replica.port = port;
+        let mut variables = environment_variables;
+        variables.push(("PORT".to_owned(), port.to_string()));
+        let command = service.spec.command.clone().unwrap_or_default();
+        let spawn = Spawn {
+            program: service.program.clone(),
+            args: command.iter().skip(1).cloned().collect(),
+            dir: self.root.clone(),
+            env: variables,
+        };
+        let source = format!("{name}-{}", replica.index);
+        let mut child = match spawn::spawn_replica(&spawn) {
+            Ok(child) => child,
+            Err(error) => {
+                let _ = self.events.send(Event::Exited {
+                    service: service_index,
+                    replica: replica_index,
+                    generation,
+                    success: false,
+                    how: format!("could not start {}: {error}", spawn.program.display()),
+                });
+                return;
+            }
+        };
+        replica.pid = child.id();
+        let log = match LogFile::open(
+            &self.dir.replica_log(&name, replica.index),
+            logs::ROTATE_BYTES,
+        ) {
+            Ok(log) => Some(Arc::new(Mutex::new(log))),
+            Err(error) => {
+                eprintln!("{}: {source}: cannot open its log: {error}", self.env);
+                None
+            }
+        };
+        if let Some(stdout) = child.stdout.take() {
+            tokio::spawn(pump(
+                stdout,
+                Stream::Out,
+                log.clone(),
+                Arc::clone(&replica.last_output),
+                self.echo,
+                source.clone(),
+            ));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(pump(
+                stderr,
+                Stream::Err,
+                log,
+                Arc::clone(&replica.last_output),
+                self.echo,
+                source,
+            ));
+        }
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let (success, how) = match child.wait().await {
+                Ok(status) => (status.success(), describe_exit(status)),
+                Err(error) => (false, format!("could not be waited for: {error}")),
+            };
+            let _ = events.send(Event::Exited {
+                service: service_index,
+                replica: replica_index,
+                generation,
+                success,
+                how,
+            });
+        });
+        let check = match service
+            .spec
+            .health
+            .as_ref()
+            .and_then(|health| health.probe())
+        {
+            Some(Probe::Http(path)) => Check::Http {
+                path: path.to_owned(),
+            },
+            Some(Probe::Tcp(port)) => Check::Tcp { port },
+            None => Check::Tcp { port },
+        };
+        let check = match check {
+            // A tcp probe on the service's declared port means the replica's own port here,
+            // since every replica listens on the PORT it was given.
+            Check::Tcp { port: probe_port } if probe_port == service.spec.port => {
+                Check::Tcp { port }
+            }
+            other => other,
+        };
+        let (interval, timeout) = service
+            .spec
+            .health
+            .as_ref()
+            .map_or((Duration::from_secs(2), Duration::from_secs(1)), |health| {
+                (health.interval.to_std(), health.timeout.to_std())
+            });
+        let events = self.events.clone();
+        let stop = replica.stop_probe.clone();
+        tokio::spawn(async move {
+            let mut passed = false;
+            loop {
+                let wait = if passed {
+                    interval
+                } else {
+                    STARTUP_PROBE_EVERY
+                };
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                let result = health::probe(&check, port, timeout).await;
+                passed = passed || result.is_ok();
+                let event = Event::Probe {
+                    service: service_index,
+                    replica: replica_index,
+                    generation,
+                    result,
+                };
+                if events.send(event).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// The environment of a replica, as DESIGN.md lists it.
+    fn replica_environment(
+        &self,
+        service_index: usize,
+        replica_index: usize,
+    ) -> Vec<(String, String)> {
+        let service = &self.services[service_index];
+        let mut variables = vec![
+            ("ENV_NAME".to_owned(), self.env.clone()),
+            ("TIER_SERVICE".to_owned(), service.name.clone()),
+            ("TIER_REPLICA".to_owned(), (replica_index + 1).to_string()),
+            (
+                "TIER_CONFIG".to_owned(),
+                self.dir.config(&service.name).display().to_string(),
+            ),
+        ];
+        for dependency in &service.dependencies {
+            let dependency = &self.services[*dependency];
+            let variable = format!(
+                "{}_URL",
+                dependency.name.to_ascii_uppercase().replace('-', "_")
+            );
+            variables.push((variable, dependency.url()));
+        }
+        variables.extend(
+            service
+                .spec
+                .env
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
+        variables
+    }
+
+    fn probed(
+        &mut self,
+        service_index: usize,
+        replica_index: usize,
+        generation: u64,
+        result: Result<(), String>,
+    ) {
+        let service = &mut self.services[service_index];
+        let threshold = service
+            .spec
+            .health
+            .as_ref()
+            .map_or(3, |health| health.failure_threshold);
+        let Some(replica) = service.replicas.get_mut(replica_index) else {
+            return;
+        };
+        if replica.generation != generation
+            || matches!(replica.phase, Phase::Backoff | Phase::Exited)
+        {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                replica.probe_failures = 0;
+                replica.last_probe = None;
+                if replica.phase != Phase::Ready {
+                    replica.phase = Phase::Ready;
+                    replica.ready_since = Some(Instant::now());
+                }
+                if replica
+                    .ready_since
+                    .is_some_and(|since| since.elapsed() >= STABLE_AFTER)
+                {
+                    replica.failures_in_a_row = 0;
+                }
+            }
+            Err(why) => {
+                replica.probe_failures += 1;
+                replica.last_probe = Some(why);
+                if replica.phase == Phase::Ready && replica.probe_failures >= threshold {
+                    replica.phase = Phase::Unready;
+                }
+            }
+        }
+        if service.ready() >= service.spec.replicas {
+            service.ever_ready = true;
+        }
+        service.publish();
+    }
+
+    fn exited(
+        &mut self,
+        service_index: usize,
+        replica_index: usize,
+        generation: u64,
+        success: bool,
+        how: String,
+    ) {
+        let stopping = self.stopping;
+        let service = &mut self.services[service_index];
+        let policy = service.spec.restart;
+        let Some(replica) = service.replicas.get_mut(replica_index) else {
+            return;
+        };
+        if replica.generation != generation {
+            return;
+        }
+        replica.stop_probe.cancel();
+        replica.pid = None;
+        let was_stable = replica
+            .ready_since
+            .is_some_and(|since| since.elapsed() >= STABLE_AFTER);
+        replica.failures_in_a_row = if was_stable {
+            1
+        } else {
+            replica.failures_in_a_row + 1
+        };
+        let output = replica
+            .last_output
+            .lock()
+            .ok()
+            .and_then(|line| line.clone());
+        replica.last_exit = Some(match output {
+            Some(line) if !success => format!("{how}: {line}"),
+            _ => how,
+        });
+        let restart = !stopping
+            && match policy {
+                Restart::Always => true,
+                Restart::OnFailure => !success,
+                Restart::Never => false,
+            };
+        if restart {
+            replica.phase = Phase::Backoff;
+            let exponent = replica.failures_in_a_row.saturating_sub(1).min(10);
+            let delay = BACKOFF_FIRST.saturating_mul(1 << exponent).min(BACKOFF_MAX);
+            let events = self.events.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = events.send(Event::RestartDue {
+                    service: service_index,
+                    replica: replica_index,
+                    generation,
+                });
+            });
+        } else {
+            replica.phase = Phase::Exited;
+        }
+        service.publish();
+    }
+
+    /// Stops every replica, dependents before what they depend on: SIGTERM to each process
+    /// group, then SIGKILL to those still there after the grace period.
+    async fn shut_down(&mut self, inbox: &mut mpsc::UnboundedReceiver<Event>) {
+        self.stopping = true;
+        let last_wave = self
+            .services
+            .iter()
+            .map(|service| service.wave)
+            .max()
+            .unwrap_or(0);
+        for wave in (0..=last_wave).rev() {
+            let in_wave: Vec<usize> = (0..self.services.len())
+                .filter(|index| self.services[*index].wave == wave)
+                .collect();
+            for index in &in_wave {
+                let service = &mut self.services[*index];
+                for replica in &mut service.replicas {
+                    replica.stop_probe.cancel();
+                    if replica.phase == Phase::Backoff {
+                        replica.phase = Phase::Exited;
+                    }
+                    if let Some(pid) = replica.pid {
+                        spawn::signal_group(pid, Signal::SIGTERM);
+                    }
+                }
+                service.endpoints.send_replace(Arc::new(Vec::new()));
+            }
+            let running = |agent: &Agent| {
+                in_wave
+                    .iter()
+                    .flat_map(|index| agent.services[*index].replicas.iter())
+                    .filter_map(|replica| replica.pid)
+                    .collect::<Vec<u32>>()
+            };
+            let deadline = tokio::time::Instant::now() + STOP_GRACE;
+            while !running(self).is_empty() {
+                match tokio::time::timeout_at(deadline, inbox.recv()).await {
+                    Ok(Some(event)) => self.during_shutdown(event),
+                    Ok(None) => break,
+                    Err(_) => {
+                        for pid in running(self) {
+                            spawn::signal_group(pid, Signal::SIGKILL);
+                        }
+                        let grace = tokio::time::Instant::now() + Duration::from_secs(5);
+                        while !running(self).is_empty() {
+                            match tokio::time::timeout_at(grace, inbox.recv()).await {
+                                Ok(Some(event)) => self.during_shutdown(event),
+                                _ => break,
+                            }
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn during_shutdown(&mut self, event: Event) {
+        match event {
+            Event::Exited {
+                service,
+                replica,
+                generation,
+                success,
+                how,
+            } => {
+                self.exited(service, replica, generation, success, how);
+            }
+            Event::Control { reply, .. } => {
+                let _ = reply.send(Response::Status(self.status()));
+            }
+            _ => {}
+        }
+    }
+
+    fn status(&self) -> EnvStatus {
+        EnvStatus {
+            environment: self.env.clone(),
+            agent_pid: std::process::id(),
+            stopping: self.stopping,
+            services: self
+                .services
+                .iter()
+                .map(|service| self.service_status(service))
+                .collect(),
+        }
+    }
+
+    fn service_status(&self, service: &ServiceRuntime) -> ServiceStatus {
+        let ready = service.ready();
+        let desired = service.spec.replicas;
+        let (state, reason) = if service.started_at.is_none() {
+            let waiting: Vec<String> = service
+                .dependencies
+                .iter()
+                .map(|index| &self.services[*index])
+                .filter(|dependency| !dependency.is_ready())
+                .map(|dependency| {
+                    if dependency.crash_looping().is_some() {
+                        format!("waiting for {}, which is crash-looping", dependency.name)
+                    } else {
+                        let probe = dependency.replicas.iter().find_map(|replica| {
+                            replica
+                                .last_probe
+                                .clone()
+                                .or_else(|| replica.last_exit.clone())
+                        });
+                        let mut text = format!(
+                            "waiting for {}: {}/{} ready",
+                            dependency.name,
+                            dependency.ready(),
+                            dependency.spec.replicas
+                        );
+                        if let Some(probe) = probe {
+                            text.push_str(&format!(", last probe: {probe}"));
+                        }
+                        text
+                    }
+                })
+                .collect();
+            (ServiceState::Waiting, Some(waiting.join("; ")))
+        } else if let Some(looping) = service.crash_looping() {
+            let mut reason = format!(
+                "crash-looping: replica {} exited {} times in a row",
+                looping.index, looping.failures_in_a_row
+            );
+            if let Some(exit) = &looping.last_exit {
+                reason.push_str(&format!(", last: {exit}"));
+            }
+            (ServiceState::CrashLoop, Some(reason))
+        } else if ready >= desired {
+            (ServiceState::Running, None)
+        } else if !service.replicas.is_empty()
+            && service
+                .replicas
+                .iter()
+                .all(|replica| replica.phase == Phase::Exited)
+        {
+            let exit = service
+                .replicas
+                .iter()
+                .find_map(|replica| replica.last_exit.clone());
+            (
+                ServiceState::Exited,
+                Some(format!("exited: {}", exit.unwrap_or_default())),
+            )
+        } else {
+            let pending = service
+                .replicas
+                .iter()
+                .find(|replica| replica.phase != Phase::Ready);
+            let detail = pending.and_then(|replica| {
+                replica
+                    .last_probe
+                    .clone()
+                    .or_else(|| replica.last_exit.clone())
+            });
+            let mut reason = format!("{ready}/{desired} ready");
+            if let Some(detail) = detail {
+                reason.push_str(&format!(", last probe: {detail}"));
+            }
+            let state = if service.ever_ready {
+                ServiceState::Degraded
+            } else {
+                ServiceState::Starting
+            };
+            (state, Some(reason))
+        };
+        let unready_ms = match (service.started_at, state) {
+            (
+                Some(started),
+                ServiceState::Starting | ServiceState::CrashLoop | ServiceState::Exited,
+            ) => Some(started.elapsed().as_millis() as u64),
+            _ => None,
+        };
+        ServiceStatus {
+            name: service.name.clone(),
+            version: service.spec.version.clone(),
+            desired,
+            ready,
+            restarts: service
+                .replicas
+                .iter()
+                .map(|replica| replica.restarts)
+                .sum(),
+            url: service.url(),
+            exposed: service.exposed.map(|port| match service.spec.protocol {
+                Protocol::Http => format!("http://127.0.0.1:{port}"),
+                Protocol::Tcp => format!("tcp://127.0.0.1:{port}"),
+            }),
+            state,
+            reason,
+            unready_ms,
+            deadline_ms: service.spec.rollout.deadline.as_millis(),
+            replicas: service
+                .replicas
+                .iter()
+                .map(|replica| ReplicaStatus {
+                    replica: replica.index,
+                    pid: replica.pid,
+                    port: replica.port,
+                    phase: format!("{:?}", replica.phase).to_lowercase(),
+                    restarts: replica.restarts,
+                    last_probe: replica.last_probe.clone(),
+                    last_exit: replica.last_exit.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => match Signal::try_from(signal) {
+            Ok(signal) => format!("killed by {}", signal.as_str()),
+            Err(_) => format!("killed by signal {signal}"),
+        },
+        _ => "exited".to_owned(),
+    }
+}
+
+/// Copies a replica's output, line by line, to its log file and, in the foreground, to the
+/// terminal; remembers the last line for status.
+async fn pump(
+    reader: impl tokio::io::AsyncRead + Unpin,
+    stream: Stream,
+    log: Option<Arc<Mutex<LogFile>>>,
+    last: Arc<Mutex<Option<String>>>,
+    echo: Option<usize>,
+    source: String,
+) {
+    let mut lines = BufReader::new(reader).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(log) = &log
+            && let Ok(mut log) = log.lock()
+        {
+            let _ = log.append(stream, &line);
+        }
+        if let Some(width) = echo {
+            println!("{}", logs::format_line(&source, &line, width));
+        }
+        if !line.trim().is_empty()
+            && let Ok(mut last) = last.lock()
+        {
+            *last = Some(line);
+        }
+    }
+}
+
+async fn write_access_log(path: PathBuf, mut lines: mpsc::UnboundedReceiver<String>) {
+    let Ok(mut log) = LogFile::open(&path, logs::ROTATE_BYTES) else {
+        return;
+    };
+    while let Some(line) = lines.recv().await {
+        let _ = log.append(Stream::Out, &line);
+    }
+}
+
+async fn serve_control(listener: tokio::net::UnixListener, events: mpsc::UnboundedSender<Event>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let events = events.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            let Ok(Some(line)) = lines.next_line().await else {
+                return;
+            };
+            let response = match serde_json::from_str::<Request>(&line) {
+                Err(error) => Response::Error {
+                    message: format!("bad request: {error}"),
+                },
+                Ok(request) => {
+                    let (reply, answer) = oneshot::channel();
+                    if events.send(Event::Control { request, reply }).is_err() {
+                        return;
+                    }
+                    match answer.await {
+                        Ok(response) => response,
+                        Err(_) => return,
+                    }
+                }
+            };
+            if let Ok(mut text) = serde_json::to_string(&response) {
+                text.push('\n');
+                let _ = write.write_all(text.as_bytes()).await;
+            }
+        });
+    }
+}
+
+/// Whether an agent runs for this environment: it holds the lock file for as long as it lives,
+/// and the kernel lets go of it the moment the process ends, however it ends.
+pub fn is_running(dir: &EnvDir) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.lock())
+    else {
+        return false;
+    };
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock) {
+        Ok(_) => false,
+        Err((_, errno)) => errno == nix::errno::Errno::EWOULDBLOCK,
+    }
+}
+
+/// Where a project's environment keeps its files; for callers that only read them.
+pub fn env_dir(project_root: &Path, env: &str) -> EnvDir {
+    EnvDir::new(project_root, env)
+}

@@ -1,0 +1,139 @@
+//! The agent's control socket: newline-delimited JSON over a Unix socket that only its owner
+//! can open. The CLI sends one request per connection and reads one response.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    Shutdown,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    Status(EnvStatus),
+    Stopping,
+    Error { message: String },
+}
+
+/// An environment as its agent sees it now.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnvStatus {
+    pub environment: String,
+    pub agent_pid: u32,
+    /// Set once the agent is stopping.
+    pub stopping: bool,
+    pub services: Vec<ServiceStatus>,
+}
+
+impl EnvStatus {
+    pub fn all_ready(&self) -> bool {
+        self.services
+            .iter()
+            .all(|service| service.state == ServiceState::Running)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub version: Option<String>,
+    pub desired: u32,
+    pub ready: u32,
+    pub restarts: u32,
+    /// The proxy address replicas of other services reach it by (`<SERVICE>_URL`).
+    pub url: String,
+    /// The host port it is published on, when it has `expose`.
+    pub exposed: Option<String>,
+    pub state: ServiceState,
+    /// Why it is not running, in words: "waiting for backend: 1/3 ready, last probe: ...".
+    pub reason: Option<String>,
+    /// How long it has been started without being fully ready, in milliseconds.
+    pub unready_ms: Option<u64>,
+    /// How long it may take to become ready, in milliseconds.
+    pub deadline_ms: u64,
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceState {
+    /// Not started: waiting for the services it depends on.
+    Waiting,
+    /// Started, not every replica ready yet.
+    Starting,
+    /// Every replica ready.
+    Running,
+    /// Was running; some replicas are not ready now.
+    Degraded,
+    /// Replicas keep exiting before they become ready.
+    CrashLoop,
+    /// Replicas exited and the restart policy says they stay down.
+    Exited,
+}
+
+impl ServiceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceState::Waiting => "waiting",
+            ServiceState::Starting => "starting",
+            ServiceState::Running => "running",
+            ServiceState::Degraded => "degraded",
+            ServiceState::CrashLoop => "crash-loop",
+            ServiceState::Exited => "exited",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub replica: u32,
+    pub pid: Option<u32>,
+    pub port: u16,
+    pub phase: String,
+    pub restarts: u32,
+    pub last_probe: Option<String>,
+    pub last_exit: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No agent answers on the socket.
+    #[error("not running")]
+    NotRunning,
+    #[error("the agent did not answer: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the agent answered something unreadable: {0}")]
+    Protocol(#[from] serde_json::Error),
+}
+
+/// Sends one request and waits for the answer.
+pub fn call(socket: &Path, request: &Request, timeout: Duration) -> Result<Response, ClientError> {
+    let mut stream = match UnixStream::connect(socket) {
+        Ok(stream) => stream,
+        Err(error)
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(ClientError::NotRunning);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut line = serde_json::to_string(request)?;
+    line.push('\n');
+    stream.write_all(line.as_bytes())?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer)?;
+    Ok(serde_json::from_str(&answer)?)
+}

@@ -1,0 +1,13 @@
+//! tier's local runtime: one agent per environment on this machine. The agent supervises
+//! every replica of every service as a child process, puts a load-balancing proxy in front of
+//! each service, and answers the CLI on a Unix socket under `.tier/<env>/`.
+
+pub mod agent;
+pub mod control;
+mod health;
+pub mod logs;
+pub mod paths;
+mod proxy;
+pub mod spawn;
+
+pub use agent::{AgentOptions, Prepared, StartError, is_running, prepare, run};

@@ -1,0 +1,80 @@
+//! The files of one environment under `.tier/<env>/`. Nothing outside this directory belongs to
+//! the environment, and nothing inside it belongs to another.
+
+use std::path::{Path, PathBuf};
+
+pub const STATE_DIR: &str = ".tier";
+
+#[derive(Clone, Debug)]
+pub struct EnvDir {
+    root: PathBuf,
+}
+
+impl EnvDir {
+    pub fn new(project_root: &Path, env: &str) -> EnvDir {
+        EnvDir {
+            root: project_root.join(STATE_DIR).join(env),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The agent's control socket (mode 0600).
+    pub fn socket(&self) -> PathBuf {
+        self.root.join("agent.sock")
+    }
+
+    /// Held with an exclusive lock by the running agent; holds its pid.
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("agent.lock")
+    }
+
+    /// What a detached agent prints.
+    pub fn agent_log(&self) -> PathBuf {
+        self.root.join("agent.log")
+    }
+
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    /// Every request through the environment's proxies, one line each.
+    pub fn access_log(&self) -> PathBuf {
+        self.logs().join("access.log")
+    }
+
+    /// A replica's stdout and stderr.
+    pub fn replica_log(&self, service: &str, replica: u32) -> PathBuf {
+        self.logs().join(format!("{service}-{replica}.log"))
+    }
+
+    /// The merged app config handed to a service as `TIER_CONFIG`.
+    pub fn config(&self, service: &str) -> PathBuf {
+        self.root.join("config").join(format!("{service}.json"))
+    }
+
+    /// The proxy ports given out last time, reused so `<SERVICE>_URL`s stay stable.
+    pub fn ports(&self) -> PathBuf {
+        self.root.join("ports.json")
+    }
+}
+
+/// Writes a file so that a reader never sees it half-written: a temporary file in the same
+/// directory, synced, then renamed over the old one.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, path)
+}

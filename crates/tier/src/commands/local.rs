@@ -1,0 +1,540 @@
+//! The local runtime's commands: up, down, status, logs, and the hidden `agent` that a
+//! detached `up` starts.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use console::style;
+use serde_json::json;
+use tier_local::control::{self, ClientError, EnvStatus, Request, Response, ServiceState};
+use tier_local::paths::EnvDir;
+use tier_model::Environment;
+use tier_model::environment::Runtime;
+
+use super::{FAILURE, SUCCESS, USAGE, load, resolve_one};
+use crate::args::{Global, Output};
+use crate::output;
+
+/// How long the CLI waits for an agent to answer one request.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+/// How often the CLI asks a starting environment how far it got.
+const POLL_EVERY: Duration = Duration::from_millis(100);
+
+/// Resolves a local environment that can be run, or says why not.
+fn local_environment(global: &Global, env: &str, sets: &[String]) -> Result<Environment, i32> {
+    let (_, resolved) = resolve_one(global, env, sets)?;
+    if resolved.is_abstract {
+        output::error(&format!(
+            "environment `{env}` is abstract: it is only a parent and is never run"
+        ));
+        return Err(FAILURE);
+    }
+    if resolved.environment.runtime != Runtime::Local {
+        output::error(&format!(
+            "environment `{env}` runs on {}; `tier up` starts local environments",
+            resolved.environment.runtime.as_str()
+        ));
+        output::hint(&format!("`tier apply {env}` deploys it"));
+        return Err(FAILURE);
+    }
+    Ok(resolved.environment)
+}
+
+pub fn up(global: &Global, env: &str, detach: bool, no_wait: bool, sets: &[String]) -> i32 {
+    let environment = match local_environment(global, env, sets) {
+        Ok(environment) => environment,
+        Err(code) => return code,
+    };
+    let root = project_root(global);
+    let dir = EnvDir::new(&root, env);
+    if let Ok(Response::Status(status)) =
+        control::call(&dir.socket(), &Request::Status, ANSWER_WITHIN)
+    {
+        output::error(&format!(
+            "{env}: already running (agent pid {})",
+            status.agent_pid
+        ));
+        output::hint(&format!(
+            "`tier status {env}` shows it; `tier down {env}` stops it"
+        ));
+        return FAILURE;
+    }
+    if detach {
+        up_detached(global, &root, env, no_wait, sets)
+    } else {
+        up_foreground(&root, environment, no_wait)
+    }
+}
+
+fn project_root(global: &Global) -> std::path::PathBuf {
+    std::fs::canonicalize(&global.project).unwrap_or_else(|_| global.project.clone())
+}
+
+fn up_detached(global: &Global, root: &Path, env: &str, no_wait: bool, sets: &[String]) -> i32 {
+    let dir = EnvDir::new(root, env);
+    if let Err(error) = std::fs::create_dir_all(dir.root()) {
+        output::error(&format!(
+            "{env}: cannot create {}: {error}",
+            dir.root().display()
+        ));
+        return FAILURE;
+    }
+    let log = match std::fs::File::create(dir.agent_log()) {
+        Ok(log) => log,
+        Err(error) => {
+            output::error(&format!(
+                "{env}: cannot write {}: {error}",
+                dir.agent_log().display()
+            ));
+            return FAILURE;
+        }
+    };
+    let program = match std::env::current_exe() {
+        Ok(program) => program,
+        Err(error) => {
+            output::error(&format!("cannot find the tier executable: {error}"));
+            return FAILURE;
+        }
+    };
+    let mut args: Vec<std::ffi::OsString> =
+        vec!["--project".into(), root.into(), "agent".into(), env.into()];
+    for set in sets {
+        args.push("--set".into());
+        args.push(set.into());
+    }
+    let mut agent = match tier_local::spawn::spawn_detached(&program, &args, root, log) {
+        Ok(agent) => agent,
+        Err(error) => {
+            output::error(&format!("{env}: cannot start the agent: {error}"));
+            return FAILURE;
+        }
+    };
+    let pid = agent.id();
+    // Wait for the agent to answer, or to die saying why. `try_wait` also reaps it, so a dead
+    // agent is not mistaken for a live one.
+    loop {
+        match control::call(&dir.socket(), &Request::Status, ANSWER_WITHIN) {
+            Ok(Response::Status(_)) => break,
+            _ if !matches!(agent.try_wait(), Ok(None)) => {
+                let why = last_error_line(&dir.agent_log())
+                    .unwrap_or_else(|| format!("{env}: the agent exited"));
+                output::error(why.trim_start_matches("error: "));
+                return FAILURE;
+            }
+            _ => std::thread::sleep(POLL_EVERY),
+        }
+    }
+    if no_wait {
+        eprintln!("{env}: starting (agent pid {pid})");
+        output::hint(&format!(
+            "`tier status {env}` shows progress; `tier logs {env} -f` follows the output"
+        ));
+        return SUCCESS;
+    }
+    match wait_until_ready(&dir.socket(), env) {
+        Ok(status) => {
+            print_up(global, &status);
+            SUCCESS
+        }
+        Err(why) => {
+            output::error(&why);
+            stop_agent(&dir, env);
+            FAILURE
+        }
+    }
+}
+
+/// The last `error:` line an agent printed before it died.
+fn last_error_line(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .find(|line| line.starts_with("error:"))
+        .or_else(|| text.lines().rev().find(|line| !line.trim().is_empty()))
+        .map(str::to_owned)
+}
+
+/// Polls the agent until every service is ready, or one of them cannot get there.
+fn wait_until_ready(socket: &Path, env: &str) -> Result<EnvStatus, String> {
+    loop {
+        let status = match control::call(socket, &Request::Status, ANSWER_WITHIN) {
+            Ok(Response::Status(status)) => status,
+            Ok(_) => {
+                return Err(format!(
+                    "{env}: the agent answered something else than its status"
+                ));
+            }
+            Err(ClientError::NotRunning) => return Err(format!("{env}: the agent stopped")),
+            Err(error) => return Err(format!("{env}: {error}")),
+        };
+        if status.all_ready() {
+            return Ok(status);
+        }
+        if let Some(why) = failure(&status) {
+            return Err(why);
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+}
+
+/// A service that will not become ready by waiting longer.
+fn failure(status: &EnvStatus) -> Option<String> {
+    let env = &status.environment;
+    status.services.iter().find_map(|service| {
+        let reason = service.reason.clone().unwrap_or_default();
+        match service.state {
+            ServiceState::CrashLoop | ServiceState::Exited => {
+                Some(format!("{env}: service {}: {reason}", service.name))
+            }
+            ServiceState::Starting
+                if service
+                    .unready_ms
+                    .is_some_and(|ms| ms > service.deadline_ms) =>
+            {
+                Some(format!(
+                    "{env}: service {} did not become ready within {}s: {reason}",
+                    service.name,
+                    service.deadline_ms / 1000
+                ))
+            }
+            _ => None,
+        }
+    })
+}
+
+fn print_up(global: &Global, status: &EnvStatus) {
+    if global.output == Output::Json {
+        output::json(&json!(status));
+        return;
+    }
+    let mut text = format!(
+        "{} {} is up\n",
+        style("ok").green().bold(),
+        status.environment
+    );
+    for service in &status.services {
+        let url = service.exposed.as_deref().unwrap_or(&service.url);
+        text.push_str(&format!(
+            "  {:<12} {}/{} ready  {url}\n",
+            service.name, service.ready, service.desired
+        ));
+    }
+    output::stdout(&text);
+}
+
+fn stop_agent(dir: &EnvDir, env: &str) {
+    let _ = control::call(&dir.socket(), &Request::Shutdown, ANSWER_WITHIN);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tier_local::is_running(dir) && Instant::now() < deadline {
+        std::thread::sleep(POLL_EVERY);
+    }
+    if tier_local::is_running(dir) {
+        output::error(&format!("{env}: the agent did not stop within 30s"));
+    }
+}
+
+fn up_foreground(root: &Path, environment: Environment, no_wait: bool) -> i32 {
+    let env = environment.name.to_string();
+    let prepared = match tier_local::prepare(tier_local::AgentOptions {
+        project_root: root.to_path_buf(),
+        environment,
+        echo: true,
+    }) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            output::error(&error.to_string());
+            return FAILURE;
+        }
+    };
+    let socket = prepared.dir().socket();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            output::error(&format!("cannot start the runtime: {error}"));
+            return FAILURE;
+        }
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    runtime.block_on(async {
+        tokio::spawn(stop_on_signal(stop.clone()));
+        if !no_wait {
+            let stop = stop.clone();
+            let failed = std::sync::Arc::clone(&failed);
+            let env = env.clone();
+            tokio::task::spawn_blocking(move || match wait_until_ready(&socket, &env) {
+                Ok(status) => {
+                    let urls: Vec<String> = status
+                        .services
+                        .iter()
+                        .filter_map(|service| {
+                            service
+                                .exposed
+                                .as_ref()
+                                .map(|url| format!("{} {url}", service.name))
+                        })
+                        .collect();
+                    eprintln!(
+                        "{} {env} is up{}; Ctrl-C stops it",
+                        style("ok").green().bold(),
+                        if urls.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", urls.join(", "))
+                        }
+                    );
+                }
+                Err(why) => {
+                    if !stop.is_cancelled() {
+                        output::error(&why);
+                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        stop.cancel();
+                    }
+                }
+            });
+        }
+        tier_local::run(prepared, stop).await;
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    if failed.load(std::sync::atomic::Ordering::SeqCst) {
+        FAILURE
+    } else {
+        SUCCESS
+    }
+}
+
+async fn stop_on_signal(stop: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    stop.cancel();
+}
+
+/// The hidden command a detached `up` runs: the agent itself, its output in agent.log.
+pub fn agent(global: &Global, env: &str, sets: &[String]) -> i32 {
+    let environment = match local_environment(global, env, sets) {
+        Ok(environment) => environment,
+        Err(code) => return code,
+    };
+    up_foreground_quiet(&project_root(global), environment)
+}
+
+fn up_foreground_quiet(root: &Path, environment: Environment) -> i32 {
+    let prepared = match tier_local::prepare(tier_local::AgentOptions {
+        project_root: root.to_path_buf(),
+        environment,
+        echo: false,
+    }) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return FAILURE;
+        }
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    runtime.block_on(async {
+        tokio::spawn(stop_on_signal(stop.clone()));
+        tier_local::run(prepared, stop).await;
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    SUCCESS
+}
+
+pub fn down(global: &Global, env: &str) -> i32 {
+    let project = match load(global) {
+        Ok(project) => project,
+        Err(code) => return code,
+    };
+    if project.environment(env).is_none() {
+        output::error(&project.unknown_environment(env));
+        return USAGE;
+    }
+    let dir = EnvDir::new(&project_root(global), env);
+    match control::call(&dir.socket(), &Request::Status, ANSWER_WITHIN) {
+        Err(ClientError::NotRunning) => {
+            output::error(&format!("{env}: not running, nothing to stop"));
+            return FAILURE;
+        }
+        Err(error) => {
+            output::error(&format!("{env}: {error}"));
+            return FAILURE;
+        }
+        Ok(_) => {}
+    }
+    stop_agent(&dir, env);
+    eprintln!("{env}: stopped");
+    SUCCESS
+}
+
+pub fn status(global: &Global, env: Option<&str>) -> i32 {
+    let project = match load(global) {
+        Ok(project) => project,
+        Err(code) => return code,
+    };
+    let names: Vec<String> = match env {
+        Some(env) if project.environment(env).is_none() => {
+            output::error(&project.unknown_environment(env));
+            return USAGE;
+        }
+        Some(env) => vec![env.to_owned()],
+        None => project
+            .environments
+            .iter()
+            .filter(|decl| !decl.is_abstract && decl.runtime().unwrap_or("local") == "local")
+            .map(|decl| decl.name.clone())
+            .collect(),
+    };
+    let root = project_root(global);
+    let mut reports = Vec::new();
+    for name in &names {
+        let dir = EnvDir::new(&root, name);
+        let report = match control::call(&dir.socket(), &Request::Status, ANSWER_WITHIN) {
+            Ok(Response::Status(status)) => Ok(status),
+            Ok(_) | Err(ClientError::NotRunning) => Err("not running".to_owned()),
+            Err(error) => Err(error.to_string()),
+        };
+        reports.push((name.clone(), report));
+    }
+    if global.output == Output::Json {
+        let entries: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|(name, report)| match report {
+                Ok(status) => json!({ "environment": name, "running": true, "status": status }),
+                Err(why) => json!({ "environment": name, "running": false, "reason": why }),
+            })
+            .collect();
+        output::json(&json!(entries));
+        return SUCCESS;
+    }
+    let mut text = String::new();
+    for (name, report) in &reports {
+        match report {
+            Err(why) => text.push_str(&format!("{} {why}\n", style(name).bold())),
+            Ok(status) => {
+                text.push_str(&format!(
+                    "{} (agent pid {})\n",
+                    style(name).bold(),
+                    status.agent_pid
+                ));
+                let mut rows = vec![
+                    ["SERVICE", "VERSION", "READY", "RESTARTS", "URL", "STATUS"]
+                        .map(str::to_owned)
+                        .to_vec(),
+                ];
+                for service in &status.services {
+                    let state = match &service.reason {
+                        Some(reason) => format!("{}: {reason}", service.state.as_str()),
+                        None => service.state.as_str().to_owned(),
+                    };
+                    let state = match service.state {
+                        ServiceState::Running => style(state).green().to_string(),
+                        ServiceState::CrashLoop | ServiceState::Exited => {
+                            style(state).red().to_string()
+                        }
+                        _ => style(state).yellow().to_string(),
+                    };
+                    rows.push(vec![
+                        service.name.clone(),
+                        service.version.clone().unwrap_or_else(|| "-".to_owned()),
+                        format!("{}/{}", service.ready, service.desired),
+                        service.restarts.to_string(),
+                        service
+                            .exposed
+                            .clone()
+                            .unwrap_or_else(|| service.url.clone()),
+                        state,
+                    ]);
+                }
+                text.push_str(&super::inspect::columns(&rows));
+            }
+        }
+    }
+    output::stdout(&text);
+    SUCCESS
+}
+
+pub fn logs(global: &Global, env: &str, service: Option<&str>, follow: bool) -> i32 {
+    let project = match load(global) {
+        Ok(project) => project,
+        Err(code) => return code,
+    };
+    if project.environment(env).is_none() {
+        output::error(&project.unknown_environment(env));
+        return USAGE;
+    }
+    if let Some(service) = service {
+        let known: Vec<&str> = project
+            .file
+            .get("services")
+            .and_then(tier_model::tree::Node::as_table)
+            .map(|services| services.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        if !known.contains(&service) {
+            output::error(&format!("no service `{service}` in {env}"));
+            if let Some(near) = tier_model::schema::did_you_mean(service, known.iter().copied()) {
+                output::hint(&format!("did you mean `{near}`?"));
+            }
+            return USAGE;
+        }
+    }
+    let dir = EnvDir::new(&project_root(global), env).logs();
+    if !dir.is_dir() {
+        output::error(&format!(
+            "{env}: no logs yet; it has not run on this machine"
+        ));
+        output::hint(&format!("`tier up {env}` starts it"));
+        return FAILURE;
+    }
+    let lines = tier_local::logs::read_all(&dir, service);
+    let width = lines
+        .iter()
+        .map(|line| line.source.len())
+        .max()
+        .unwrap_or(0);
+    let mut text = String::new();
+    for line in &lines {
+        text.push_str(&tier_local::logs::format_line(
+            &line.source,
+            &line.text,
+            width,
+        ));
+        text.push('\n');
+    }
+    output::stdout(&text);
+    if follow {
+        tier_local::logs::follow(
+            &dir,
+            service,
+            |line| {
+                output::stdout_line(&tier_local::logs::format_line(
+                    &line.source,
+                    &line.text,
+                    width.max(line.source.len()),
+                ))
+            },
+            || true,
+        );
+    }
+    SUCCESS
+}

@@ -1,0 +1,62 @@
+//! The sample app's backend. `GET /` answers `{"text": ...}` with the `text` of the merged
+//! JSON config that tier hands it in `$TIER_CONFIG`; `GET /healthz` answers `ok`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    if let Err(message) = run().await {
+        eprintln!("sample-backend: {message}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let config_path =
+        std::env::var("TIER_CONFIG").map_err(|_| "TIER_CONFIG is not set".to_owned())?;
+    let config_text = std::fs::read_to_string(&config_path)
+        .map_err(|error| format!("cannot read {config_path}: {error}"))?;
+    let config: serde_json::Value = serde_json::from_str(&config_text)
+        .map_err(|error| format!("{config_path} is not JSON: {error}"))?;
+    let text = config
+        .get("text")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| format!("{config_path} has no string `text`"))?
+        .to_owned();
+    let port = std::env::var("PORT").map_err(|_| "PORT is not set".to_owned())?;
+    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
+        .await
+        .map_err(|error| format!("cannot listen on 127.0.0.1:{port}: {error}"))?;
+    let replica = std::env::var("TIER_REPLICA").unwrap_or_default();
+    eprintln!("sample-backend replica {replica} listening on 127.0.0.1:{port}");
+    let app = Router::new()
+        .route("/", get(root))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(Arc::new(text));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(|error| error.to_string())
+}
+
+async fn root(State(text): State<Arc<String>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "text": text.as_str() }))
+}
+
+/// Ends on SIGTERM or Ctrl-C, so the supervisor's stop is a clean exit.
+async fn shutdown() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,352 @@
+//! The local runtime end to end: the real `tier` binary, real agents, real replica processes
+//! of the sample app, real sockets. Every test picks its own host ports, so tests can run in
+//! parallel, and stops what it started even when it fails.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use tier_test::{RunningEnv, TestProject, free_port, http_get, wait_for};
+
+#[test]
+fn dev_and_stage_run_side_by_side_each_with_its_own_config() {
+    let project = TestProject::sample_app();
+    let dev_port = free_port();
+    let stage_port = free_port();
+    let dev = RunningEnv::up(
+        &project,
+        "dev",
+        &[&format!("services.frontend.expose={dev_port}")],
+    );
+    let stage = RunningEnv::up(
+        &project,
+        "stage",
+        &[&format!("services.frontend.expose={stage_port}")],
+    );
+
+    let (status, body) = http_get(dev_port, "/");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, "Hello from <b>development config</b>!");
+    let (status, body) = http_get(stage_port, "/");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, "Hello from <b>staging config</b>!");
+
+    let dev_status = dev.status();
+    let stage_status = stage.status();
+    assert_ne!(dev_status["agent_pid"], stage_status["agent_pid"]);
+    assert_ne!(
+        dev_status["services"][0]["url"], stage_status["services"][0]["url"],
+        "each environment has its own proxy ports"
+    );
+    assert_eq!(
+        stage_status["services"][0]["desired"], 2,
+        "stage runs 2 backends: {stage_status}"
+    );
+}
+
+#[test]
+fn killing_a_backend_replica_fails_no_request_and_it_comes_back() {
+    let project = TestProject::sample_app();
+    let port = free_port();
+    let env = RunningEnv::up(
+        &project,
+        "dev",
+        &[
+            &format!("services.frontend.expose={port}"),
+            "services.backend.replicas=3",
+        ],
+    );
+    let backend_url = env.status()["services"][0]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let backend_port: u16 = backend_url
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or(0);
+    let victim = env.status()["services"][0]["replicas"][1]["pid"]
+        .as_u64()
+        .unwrap_or(0) as i32;
+    assert!(victim > 0);
+
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut sent = 0;
+    let mut failed = Vec::new();
+    let mut killed = false;
+    while Instant::now() < deadline && sent < 3000 {
+        if !killed && sent == 200 {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(victim),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .ok();
+            killed = true;
+        }
+        let (status, body) = http_get(backend_port, "/");
+        if status != 200 {
+            failed.push(format!("{status} {body}"));
+        }
+        sent += 1;
+    }
+    assert!(killed, "the load ran long enough to kill a replica");
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} requests failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the killed replica to come back",
+        || {
+            let status = env.status();
+            let backend = &status["services"][0];
+            backend["ready"] == 3 && backend["restarts"].as_u64() >= Some(1)
+        },
+    );
+}
+
+#[test]
+fn killing_the_agent_leaves_no_replica_behind() {
+    let project = TestProject::sample_app();
+    let port = free_port();
+    let env = RunningEnv::up(
+        &project,
+        "dev",
+        &[
+            &format!("services.frontend.expose={port}"),
+            "services.backend.replicas=2",
+        ],
+    );
+    let status = env.status();
+    let agent = status["agent_pid"].as_u64().unwrap_or(0) as i32;
+    let replicas: Vec<i32> = status["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|service| service["replicas"].as_array().cloned().unwrap_or_default())
+        .filter_map(|replica| replica["pid"].as_u64())
+        .map(|pid| pid as i32)
+        .collect();
+    assert_eq!(replicas.len(), 3, "{status}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the agent");
+    wait_for(
+        Duration::from_secs(5),
+        "every replica's process group to be gone",
+        || {
+            replicas.iter().all(|pid| {
+                nix::sys::signal::killpg(nix::unistd::Pid::from_raw(*pid), None).is_err()
+            })
+        },
+    );
+}
+
+#[test]
+fn a_crash_looping_service_is_reported_and_its_dependents_wait() {
+    let project = TestProject::sample_app();
+    let port = free_port();
+    let env = RunningEnv::up_no_wait(
+        &project,
+        "dev",
+        &[
+            &format!("services.frontend.expose={port}"),
+            r#"services.backend.command=["sh", "-c", "echo backend cannot start >&2; exit 3"]"#,
+        ],
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the backend to be reported crash-looping",
+        || env.status()["services"][0]["state"] == "crash-loop",
+    );
+    let status = env.status();
+    let backend = &status["services"][0];
+    let reason = backend["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("exit code 3"), "{reason}");
+    assert!(reason.contains("backend cannot start"), "{reason}");
+    let frontend = &status["services"][1];
+    assert_eq!(frontend["state"], "waiting", "{status}");
+    assert_eq!(
+        frontend["replicas"].as_array().map(Vec::len),
+        Some(0),
+        "the frontend never started"
+    );
+    assert!(
+        frontend["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("waiting for backend, which is crash-looping"),
+        "{status}"
+    );
+    let text = project
+        .tier()
+        .args(["status", "dev"])
+        .output()
+        .expect("tier status");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("crash-loop"), "{text}");
+}
+
+#[test]
+fn up_with_a_missing_command_says_so_and_leaves_nothing() {
+    let project = TestProject::sample_app();
+    let output = project
+        .tier()
+        .args([
+            "up",
+            "dev",
+            "-d",
+            "--set",
+            r#"services.backend.command=["bin/not-there"]"#,
+        ])
+        .output()
+        .expect("tier up");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("dev: service backend: cannot run its command"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("bin/not-there does not exist"), "{stderr}");
+    assert!(!project.path().join(".tier/dev/agent.sock").exists());
+}
+
+#[test]
+fn up_on_a_port_in_use_says_so_and_leaves_nothing() {
+    let project = TestProject::sample_app();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("address").port();
+    let output = project
+        .tier()
+        .args([
+            "up",
+            "dev",
+            "-d",
+            "--set",
+            &format!("services.frontend.expose={port}"),
+        ])
+        .output()
+        .expect("tier up");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "dev: service frontend: host port {port} is already in use"
+        )),
+        "{stderr}"
+    );
+    assert!(!project.path().join(".tier/dev/agent.sock").exists());
+}
+
+#[test]
+fn a_service_that_never_becomes_ready_fails_up_and_leaves_nothing() {
+    let project = TestProject::sample_app();
+    let port = free_port();
+    let output = project
+        .tier()
+        .args([
+            "up",
+            "dev",
+            "-d",
+            "--set",
+            &format!("services.frontend.expose={port}"),
+            "--set",
+            r#"services.backend.health.http="/not-here""#,
+            "--set",
+            r#"services.backend.rollout.deadline="2s""#,
+        ])
+        .output()
+        .expect("tier up");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("dev: service backend did not become ready within 2s"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("/not-here answered 404"), "{stderr}");
+    wait_for(Duration::from_secs(5), "the agent to be gone", || {
+        !project.path().join(".tier/dev/agent.sock").exists()
+    });
+}
+
+#[test]
+fn down_of_an_environment_that_is_not_running() {
+    let project = TestProject::sample_app();
+    let output = project
+        .tier()
+        .args(["down", "stage"])
+        .output()
+        .expect("tier down");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim(), "error: stage: not running, nothing to stop");
+}
+
+#[test]
+fn logs_are_prefixed_per_replica_and_kept_on_disk() {
+    let project = TestProject::sample_app();
+    let port = free_port();
+    let _env = RunningEnv::up(
+        &project,
+        "dev",
+        &[
+            &format!("services.frontend.expose={port}"),
+            "services.backend.replicas=2",
+        ],
+    );
+    let output = project
+        .tier()
+        .args(["logs", "dev", "backend"])
+        .output()
+        .expect("tier logs");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("backend-1 | sample-backend replica 1 listening"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("backend-2 | sample-backend replica 2 listening"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("frontend"), "only the backend: {stdout}");
+    assert!(project.path().join(".tier/dev/logs/backend-1.log").exists());
+}
+
+#[test]
+fn the_proxy_adds_a_request_id_and_logs_each_request() {
+    let project = TestProject::sample_app();
+    let port = free_port();
+    let _env = RunningEnv::up(
+        &project,
+        "dev",
+        &[&format!("services.frontend.expose={port}")],
+    );
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let id = answer
+        .lines()
+        .find_map(|line| line.strip_prefix("x-request-id: "))
+        .unwrap_or_else(|| panic!("no x-request-id in {answer}"))
+        .trim()
+        .to_owned();
+    wait_for(Duration::from_secs(5), "the access log line", || {
+        std::fs::read_to_string(project.path().join(".tier/dev/logs/access.log")).is_ok_and(|log| {
+            log.contains(&format!("request_id={id}"))
+                && log.contains(
+                    "service=frontend replica=frontend-1 method=GET path=/healthz status=200",
+                )
+        })
+    });
+}
