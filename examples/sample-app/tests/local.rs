@@ -350,3 +350,206 @@ fn the_proxy_adds_a_request_id_and_logs_each_request() {
         })
     });
 }
+
+#[test]
+fn foreground_up_prints_prefixed_output_and_ctrl_c_stops_everything() {
+    let project = TestProject::sample_app();
+    let port = free_port();
+    let mut child = std::process::Command::new(tier_test::tier_binary())
+        .env("NO_COLOR", "1")
+        .args(["--project"])
+        .arg(project.path())
+        .args([
+            "up",
+            "dev",
+            "--set",
+            &format!("services.frontend.expose={port}"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start tier up");
+    let status = || {
+        project
+            .tier()
+            .args(["status", "dev", "--output", "json"])
+            .output()
+            .ok()
+            .and_then(|output| serde_json::from_slice::<serde_json::Value>(&output.stdout).ok())
+            .map(|all| all[0]["status"].clone())
+            .unwrap_or_default()
+    };
+    wait_for(Duration::from_secs(20), "dev to be ready", || {
+        status()["services"].as_array().is_some_and(|services| {
+            !services.is_empty() && services.iter().all(|service| service["state"] == "running")
+        })
+    });
+    let pids: Vec<i32> = status()["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|service| service["replicas"].as_array().cloned().unwrap_or_default())
+        .filter_map(|replica| replica["pid"].as_u64())
+        .map(|pid| pid as i32)
+        .collect();
+    assert_eq!(
+        http_get(port, "/").1,
+        "Hello from <b>development config</b>!"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("send Ctrl-C");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("wait for tier up") {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tier up did not stop after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .map(|mut out| out.read_to_string(&mut stdout));
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        stdout.contains("backend-1  | sample-backend replica 1 listening"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("frontend-1 | sample-frontend replica 1 listening"),
+        "{stdout}"
+    );
+    for pid in pids {
+        assert!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err(),
+            "replica {pid} outlived the agent"
+        );
+    }
+    assert!(
+        !project.path().join(".tier/dev/agent.sock").exists(),
+        "the socket is removed"
+    );
+}
+
+#[test]
+fn the_control_socket_is_for_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let project = TestProject::sample_app();
+    let port = free_port();
+    let _env = RunningEnv::up(
+        &project,
+        "dev",
+        &[&format!("services.frontend.expose={port}")],
+    );
+    let mode = std::fs::metadata(project.path().join(".tier/dev/agent.sock"))
+        .expect("the socket exists")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn a_tcp_service_is_balanced_connection_by_connection() {
+    let project = TestProject::sample_app();
+    let port = free_port();
+    let env = RunningEnv::up(
+        &project,
+        "dev",
+        &[
+            &format!("services.frontend.expose={port}"),
+            r#"services.backend.protocol="tcp""#,
+            "services.backend.replicas=2",
+        ],
+    );
+    let status = env.status();
+    let backend = &status["services"][0];
+    let url = backend["url"].as_str().unwrap_or_default();
+    assert!(url.starts_with("tcp://127.0.0.1:"), "{url}");
+    let backend_port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or(0);
+    for _ in 0..10 {
+        let (code, body) = http_get(backend_port, "/");
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body, r#"{"text":"development config"}"#);
+    }
+    // No HTTP proxy in between: no request id is added and nothing is access-logged.
+    let access = std::fs::read_to_string(project.path().join(".tier/dev/logs/access.log"))
+        .unwrap_or_default();
+    assert!(!access.contains("service=backend"), "{access}");
+}
+
+#[test]
+fn restart_never_leaves_an_exited_replica_down() {
+    let project = TestProject::sample_app();
+    let port = free_port();
+    let env = RunningEnv::up(
+        &project,
+        "dev",
+        &[
+            &format!("services.frontend.expose={port}"),
+            r#"services.backend.restart="never""#,
+        ],
+    );
+    let pid = env.status()["services"][0]["replicas"][0]["pid"]
+        .as_u64()
+        .unwrap_or(0) as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("stop the backend");
+    wait_for(
+        Duration::from_secs(10),
+        "the backend to be reported exited",
+        || env.status()["services"][0]["state"] == "exited",
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    let status = env.status();
+    assert_eq!(status["services"][0]["restarts"], 0, "{status}");
+    assert_eq!(status["services"][0]["ready"], 0, "{status}");
+    assert!(
+        status["services"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exit code 0"),
+        "{status}"
+    );
+    let (code, body) = http_get(port, "/");
+    assert_eq!(code, 502, "the frontend says the backend is gone: {body}");
+    assert!(body.contains("could not be reached"), "{body}");
+}
+
+#[test]
+fn up_with_a_command_that_is_not_executable_says_so() {
+    let project = TestProject::sample_app();
+    project.write("bin/backend.sh", "#!/bin/sh\nexit 0\n");
+    let output = project
+        .tier()
+        .args([
+            "up",
+            "dev",
+            "-d",
+            "--set",
+            r#"services.backend.command=["bin/backend.sh"]"#,
+        ])
+        .output()
+        .expect("tier up");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("bin/backend.sh is not executable (chmod +x it)"),
+        "{stderr}"
+    );
+}
