@@ -56,6 +56,7 @@ fn check_executable(path: &Path) -> Result<(), String> {
 /// Must be called from a tokio worker thread, never from `spawn_blocking`: Linux sends the
 /// death signal when the *thread* that forked the child exits, and worker threads live as long
 /// as the runtime, while blocking-pool threads come and go.
+#[expect(clippy::disallowed_methods, reason = "this is the spawning helper")]
 pub fn spawn_replica(spawn: &Spawn) -> std::io::Result<tokio::process::Child> {
     let mut command = tokio::process::Command::new(&spawn.program);
     command
@@ -75,6 +76,7 @@ pub fn spawn_replica(spawn: &Spawn) -> std::io::Result<tokio::process::Child> {
 
 /// Starts a detached agent: a new session, so it outlives the command that started it and
 /// no terminal signal reaches it. Its output goes to `log`.
+#[expect(clippy::disallowed_methods, reason = "this is the spawning helper")]
 pub fn spawn_detached(
     program: &Path,
     args: &[OsString],

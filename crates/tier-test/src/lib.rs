@@ -243,6 +243,10 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
 }
 
 /// Waits for a condition, checking every 50 ms, and fails the test when `within` passes.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "this is the waiting helper tests use instead of sleeping"
+)]
 pub fn wait_for(within: std::time::Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + within;
     while !condition() {

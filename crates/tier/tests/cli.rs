@@ -533,6 +533,10 @@ fn no_project_file_hints_tier_init() {
 /// enough that its render cannot fit in a pipe's buffer, so tier is certain to meet the
 /// closed pipe while writing.
 #[test]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the test closes the child's stdout pipe itself"
+)]
 fn broken_pipe_exits_zero() {
     let mut text =
         String::from("[project]\nname = \"wide\"\n\n[environments.dev]\nruntime = \"local\"\n");

@@ -352,6 +352,10 @@ fn the_proxy_adds_a_request_id_and_logs_each_request() {
 }
 
 #[test]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the test needs the child itself to send it Ctrl-C"
+)]
 fn foreground_up_prints_prefixed_output_and_ctrl_c_stops_everything() {
     let project = TestProject::sample_app();
     let port = free_port();
@@ -402,17 +406,16 @@ fn foreground_up_prints_prefixed_output_and_ctrl_c_stops_everything() {
         nix::sys::signal::Signal::SIGINT,
     )
     .expect("send Ctrl-C");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().expect("wait for tier up") {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tier up did not stop after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut exit = None;
+    wait_for(
+        Duration::from_secs(20),
+        "tier up to stop after Ctrl-C",
+        || {
+            exit = child.try_wait().expect("wait for tier up");
+            exit.is_some()
+        },
+    );
+    let exit = exit.expect("tier up exited");
     let mut stdout = String::new();
     child
         .stdout
@@ -514,6 +517,12 @@ fn restart_never_leaves_an_exited_replica_down() {
         "the backend to be reported exited",
         || env.status()["services"][0]["state"] == "exited",
     );
+    // Nothing may happen here, so there is no condition to wait for: give a restart more
+    // than twice the first backoff to show up.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "waiting for something that must not happen"
+    )]
     std::thread::sleep(Duration::from_millis(600));
     let status = env.status();
     assert_eq!(status["services"][0]["restarts"], 0, "{status}");

@@ -20,6 +20,16 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// How often the CLI asks a starting environment how far it got.
 const POLL_EVERY: Duration = Duration::from_millis(100);
 
+/// The pause between two questions to an agent. The CLI is a plain thread asking a separate
+/// process; there is nothing to await.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the CLI polls the agent between requests"
+)]
+fn pause() {
+    std::thread::sleep(POLL_EVERY);
+}
+
 /// Resolves a local environment that can be run, or says why not.
 fn local_environment(global: &Global, env: &str, sets: &[String]) -> Result<Environment, i32> {
     let (_, resolved) = resolve_one(global, env, sets)?;
@@ -121,7 +131,7 @@ fn up_detached(global: &Global, root: &Path, env: &str, no_wait: bool, sets: &[S
                 output::error(why.trim_start_matches("error: "));
                 return FAILURE;
             }
-            _ => std::thread::sleep(POLL_EVERY),
+            _ => pause(),
         }
     }
     if no_wait {
@@ -173,7 +183,7 @@ fn wait_until_ready(socket: &Path, env: &str) -> Result<EnvStatus, String> {
         if let Some(why) = failure(&status) {
             return Err(why);
         }
-        std::thread::sleep(POLL_EVERY);
+        pause();
     }
 }
 
@@ -226,7 +236,7 @@ fn stop_agent(dir: &EnvDir, env: &str) {
     let _ = control::call(&dir.socket(), &Request::Shutdown, ANSWER_WITHIN);
     let deadline = Instant::now() + Duration::from_secs(30);
     while tier_local::is_running(dir) && Instant::now() < deadline {
-        std::thread::sleep(POLL_EVERY);
+        pause();
     }
     if tier_local::is_running(dir) {
         output::error(&format!("{env}: the agent did not stop within 30s"));
