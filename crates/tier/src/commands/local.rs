@@ -166,25 +166,46 @@ fn last_error_line(log: &Path) -> Option<String> {
 
 /// Polls the agent until every service is ready, or one of them cannot get there.
 fn wait_until_ready(socket: &Path, env: &str) -> Result<EnvStatus, String> {
-    loop {
+    // A spinner with each service's progress, on a terminal only; it is cleared at the end.
+    let progress = console::Term::stderr().is_term().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    let result = loop {
         let status = match control::call(socket, &Request::Status, ANSWER_WITHIN) {
             Ok(Response::Status(status)) => status,
             Ok(_) => {
-                return Err(format!(
+                break Err(format!(
                     "{env}: the agent answered something else than its status"
                 ));
             }
-            Err(ClientError::NotRunning) => return Err(format!("{env}: the agent stopped")),
-            Err(error) => return Err(format!("{env}: {error}")),
+            Err(ClientError::NotRunning) => break Err(format!("{env}: the agent stopped")),
+            Err(error) => break Err(format!("{env}: {error}")),
         };
         if status.all_ready() {
-            return Ok(status);
+            break Ok(status);
         }
         if let Some(why) = failure(&status) {
-            return Err(why);
+            break Err(why);
+        }
+        if let Some(bar) = &progress {
+            let services: Vec<String> = status
+                .services
+                .iter()
+                .map(|service| match service.state {
+                    ServiceState::Waiting => format!("{} waiting", service.name),
+                    _ => format!("{} {}/{}", service.name, service.ready, service.desired),
+                })
+                .collect();
+            bar.set_message(format!("starting {env}: {}", services.join(", ")));
         }
         pause();
+    };
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
     }
+    result
 }
 
 /// A service that will not become ready by waiting longer.
