@@ -432,7 +432,15 @@ pub fn status(global: &Global, env: Option<&str>) -> i32 {
         None => project
             .environments
             .iter()
-            .filter(|decl| !decl.is_abstract && decl.runtime().unwrap_or("local") == "local")
+            .filter(|decl| {
+                // The runtime may be inherited through `extends`: the nearest one counts.
+                let runtime = project
+                    .chain(&decl.name)
+                    .iter()
+                    .rev()
+                    .find_map(|decl| decl.runtime());
+                !decl.is_abstract && runtime.unwrap_or("local") == "local"
+            })
             .map(|decl| decl.name.clone())
             .collect(),
     };
