@@ -361,8 +361,18 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
     let environment = options.environment;
     let (events, mut inbox) = mpsc::unbounded_channel();
     let (proxy_events, mut proxy_inbox) = mpsc::unbounded_channel::<ProxyEvent>();
-    let (access, access_inbox) = mpsc::unbounded_channel::<String>();
+    let (access, access_inbox) = mpsc::unbounded_channel::<Vec<String>>();
     let halt_proxies = CancellationToken::new();
+    let workers = match proxy::Workers::start() {
+        Ok(workers) => workers,
+        Err(error) => {
+            eprintln!(
+                "error: {}: cannot start the proxy threads: {error}",
+                environment.name
+            );
+            return;
+        }
+    };
     tokio::spawn(write_access_log(dir.access_log(), access_inbox));
 
     let names: Vec<String> = environment
@@ -384,13 +394,10 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
         .enumerate()
     {
         let (endpoints, watcher) = watch::channel(Arc::new(Vec::new()));
-        let listeners: Vec<tokio::net::TcpListener> = prepared
-            .listeners
-            .into_iter()
-            .filter_map(|listener| tokio::net::TcpListener::from_std(listener).ok())
-            .collect();
+        let listeners = prepared.listeners;
         match spec.protocol {
             Protocol::Http => proxy::serve_http(
+                &workers,
                 name.to_string(),
                 index,
                 listeners,
@@ -400,6 +407,7 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
                 halt_proxies.clone(),
             ),
             Protocol::Tcp => proxy::serve_tcp(
+                &workers,
                 index,
                 listeners,
                 watcher,
@@ -484,6 +492,7 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
     }
     agent.shut_down(&mut inbox).await;
     halt_proxies.cancel();
+    drop(workers);
     let _ = std::fs::remove_file(agent.dir.socket());
 }
 
@@ -1146,12 +1155,13 @@ async fn pump(
     }
 }
 
-async fn write_access_log(path: PathBuf, mut lines: mpsc::UnboundedReceiver<String>) {
+/// Writes access log lines in the batches the proxy workers hand over, one write per batch.
+async fn write_access_log(path: PathBuf, mut batches: mpsc::UnboundedReceiver<Vec<String>>) {
     let Ok(mut log) = LogFile::open(&path, logs::ROTATE_BYTES) else {
         return;
     };
-    while let Some(line) = lines.recv().await {
-        let _ = log.append(Stream::Out, &line);
+    while let Some(batch) = batches.recv().await {
+        let _ = log.append_all(Stream::Out, &batch);
     }
 }
 

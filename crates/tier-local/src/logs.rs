@@ -51,6 +51,21 @@ impl LogFile {
         Ok(())
     }
 
+    /// Appends several lines with one write.
+    pub fn append_all(&mut self, stream: Stream, texts: &[String]) -> std::io::Result<()> {
+        let now = now_millis();
+        let mut buffer = String::with_capacity(texts.iter().map(|text| text.len() + 24).sum());
+        for text in texts {
+            buffer.push_str(&format!("{now} {} {text}\n", stream.as_str()));
+        }
+        if self.written + buffer.len() as u64 > self.limit && self.written > 0 {
+            self.rotate()?;
+        }
+        self.file.write_all(buffer.as_bytes())?;
+        self.written += buffer.len() as u64;
+        Ok(())
+    }
+
     fn rotate(&mut self) -> std::io::Result<()> {
         for index in (1..KEEP_ROTATED).rev() {
             let from = rotated(&self.path, index);

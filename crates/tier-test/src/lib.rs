@@ -257,3 +257,76 @@ pub fn wait_for(within: std::time::Duration, what: &str, mut condition: impl FnM
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A client that keeps one HTTP/1.1 connection open across requests, as browsers and load
+/// generators do. Answers must carry a `content-length`.
+pub struct KeepAliveClient {
+    port: u16,
+    stream: Option<std::io::BufReader<std::net::TcpStream>>,
+}
+
+impl KeepAliveClient {
+    pub fn new(port: u16) -> KeepAliveClient {
+        KeepAliveClient { port, stream: None }
+    }
+
+    /// GET on the open connection (opening one if needed): the status and the body, or why it
+    /// failed. A failed request closes the connection.
+    pub fn get(&mut self, path: &str) -> Result<(u16, String), String> {
+        let result = self.try_get(path);
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+
+    fn try_get(&mut self, path: &str) -> Result<(u16, String), String> {
+        use std::io::{BufRead, Read, Write};
+        if self.stream.is_none() {
+            let stream = std::net::TcpStream::connect(("127.0.0.1", self.port))
+                .map_err(|error| error.to_string())?;
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .map_err(|error| error.to_string())?;
+            self.stream = Some(std::io::BufReader::new(stream));
+        }
+        let reader = self.stream.as_mut().ok_or("no connection")?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        reader
+            .get_mut()
+            .write_all(request.as_bytes())
+            .map_err(|error| error.to_string())?;
+        let mut status_line = String::new();
+        reader
+            .read_line(&mut status_line)
+            .map_err(|error| error.to_string())?;
+        let status = status_line
+            .get(9..12)
+            .and_then(|code| code.parse().ok())
+            .ok_or(format!("no status line: {status_line:?}"))?;
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader
+                .read_line(&mut line)
+                .map_err(|error| error.to_string())?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("bad content-length {value}"))?;
+            }
+        }
+        let mut body = vec![0; length];
+        reader
+            .read_exact(&mut body)
+            .map_err(|error| error.to_string())?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use tier_test::{RunningEnv, TestProject, free_port, http_get, wait_for};
+use tier_test::{KeepAliveClient, RunningEnv, TestProject, free_port, http_get, wait_for};
 
 #[test]
 fn dev_and_stage_run_side_by_side_each_with_its_own_config() {
@@ -70,6 +70,9 @@ fn killing_a_backend_replica_fails_no_request_and_it_comes_back() {
         .unwrap_or(0) as i32;
     assert!(victim > 0);
 
+    // One keep-alive connection, so the proxy's upstream connections are reused too, and
+    // the one to the killed replica goes stale under the load.
+    let mut client = KeepAliveClient::new(backend_port);
     let deadline = Instant::now() + Duration::from_secs(4);
     let mut sent = 0;
     let mut failed = Vec::new();
@@ -83,9 +86,10 @@ fn killing_a_backend_replica_fails_no_request_and_it_comes_back() {
             .ok();
             killed = true;
         }
-        let (status, body) = http_get(backend_port, "/");
-        if status != 200 {
-            failed.push(format!("{status} {body}"));
+        match client.get("/") {
+            Ok((200, _)) => {}
+            Ok((status, body)) => failed.push(format!("{status} {body}")),
+            Err(error) => failed.push(error),
         }
         sent += 1;
     }
