@@ -4,29 +4,29 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::names::{EnvName, ServiceName};
 use crate::quantity::{Duration, Quantity};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Environment {
     pub name: EnvName,
     pub runtime: Runtime,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extends: Option<EnvName>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promote_from: Option<EnvName>,
     pub protected: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kube: Option<Kube>,
     pub project: ProjectSettings,
     pub services: BTreeMap<ServiceName, Service>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub flags: BTreeMap<String, Flag>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub libraries: BTreeMap<String, Library>,
     pub store: StoreSettings,
 }
@@ -62,7 +62,7 @@ impl Environment {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Runtime {
     Local,
@@ -78,69 +78,73 @@ impl Runtime {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kube {
     pub context: String,
     pub namespace: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProjectSettings {
     pub name: String,
     pub ordering: bool,
     pub on_failure: OnFailure,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnFailure {
     Rollback,
     Halt,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Service {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<String>,
     pub port: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expose: Option<u16>,
     pub replicas: u32,
     pub memory: Quantity,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::quantity::deserialize_cpu"
+    )]
     pub cpu: Option<Quantity>,
     pub protocol: Protocol,
     pub restart: Restart,
     pub depends_on: Vec<ServiceName>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
     pub rollout: Rollout,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, SecretRef>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_dir: Option<String>,
     /// The merged app config: `base.json` under each `<env>.json` of the environment's chain.
     pub config: serde_json::Value,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Http,
     Tcp,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Restart {
     Always,
@@ -148,11 +152,11 @@ pub enum Restart {
     Never,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Health {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<u16>,
     pub interval: Duration,
     pub timeout: Duration,
@@ -176,7 +180,7 @@ impl Health {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Rollout {
     pub max_surge: u32,
     pub max_unavailable: u32,
@@ -205,19 +209,82 @@ impl Serialize for SecretRef {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let inner = text
+            .strip_prefix("<secret:")
+            .and_then(|rest| rest.strip_suffix('>'))
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("`{text}` is not a secret reference"))
+            })?;
+        match inner.split_once(':') {
+            Some(("env", variable)) => Ok(SecretRef::Env(variable.to_owned())),
+            Some(("file", path)) => Ok(SecretRef::File(path.to_owned())),
+            _ => Err(serde::de::Error::custom(format!(
+                "`{text}` is not a secret reference"
+            ))),
+        }
+    }
+}
+
+/// What a service runs, fixed at apply time: for the local runtime a copy of its executable in
+/// the content-addressed store, for kubernetes its image reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// `sha256:<hex>` of the executable, or the image reference.
+    pub digest: String,
+    /// Where it came from: the command's program as resolved at apply time, or the image.
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Flag {
     pub default: serde_json::Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Library {
     pub path: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StoreSettings {
     pub kubernetes: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rendered_environment_reads_back_the_same() {
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample-app");
+        let mut project = crate::Project::load(&root).expect("the sample app loads");
+        for name in ["dev", "stage", "prod"] {
+            let resolved = project.resolve(name, &[]).expect("resolves");
+            let json = serde_json::to_value(&resolved.environment).expect("serialises");
+            let back: Environment = serde_json::from_value(json.clone()).expect("reads back");
+            assert_eq!(
+                serde_json::to_value(&back).expect("serialises again"),
+                json,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_and_secrets_read_back() {
+        let text = r#"{"command":["x"],"port":8080,"replicas":1,"memory":"1Gi","cpu":"2","protocol":"http","restart":"always","depends_on":[],"rollout":{"max_surge":1,"max_unavailable":0,"deadline":"1m"},"secrets":{"DB":"<secret:env:DB_PASSWORD>"},"config":{}}"#;
+        let service: Service = serde_json::from_str(text).expect("reads");
+        assert_eq!(service.cpu.map(|cpu| cpu.base_units()), Some(2000));
+        assert_eq!(service.memory.base_units(), 1 << 30);
+        assert_eq!(
+            service.secrets.get("DB"),
+            Some(&SecretRef::Env("DB_PASSWORD".to_owned()))
+        );
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub const DNS1035_PATTERN: &str = "^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$";
 pub const DNS1035_HELP: &str = "use lowercase letters, digits and '-', start with a letter, end with a letter or digit, at most 63 characters (a DNS-1035 label, so the name maps to Kubernetes unchanged)";
@@ -101,6 +101,13 @@ macro_rules! label_type {
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                $name::new(&text).map_err(|why| serde::de::Error::custom(format!("`{text}`: {why}")))
             }
         }
 

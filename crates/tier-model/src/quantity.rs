@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub const MEMORY_PATTERN: &str = "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$";
 pub const CPU_PATTERN: &str = "^([0-9]+m|[0-9]+(\\.[0-9]+)?)$";
@@ -189,6 +189,23 @@ impl Serialize for Quantity {
     }
 }
 
+/// Read back as a memory quantity; a CPU field reads itself with [`deserialize_cpu`].
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Quantity::parse_memory(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reads an optional CPU quantity (`"500m"`, `"2"`) back from a rendered environment.
+pub fn deserialize_cpu<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Quantity>, D::Error> {
+    Option::<String>::deserialize(deserializer)?
+        .map(|text| Quantity::parse_cpu(&text).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
 /// A duration as written (`500ms`, `5s`, `2m`, `1h`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Duration {
@@ -249,6 +266,13 @@ impl fmt::Display for Duration {
 impl Serialize for Duration {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Duration::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
