@@ -24,6 +24,7 @@ use crate::health::{self, Check};
 use crate::logs::{self, LogFile, Stream};
 use crate::paths::{EnvDir, write_atomic};
 use crate::proxy::{self, Endpoint, ProxyEvent};
+use crate::rollout;
 use crate::spawn::{self, Spawn};
 
 /// How long a replica must stay ready before its earlier failures are forgiven.
@@ -130,7 +131,7 @@ pub fn prepare(options: AgentOptions) -> Result<Prepared, StartError> {
 
     for (name, service) in &options.environment.services {
         let text = serde_json::to_vec_pretty(&service.config).unwrap_or_else(|_| b"{}".to_vec());
-        write_atomic(&dir.config(name.as_str()), &text)
+        write_atomic(&dir.config(name.as_str(), &service.config), &text)
             .map_err(|error| fail(format!("service {name}: cannot write its config: {error}")))?;
     }
     let ports_text = serde_json::to_vec_pretty(&ports).unwrap_or_default();
@@ -227,23 +228,24 @@ fn free_port() -> std::io::Result<u16> {
 enum Event {
     Exited {
         service: usize,
-        replica: usize,
+        replica: u32,
         generation: u64,
         success: bool,
         how: String,
     },
     Probe {
         service: usize,
-        replica: usize,
+        replica: u32,
         generation: u64,
         result: Result<(), String>,
     },
     RestartDue {
         service: usize,
-        replica: usize,
+        replica: u32,
         generation: u64,
     },
     Proxy(ProxyEvent),
+    Rollout(Box<rollout::Command>),
     Control {
         request: Request,
         reply: oneshot::Sender<Response>,
@@ -279,12 +281,19 @@ struct Replica {
     last_exit: Option<String>,
     last_output: Arc<Mutex<Option<String>>>,
     stop_probe: CancellationToken,
+    /// What this replica runs; during a rollout old and new replicas run different specs.
+    spec: Arc<Service>,
+    program: Arc<PathBuf>,
+    /// Being stopped on purpose (a rollout or a scale-down): not restarted, not in rotation,
+    /// removed when it exits.
+    retiring: bool,
 }
 
 struct ServiceRuntime {
     name: String,
-    spec: Service,
-    program: PathBuf,
+    /// The desired spec: what new replicas run.
+    spec: Arc<Service>,
+    program: Arc<PathBuf>,
     wave: usize,
     proxy_port: u16,
     exposed: Option<u16>,
@@ -293,14 +302,27 @@ struct ServiceRuntime {
     replicas: Vec<Replica>,
     started_at: Option<Instant>,
     ever_ready: bool,
+    /// Stops this service's proxy alone, when an apply removes the service.
+    halt: CancellationToken,
+    /// Taken out by an apply; kept so that indices in pending events stay valid.
+    removed: bool,
 }
 
 impl ServiceRuntime {
     fn ready(&self) -> u32 {
         self.replicas
             .iter()
-            .filter(|replica| replica.phase == Phase::Ready)
+            .filter(|replica| replica.phase == Phase::Ready && !replica.retiring)
             .count() as u32
+    }
+
+    fn position(&self, id: u32) -> Option<usize> {
+        self.replicas.iter().position(|replica| replica.index == id)
+    }
+
+    /// The smallest replica number not in use, so names stay `backend-1` to `backend-N`.
+    fn free_id(&self) -> u32 {
+        (1..).find(|id| self.position(*id).is_none()).unwrap_or(1)
     }
 
     fn is_ready(&self) -> bool {
@@ -326,7 +348,7 @@ impl ServiceRuntime {
         let ready: Vec<Endpoint> = self
             .replicas
             .iter()
-            .filter(|replica| replica.phase == Phase::Ready)
+            .filter(|replica| replica.phase == Phase::Ready && !replica.retiring)
             .map(|replica| Endpoint {
                 replica: replica.index,
                 address: SocketAddr::from(([127, 0, 0, 1], replica.port)),
@@ -346,6 +368,55 @@ struct Agent {
     events: mpsc::UnboundedSender<Event>,
     echo: Option<usize>,
     stopping: bool,
+    /// Every spawn gets the next number, so news about a replaced process is never mistaken
+    /// for news about its successor.
+    generations: u64,
+    /// The environment and programs the agent runs, as the last apply left them.
+    current: Environment,
+    programs: BTreeMap<String, PathBuf>,
+    applying: bool,
+    kit: ProxyKit,
+}
+
+/// What starting another service's proxy takes.
+struct ProxyKit {
+    workers: proxy::Workers,
+    events: mpsc::UnboundedSender<ProxyEvent>,
+    access: mpsc::UnboundedSender<Vec<String>>,
+    halt: CancellationToken,
+}
+
+impl ProxyKit {
+    fn serve(
+        &self,
+        index: usize,
+        name: &str,
+        spec: &Service,
+        listeners: Vec<std::net::TcpListener>,
+        halt: CancellationToken,
+        endpoints: proxy::Endpoints,
+    ) {
+        match spec.protocol {
+            Protocol::Http => proxy::serve_http(
+                &self.workers,
+                name.to_owned(),
+                index,
+                listeners,
+                endpoints,
+                self.events.clone(),
+                self.access.clone(),
+                halt,
+            ),
+            Protocol::Tcp => proxy::serve_tcp(
+                &self.workers,
+                index,
+                listeners,
+                endpoints,
+                self.events.clone(),
+                halt,
+            ),
+        }
+    }
 }
 
 /// Runs a prepared environment until `stop` is cancelled or a `Shutdown` request arrives, then
@@ -386,7 +457,14 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
         .enumerate()
         .flat_map(|(wave, names)| names.iter().map(move |name| (name.to_string(), wave)))
         .collect();
+    let kit = ProxyKit {
+        workers,
+        events: proxy_events.clone(),
+        access: access.clone(),
+        halt: halt_proxies.clone(),
+    };
     let mut services = Vec::new();
+    let mut programs = BTreeMap::new();
     for (index, ((name, spec), prepared)) in environment
         .services
         .iter()
@@ -394,31 +472,20 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
         .enumerate()
     {
         let (endpoints, watcher) = watch::channel(Arc::new(Vec::new()));
-        let listeners = prepared.listeners;
-        match spec.protocol {
-            Protocol::Http => proxy::serve_http(
-                &workers,
-                name.to_string(),
-                index,
-                listeners,
-                watcher,
-                proxy_events.clone(),
-                access.clone(),
-                halt_proxies.clone(),
-            ),
-            Protocol::Tcp => proxy::serve_tcp(
-                &workers,
-                index,
-                listeners,
-                watcher,
-                proxy_events.clone(),
-                halt_proxies.clone(),
-            ),
-        }
+        let halt = kit.halt.child_token();
+        kit.serve(
+            index,
+            name.as_str(),
+            spec,
+            prepared.listeners,
+            halt.clone(),
+            watcher,
+        );
+        programs.insert(name.to_string(), prepared.program.clone());
         services.push(ServiceRuntime {
             name: name.to_string(),
-            spec: spec.clone(),
-            program: prepared.program,
+            spec: Arc::new(spec.clone()),
+            program: Arc::new(prepared.program),
             wave: waves.get(name.as_str()).copied().unwrap_or(0),
             proxy_port: prepared.proxy_port,
             exposed: spec.expose,
@@ -431,6 +498,8 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
             replicas: Vec::new(),
             started_at: None,
             ever_ready: false,
+            halt,
+            removed: false,
         });
     }
     drop(access);
@@ -482,7 +551,13 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
         events,
         echo: echo_width,
         stopping: false,
+        generations: 0,
+        current: environment,
+        programs,
+        applying: false,
+        kit,
     };
+    let socket = agent.dir.socket();
     agent.reconcile();
     while let Some(event) = inbox.recv().await {
         if agent.handle(event) {
@@ -492,8 +567,8 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
     }
     agent.shut_down(&mut inbox).await;
     halt_proxies.cancel();
-    drop(workers);
-    let _ = std::fs::remove_file(agent.dir.socket());
+    drop(agent);
+    let _ = std::fs::remove_file(&socket);
 }
 
 impl Agent {
@@ -520,15 +595,20 @@ impl Agent {
                 replica,
                 generation,
             } => {
-                let due = self.services[service]
-                    .replicas
-                    .get(replica)
+                let position = self.services[service].position(replica);
+                let due = position
+                    .and_then(|at| self.services[service].replicas.get(at))
                     .is_some_and(|current| {
-                        current.generation == generation && current.phase == Phase::Backoff
+                        current.generation == generation
+                            && current.phase == Phase::Backoff
+                            && !current.retiring
                     });
-                if due && !self.stopping {
-                    self.services[service].replicas[replica].restarts += 1;
-                    self.start_replica(service, replica);
+                if let Some(at) = position
+                    && due
+                    && !self.stopping
+                {
+                    self.services[service].replicas[at].restarts += 1;
+                    self.start_replica(service, at);
                 }
             }
             Event::Proxy(ProxyEvent::Refused { service, replica }) => {
@@ -552,10 +632,227 @@ impl Agent {
                     let _ = reply.send(Response::Stopping);
                     return true;
                 }
+                Request::Apply(request) => self.start_apply(request, reply),
             },
+            Event::Rollout(command) => self.rollout_command(*command),
             Event::Stop => return true,
         }
         false
+    }
+
+    /// Starts an apply in a task of its own; the answer goes out when it ends.
+    fn start_apply(
+        &mut self,
+        request: Box<crate::control::ApplyRequest>,
+        reply: oneshot::Sender<Response>,
+    ) {
+        if self.applying {
+            let _ = reply.send(Response::Error {
+                message: "an apply is already running in this environment".to_owned(),
+            });
+            return;
+        }
+        self.applying = true;
+        let (commands, mut inbox) = mpsc::unbounded_channel();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            while let Some(command) = inbox.recv().await {
+                if events.send(Event::Rollout(Box::new(command))).is_err() {
+                    return;
+                }
+            }
+        });
+        let current = self.current.clone();
+        let programs = self.programs.clone();
+        tokio::spawn(async move {
+            let request = *request;
+            let (outcome, log) = rollout::apply(
+                commands,
+                current,
+                programs,
+                request.environment,
+                request.programs,
+            )
+            .await;
+            let _ = reply.send(Response::Applied { outcome, log });
+        });
+    }
+
+    fn find(&self, name: &str) -> Option<usize> {
+        self.services
+            .iter()
+            .position(|service| service.name == name && !service.removed)
+    }
+
+    fn rollout_command(&mut self, command: rollout::Command) {
+        match command {
+            rollout::Command::View { service, reply } => {
+                let view = self.find(&service).map(|index| {
+                    let service = &self.services[index];
+                    let wanted = spec_without_replicas(&service.spec);
+                    rollout::ServiceView {
+                        replicas: service
+                            .replicas
+                            .iter()
+                            .filter(|replica| !replica.retiring)
+                            .map(|replica| rollout::ReplicaView {
+                                id: replica.index,
+                                current: replica.program == service.program
+                                    && spec_without_replicas(&replica.spec) == wanted,
+                                ready: replica.phase == Phase::Ready,
+                                failed: replica.phase == Phase::Exited
+                                    || replica.failures_in_a_row >= CRASH_LOOP_AFTER,
+                                last: replica
+                                    .last_probe
+                                    .clone()
+                                    .or_else(|| replica.last_exit.clone()),
+                            })
+                            .collect(),
+                    }
+                });
+                let _ = reply.send(view);
+            }
+            rollout::Command::Desire {
+                service,
+                spec,
+                program,
+                environment,
+                reply,
+            } => {
+                let _ = reply.send(self.desire(&service, *spec, program, &environment));
+            }
+            rollout::Command::Add { service, reply } => {
+                let id = self.find(&service).map(|index| self.add_replica(index));
+                let _ = reply.send(id);
+            }
+            rollout::Command::Retire { service, replica } => {
+                if let Some(index) = self.find(&service) {
+                    self.retire_replica(index, replica);
+                }
+            }
+            rollout::Command::Remove { service } => {
+                if let Some(index) = self.find(&service) {
+                    let ids: Vec<u32> = self.services[index]
+                        .replicas
+                        .iter()
+                        .map(|replica| replica.index)
+                        .collect();
+                    for id in ids {
+                        self.retire_replica(index, id);
+                    }
+                    let service = &mut self.services[index];
+                    service.removed = true;
+                    service.halt.cancel();
+                    service.endpoints.send_replace(Arc::new(Vec::new()));
+                }
+            }
+            rollout::Command::Finished {
+                environment,
+                programs,
+            } => {
+                self.current = *environment;
+                self.programs = programs;
+                self.applying = false;
+                self.rewire();
+            }
+        }
+    }
+
+    /// Makes `spec` what new replicas of a service run, writing its config; creates the
+    /// service, with its proxy, when the environment did not have it.
+    fn desire(
+        &mut self,
+        name: &str,
+        spec: Service,
+        program: PathBuf,
+        environment: &Environment,
+    ) -> Result<(), String> {
+        let text = serde_json::to_vec_pretty(&spec.config).unwrap_or_else(|_| b"{}".to_vec());
+        write_atomic(&self.dir.config(name, &spec.config), &text)
+            .map_err(|error| format!("{name}: cannot write its config: {error}"))?;
+        if let Some(index) = self.find(name) {
+            let service = &mut self.services[index];
+            service.spec = Arc::new(spec);
+            service.program = Arc::new(program);
+            return Ok(());
+        }
+        let proxy = bind_proxy(None)
+            .map_err(|error| format!("{name}: cannot open its proxy port: {error}"))?;
+        let proxy_port = proxy
+            .local_addr()
+            .map(|address| address.port())
+            .unwrap_or(0);
+        let mut listeners = vec![proxy];
+        if let Some(port) = spec.expose {
+            listeners.push(
+                std::net::TcpListener::bind(("127.0.0.1", port)).map_err(|error| {
+                    format!("{name}: cannot listen on host port {port}: {error}")
+                })?,
+            );
+        }
+        for listener in &listeners {
+            listener
+                .set_nonblocking(true)
+                .map_err(|error| format!("{name}: {error}"))?;
+        }
+        let index = self.services.len();
+        let (endpoints, watcher) = watch::channel(Arc::new(Vec::new()));
+        let halt = self.kit.halt.child_token();
+        self.kit
+            .serve(index, name, &spec, listeners, halt.clone(), watcher);
+        self.services.push(ServiceRuntime {
+            name: name.to_owned(),
+            exposed: spec.expose,
+            spec: Arc::new(spec),
+            program: Arc::new(program),
+            wave: 0,
+            proxy_port,
+            dependencies: Vec::new(),
+            endpoints,
+            replicas: Vec::new(),
+            started_at: Some(Instant::now()),
+            ever_ready: false,
+            halt,
+            removed: false,
+        });
+        self.rewire_with(environment);
+        Ok(())
+    }
+
+    /// Recomputes waves and dependencies from the environment the agent runs.
+    fn rewire(&mut self) {
+        let environment = self.current.clone();
+        self.rewire_with(&environment);
+    }
+
+    fn rewire_with(&mut self, environment: &Environment) {
+        let waves: BTreeMap<String, usize> = environment
+            .waves()
+            .iter()
+            .enumerate()
+            .flat_map(|(wave, names)| names.iter().map(move |name| (name.to_string(), wave)))
+            .collect();
+        let positions: BTreeMap<String, usize> = self
+            .services
+            .iter()
+            .enumerate()
+            .filter(|(_, service)| !service.removed)
+            .map(|(index, service)| (service.name.clone(), index))
+            .collect();
+        for service in &mut self.services {
+            if let Some((_, spec)) = environment
+                .services
+                .iter()
+                .find(|(name, _)| name.as_str() == service.name)
+            {
+                service.wave = waves.get(&service.name).copied().unwrap_or(0);
+                service.dependencies = spec
+                    .depends_on
+                    .iter()
+                    .filter_map(|dependency| positions.get(dependency.as_str()).copied())
+                    .collect();
+            }
+        }
     }
 
     /// Starts every service whose dependencies are all ready.
@@ -582,51 +879,81 @@ impl Agent {
         let service = &mut self.services[index];
         service.started_at = Some(Instant::now());
         let count = service.spec.replicas;
-        for replica in 1..=count {
-            service.replicas.push(Replica {
-                index: replica,
-                generation: 0,
-                pid: None,
-                port: 0,
-                phase: Phase::Starting,
-                restarts: 0,
-                failures_in_a_row: 0,
-                ready_since: None,
-                started_at: Instant::now(),
-                probe_failures: 0,
-                last_probe: None,
-                last_exit: None,
-                last_output: Arc::new(Mutex::new(None)),
-                stop_probe: CancellationToken::new(),
-            });
-        }
-        for replica in 0..count as usize {
-            self.start_replica(index, replica);
+        for _ in 0..count {
+            self.add_replica(index);
         }
         if count == 0 {
             self.services[index].ever_ready = true;
         }
     }
 
+    /// Adds one replica running the service's desired spec and starts it. Returns its id.
+    fn add_replica(&mut self, index: usize) -> u32 {
+        let service = &mut self.services[index];
+        let id = service.free_id();
+        service.replicas.push(Replica {
+            index: id,
+            generation: 0,
+            pid: None,
+            port: 0,
+            phase: Phase::Starting,
+            restarts: 0,
+            failures_in_a_row: 0,
+            ready_since: None,
+            started_at: Instant::now(),
+            probe_failures: 0,
+            last_probe: None,
+            last_exit: None,
+            last_output: Arc::new(Mutex::new(None)),
+            stop_probe: CancellationToken::new(),
+            spec: Arc::clone(&service.spec),
+            program: Arc::clone(&service.program),
+            retiring: false,
+        });
+        let position = service.replicas.len() - 1;
+        self.start_replica(index, position);
+        id
+    }
+
+    /// Takes a replica out of rotation and stops it; it is removed when it has exited.
+    fn retire_replica(&mut self, index: usize, id: u32) {
+        let service = &mut self.services[index];
+        let Some(at) = service.position(id) else {
+            return;
+        };
+        let replica = &mut service.replicas[at];
+        replica.retiring = true;
+        replica.stop_probe.cancel();
+        match replica.pid {
+            Some(pid) => spawn::signal_group(pid, Signal::SIGTERM),
+            None => {
+                service.replicas.remove(at);
+            }
+        }
+        service.publish();
+    }
+
     /// Spawns (or respawns) one replica with a fresh port and generation.
-    fn start_replica(&mut self, service_index: usize, replica_index: usize) {
-        let environment_variables = self.replica_environment(service_index, replica_index);
+    fn start_replica(&mut self, service_index: usize, position: usize) {
+        self.generations += 1;
+        let generation = self.generations;
+        let replica_id = self.services[service_index].replicas[position].index;
+        let environment_variables = self.replica_environment(service_index, position);
         let service = &mut self.services[service_index];
         let name = service.name.clone();
-        let replica = &mut service.replicas[replica_index];
-        replica.generation += 1;
+        let replica = &mut service.replicas[position];
+        replica.generation = generation;
         replica.phase = Phase::Starting;
         replica.ready_since = None;
         replica.started_at = Instant::now();
         replica.probe_failures = 0;
         replica.stop_probe = CancellationToken::new();
-        let generation = replica.generation;
         let port = match free_port() {
             Ok(port) => port,
             Err(error) => {
                 let _ = self.events.send(Event::Exited {
                     service: service_index,
-                    replica: replica_index,
+                    replica: replica_id,
                     generation,
                     success: false,
                     how: format!("no free port: {error}"),
@@ -637,9 +964,10 @@ impl Agent {
         replica.port = port;
         let mut variables = environment_variables;
         variables.push(("PORT".to_owned(), port.to_string()));
-        let command = service.spec.command.clone().unwrap_or_default();
+        let spec = Arc::clone(&replica.spec);
+        let command = spec.command.clone().unwrap_or_default();
         let spawn = Spawn {
-            program: service.program.clone(),
+            program: replica.program.as_ref().clone(),
             args: command.iter().skip(1).cloned().collect(),
             dir: self.root.clone(),
             env: variables,
@@ -650,7 +978,7 @@ impl Agent {
             Err(error) => {
                 let _ = self.events.send(Event::Exited {
                     service: service_index,
-                    replica: replica_index,
+                    replica: replica_id,
                     generation,
                     success: false,
                     how: format!("could not start {}: {error}", spawn.program.display()),
@@ -697,18 +1025,13 @@ impl Agent {
             };
             let _ = events.send(Event::Exited {
                 service: service_index,
-                replica: replica_index,
+                replica: replica_id,
                 generation,
                 success,
                 how,
             });
         });
-        let check = match service
-            .spec
-            .health
-            .as_ref()
-            .and_then(|health| health.probe())
-        {
+        let check = match spec.health.as_ref().and_then(|health| health.probe()) {
             Some(Probe::Http(path)) => Check::Http {
                 path: path.to_owned(),
             },
@@ -718,13 +1041,10 @@ impl Agent {
         let check = match check {
             // A tcp probe on the service's declared port means the replica's own port here,
             // since every replica listens on the PORT it was given.
-            Check::Tcp { port: probe_port } if probe_port == service.spec.port => {
-                Check::Tcp { port }
-            }
+            Check::Tcp { port: probe_port } if probe_port == spec.port => Check::Tcp { port },
             other => other,
         };
-        let (interval, timeout) = service
-            .spec
+        let (interval, timeout) = spec
             .health
             .as_ref()
             .map_or((Duration::from_secs(2), Duration::from_secs(1)), |health| {
@@ -748,7 +1068,7 @@ impl Agent {
                 passed = passed || result.is_ok();
                 let event = Event::Probe {
                     service: service_index,
-                    replica: replica_index,
+                    replica: replica_id,
                     generation,
                     result,
                 };
@@ -760,19 +1080,19 @@ impl Agent {
     }
 
     /// The environment of a replica, as DESIGN.md lists it.
-    fn replica_environment(
-        &self,
-        service_index: usize,
-        replica_index: usize,
-    ) -> Vec<(String, String)> {
+    fn replica_environment(&self, service_index: usize, position: usize) -> Vec<(String, String)> {
         let service = &self.services[service_index];
+        let replica = &service.replicas[position];
         let mut variables = vec![
             ("ENV_NAME".to_owned(), self.env.clone()),
             ("TIER_SERVICE".to_owned(), service.name.clone()),
-            ("TIER_REPLICA".to_owned(), (replica_index + 1).to_string()),
+            ("TIER_REPLICA".to_owned(), replica.index.to_string()),
             (
                 "TIER_CONFIG".to_owned(),
-                self.dir.config(&service.name).display().to_string(),
+                self.dir
+                    .config(&service.name, &replica.spec.config)
+                    .display()
+                    .to_string(),
             ),
         ];
         for dependency in &service.dependencies {
@@ -784,7 +1104,7 @@ impl Agent {
             variables.push((variable, dependency.url()));
         }
         variables.extend(
-            service
+            replica
                 .spec
                 .env
                 .iter()
@@ -796,19 +1116,22 @@ impl Agent {
     fn probed(
         &mut self,
         service_index: usize,
-        replica_index: usize,
+        replica_id: u32,
         generation: u64,
         result: Result<(), String>,
     ) {
         let service = &mut self.services[service_index];
-        let threshold = service
+        let Some(replica) = service
+            .position(replica_id)
+            .and_then(|at| service.replicas.get_mut(at))
+        else {
+            return;
+        };
+        let threshold = replica
             .spec
             .health
             .as_ref()
             .map_or(3, |health| health.failure_threshold);
-        let Some(replica) = service.replicas.get_mut(replica_index) else {
-            return;
-        };
         if replica.generation != generation
             || matches!(replica.phase, Phase::Backoff | Phase::Exited)
         {
@@ -846,20 +1169,27 @@ impl Agent {
     fn exited(
         &mut self,
         service_index: usize,
-        replica_index: usize,
+        replica_id: u32,
         generation: u64,
         success: bool,
         how: String,
     ) {
         let stopping = self.stopping;
         let service = &mut self.services[service_index];
-        let policy = service.spec.restart;
-        let Some(replica) = service.replicas.get_mut(replica_index) else {
+        let Some(position) = service.position(replica_id) else {
             return;
         };
+        let replica = &mut service.replicas[position];
         if replica.generation != generation {
             return;
         }
+        if replica.retiring && !stopping {
+            replica.stop_probe.cancel();
+            service.replicas.remove(position);
+            service.publish();
+            return;
+        }
+        let policy = replica.spec.restart;
         replica.stop_probe.cancel();
         replica.pid = None;
         let was_stable = replica
@@ -894,7 +1224,7 @@ impl Agent {
                 tokio::time::sleep(delay).await;
                 let _ = events.send(Event::RestartDue {
                     service: service_index,
-                    replica: replica_index,
+                    replica: replica_id,
                     generation,
                 });
             });
@@ -1113,6 +1443,15 @@ impl Agent {
                 .collect(),
         }
     }
+}
+
+/// A spec as JSON without its replica count: two specs equal here run the same thing.
+pub(crate) fn spec_without_replicas(spec: &Service) -> serde_json::Value {
+    let mut value = serde_json::to_value(spec).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.remove("replicas");
+    }
+    value
 }
 
 fn describe_exit(status: std::process::ExitStatus) -> String {

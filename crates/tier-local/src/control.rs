@@ -1,9 +1,11 @@
 //! The agent's control socket: newline-delimited JSON over a Unix socket that only its owner
 //! can open. The CLI sends one request per connection and reads one response.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +15,33 @@ use serde::{Deserialize, Serialize};
 pub enum Request {
     Status,
     Shutdown,
+    /// Roll the running environment to a new spec: waves in dependency order, replica by
+    /// replica, each new replica gated on readiness.
+    Apply(Box<ApplyRequest>),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    pub environment: tier_model::Environment,
+    /// The program each service runs, by service name: its artifact's stored copy.
+    pub programs: BTreeMap<String, PathBuf>,
+}
+
+/// How an apply ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum ApplyOutcome {
+    Succeeded,
+    /// A service failed its gate; the services already changed were rolled back.
+    RolledBack {
+        service: String,
+        reason: String,
+    },
+    /// A service failed its gate; what succeeded was kept (`on_failure = "halt"`).
+    Halted {
+        service: String,
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -20,7 +49,13 @@ pub enum Request {
 pub enum Response {
     Status(EnvStatus),
     Stopping,
-    Error { message: String },
+    Applied {
+        outcome: ApplyOutcome,
+        log: Vec<String>,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// An environment as its agent sees it now.

@@ -8,6 +8,7 @@ mod health;
 pub mod logs;
 pub mod paths;
 mod proxy;
+mod rollout;
 pub mod spawn;
 
 pub use agent::{AgentOptions, Prepared, StartError, is_running, prepare, run};

@@ -50,9 +50,17 @@ impl EnvDir {
         self.logs().join(format!("{service}-{replica}.log"))
     }
 
-    /// The merged app config handed to a service as `TIER_CONFIG`.
-    pub fn config(&self, service: &str) -> PathBuf {
-        self.root.join("config").join(format!("{service}.json"))
+    /// The merged app config handed to a service's replicas as `TIER_CONFIG`, named by its
+    /// content: during a rollout old and new replicas read their own.
+    pub fn config(&self, service: &str, config: &serde_json::Value) -> PathBuf {
+        let text = config.to_string();
+        // FNV-1a: stable across runs and builds, which std's hasher does not promise.
+        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+        self.root
+            .join("config")
+            .join(format!("{service}-{hash:016x}.json"))
     }
 
     /// The proxy ports given out last time, reused so `<SERVICE>_URL`s stay stable.
