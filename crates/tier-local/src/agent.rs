@@ -44,6 +44,9 @@ pub struct AgentOptions {
     pub environment: Environment,
     /// Also print every replica's output, prefixed, on this process's stdout (foreground).
     pub echo: bool,
+    /// The program each service runs, when an apply fixed it (its artifact's stored copy);
+    /// otherwise the program of its command, found in the project or on PATH.
+    pub programs: BTreeMap<String, PathBuf>,
 }
 
 /// Why an environment could not start. One line naming the environment, the service and the
@@ -87,8 +90,11 @@ pub fn prepare(options: AgentOptions) -> Result<Prepared, StartError> {
         let Some(program) = service.command.as_ref().and_then(|command| command.first()) else {
             return Err(fail(format!("service {name}: no command to run")));
         };
-        let program = spawn::find_program(program, &options.project_root)
-            .map_err(|why| fail(format!("service {name}: cannot run its command: {why}")))?;
+        let program = match options.programs.get(name.as_str()) {
+            Some(artifact) => artifact.clone(),
+            None => spawn::find_program(program, &options.project_root)
+                .map_err(|why| fail(format!("service {name}: cannot run its command: {why}")))?,
+        };
         programs.push(program);
     }
 
@@ -375,6 +381,8 @@ struct Agent {
     current: Environment,
     programs: BTreeMap<String, PathBuf>,
     applying: bool,
+    queued_applies:
+        std::collections::VecDeque<(Box<crate::control::ApplyRequest>, oneshot::Sender<Response>)>,
     kit: ProxyKit,
 }
 
@@ -555,6 +563,7 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
         current: environment,
         programs,
         applying: false,
+        queued_applies: std::collections::VecDeque::new(),
         kit,
     };
     let socket = agent.dir.socket();
@@ -647,9 +656,9 @@ impl Agent {
         reply: oneshot::Sender<Response>,
     ) {
         if self.applying {
-            let _ = reply.send(Response::Error {
-                message: "an apply is already running in this environment".to_owned(),
-            });
+            // One apply at a time: a second one (say, after the first one's CLI was killed
+            // while the agent went on) starts when the first has finished.
+            self.queued_applies.push_back((request, reply));
             return;
         }
         self.applying = true;
@@ -754,6 +763,9 @@ impl Agent {
                 self.programs = programs;
                 self.applying = false;
                 self.rewire();
+                if let Some((request, reply)) = self.queued_applies.pop_front() {
+                    self.start_apply(request, reply);
+                }
             }
         }
     }

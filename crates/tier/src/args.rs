@@ -101,6 +101,53 @@ pub enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Show what `apply` would change: desired (the project now) against deployed.
+    Plan {
+        env: String,
+        /// Save the plan; `tier apply FILE` applies exactly it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Deploy an environment (or a saved plan): record a revision, roll services wave by wave,
+    /// roll back what this apply changed when a service fails its gate.
+    Apply {
+        /// An environment, or a plan saved by `tier plan --out`.
+        target: String,
+        /// Needed for a protected environment: its name.
+        #[arg(long, value_name = "ENV")]
+        confirm: Option<String>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// The revisions of an environment: who, when, what and how it ended.
+    History { env: String },
+    /// Deploy an earlier revision again, as a new revision.
+    Rollback {
+        env: String,
+        /// The revision to return to.
+        #[arg(long, value_name = "N")]
+        to: u64,
+        #[arg(long, value_name = "ENV")]
+        confirm: Option<String>,
+    },
+    /// Deploy to <to> exactly the artifacts that run in <from>, with <to>'s own settings.
+    Promote {
+        from: String,
+        to: String,
+        #[arg(long, value_name = "ENV")]
+        confirm: Option<String>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Break the lock left by a `tier` process that is no longer running.
+    Unlock {
+        env: String,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Run a local environment: in the foreground (Ctrl-C stops it), or detached with -d.
     Up {
         env: String,
@@ -114,7 +161,12 @@ pub enum Command {
         overrides: Overrides,
     },
     /// Stop a local environment started with `tier up -d`.
-    Down { env: String },
+    Down {
+        env: String,
+        /// Needed for a protected environment: its name.
+        #[arg(long, value_name = "ENV")]
+        confirm: Option<String>,
+    },
     /// Services of each running local environment: version, ready/desired, restarts, URL, and
     /// why anything is not running.
     Status { env: Option<String> },
@@ -127,12 +179,15 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
-    /// The agent of a detached environment (started by `tier up -d`).
+    /// The agent of a detached environment (started by `tier up -d` and `tier apply`).
     #[command(hide = true)]
     Agent {
         env: String,
         #[command(flatten)]
         overrides: Overrides,
+        /// Run exactly this environment and these programs (written by `tier apply`).
+        #[arg(long)]
+        spec: Option<PathBuf>,
     },
     /// Print the JSON Schema of tier.toml or of the override files.
     Schema {

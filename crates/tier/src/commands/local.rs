@@ -76,64 +76,19 @@ pub fn up(global: &Global, env: &str, detach: bool, no_wait: bool, sets: &[Strin
     }
 }
 
-fn project_root(global: &Global) -> std::path::PathBuf {
+pub(super) fn project_root(global: &Global) -> std::path::PathBuf {
     std::fs::canonicalize(&global.project).unwrap_or_else(|_| global.project.clone())
 }
 
 fn up_detached(global: &Global, root: &Path, env: &str, no_wait: bool, sets: &[String]) -> i32 {
     let dir = EnvDir::new(root, env);
-    if let Err(error) = std::fs::create_dir_all(dir.root()) {
-        output::error(&format!(
-            "{env}: cannot create {}: {error}",
-            dir.root().display()
-        ));
-        return FAILURE;
-    }
-    let log = match std::fs::File::create(dir.agent_log()) {
-        Ok(log) => log,
-        Err(error) => {
-            output::error(&format!(
-                "{env}: cannot write {}: {error}",
-                dir.agent_log().display()
-            ));
+    let pid = match start_agent(root, env, AgentInput::Project(sets)) {
+        Ok(pid) => pid,
+        Err(why) => {
+            output::error(&why);
             return FAILURE;
         }
     };
-    let program = match std::env::current_exe() {
-        Ok(program) => program,
-        Err(error) => {
-            output::error(&format!("cannot find the tier executable: {error}"));
-            return FAILURE;
-        }
-    };
-    let mut args: Vec<std::ffi::OsString> =
-        vec!["--project".into(), root.into(), "agent".into(), env.into()];
-    for set in sets {
-        args.push("--set".into());
-        args.push(set.into());
-    }
-    let mut agent = match tier_local::spawn::spawn_detached(&program, &args, root, log) {
-        Ok(agent) => agent,
-        Err(error) => {
-            output::error(&format!("{env}: cannot start the agent: {error}"));
-            return FAILURE;
-        }
-    };
-    let pid = agent.id();
-    // Wait for the agent to answer, or to die saying why. `try_wait` also reaps it, so a dead
-    // agent is not mistaken for a live one.
-    loop {
-        match control::call(&dir.socket(), &Request::Status, ANSWER_WITHIN) {
-            Ok(Response::Status(_)) => break,
-            _ if !matches!(agent.try_wait(), Ok(None)) => {
-                let why = last_error_line(&dir.agent_log())
-                    .unwrap_or_else(|| format!("{env}: the agent exited"));
-                output::error(why.trim_start_matches("error: "));
-                return FAILURE;
-            }
-            _ => pause(),
-        }
-    }
     if no_wait {
         eprintln!("{env}: starting (agent pid {pid})");
         output::hint(&format!(
@@ -154,6 +109,55 @@ fn up_detached(global: &Global, root: &Path, env: &str, no_wait: bool, sets: &[S
     }
 }
 
+/// What a detached agent runs.
+pub(super) enum AgentInput<'a> {
+    /// The project as it resolves now, with these `--set`s.
+    Project(&'a [String]),
+    /// Exactly the environment and programs an apply fixed, from this file.
+    Spec(&'a Path),
+}
+
+/// Starts the agent of `env` in a new session and waits until it answers; says why not in one
+/// line when it cannot. Answers its pid.
+pub(super) fn start_agent(root: &Path, env: &str, input: AgentInput<'_>) -> Result<u32, String> {
+    let dir = EnvDir::new(root, env);
+    std::fs::create_dir_all(dir.root())
+        .map_err(|error| format!("{env}: cannot create {}: {error}", dir.root().display()))?;
+    let log = std::fs::File::create(dir.agent_log())
+        .map_err(|error| format!("{env}: cannot write {}: {error}", dir.agent_log().display()))?;
+    let program = std::env::current_exe()
+        .map_err(|error| format!("cannot find the tier executable: {error}"))?;
+    let mut args: Vec<std::ffi::OsString> =
+        vec!["--project".into(), root.into(), "agent".into(), env.into()];
+    match input {
+        AgentInput::Project(sets) => {
+            for set in sets {
+                args.push("--set".into());
+                args.push(set.into());
+            }
+        }
+        AgentInput::Spec(path) => {
+            args.push("--spec".into());
+            args.push(path.into());
+        }
+    }
+    let mut agent = tier_local::spawn::spawn_detached(&program, &args, root, log)
+        .map_err(|error| format!("{env}: cannot start the agent: {error}"))?;
+    // Wait for the agent to answer, or to die saying why. `try_wait` also reaps it, so a dead
+    // agent is not mistaken for a live one.
+    loop {
+        match control::call(&dir.socket(), &Request::Status, ANSWER_WITHIN) {
+            Ok(Response::Status(_)) => return Ok(agent.id()),
+            _ if !matches!(agent.try_wait(), Ok(None)) => {
+                let why = last_error_line(&dir.agent_log())
+                    .unwrap_or_else(|| format!("{env}: the agent exited"));
+                return Err(why.trim_start_matches("error: ").to_owned());
+            }
+            _ => pause(),
+        }
+    }
+}
+
 /// The last `error:` line an agent printed before it died.
 fn last_error_line(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
@@ -165,7 +169,7 @@ fn last_error_line(log: &Path) -> Option<String> {
 }
 
 /// Polls the agent until every service is ready, or one of them cannot get there.
-fn wait_until_ready(socket: &Path, env: &str) -> Result<EnvStatus, String> {
+pub(super) fn wait_until_ready(socket: &Path, env: &str) -> Result<EnvStatus, String> {
     // A spinner with each service's progress, on a terminal only; it is cleared at the end.
     let progress = console::Term::stderr().is_term().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -253,7 +257,7 @@ fn print_up(global: &Global, status: &EnvStatus) {
     output::stdout(&text);
 }
 
-fn stop_agent(dir: &EnvDir, env: &str) {
+pub(super) fn stop_agent(dir: &EnvDir, env: &str) {
     let _ = control::call(&dir.socket(), &Request::Shutdown, ANSWER_WITHIN);
     let deadline = Instant::now() + Duration::from_secs(30);
     while tier_local::is_running(dir) && Instant::now() < deadline {
@@ -270,6 +274,7 @@ fn up_foreground(root: &Path, environment: Environment, no_wait: bool) -> i32 {
         project_root: root.to_path_buf(),
         environment,
         echo: true,
+        programs: std::collections::BTreeMap::new(),
     }) {
         Ok(prepared) => prepared,
         Err(error) => {
@@ -353,19 +358,41 @@ async fn stop_on_signal(stop: tokio_util::sync::CancellationToken) {
 }
 
 /// The hidden command a detached `up` runs: the agent itself, its output in agent.log.
-pub fn agent(global: &Global, env: &str, sets: &[String]) -> i32 {
-    let environment = match local_environment(global, env, sets) {
-        Ok(environment) => environment,
-        Err(code) => return code,
+pub fn agent(global: &Global, env: &str, sets: &[String], spec: Option<&Path>) -> i32 {
+    let (environment, programs) = match spec {
+        Some(path) => {
+            let read = std::fs::read(path)
+                .map_err(|error| error.to_string())
+                .and_then(|bytes| {
+                    serde_json::from_slice::<control::ApplyRequest>(&bytes)
+                        .map_err(|error| error.to_string())
+                });
+            match read {
+                Ok(request) => (request.environment, request.programs),
+                Err(why) => {
+                    eprintln!("error: {env}: cannot read {}: {why}", path.display());
+                    return FAILURE;
+                }
+            }
+        }
+        None => match local_environment(global, env, sets) {
+            Ok(environment) => (environment, std::collections::BTreeMap::new()),
+            Err(code) => return code,
+        },
     };
-    up_foreground_quiet(&project_root(global), environment)
+    up_foreground_quiet(&project_root(global), environment, programs)
 }
 
-fn up_foreground_quiet(root: &Path, environment: Environment) -> i32 {
+fn up_foreground_quiet(
+    root: &Path,
+    environment: Environment,
+    programs: std::collections::BTreeMap<String, std::path::PathBuf>,
+) -> i32 {
     let prepared = match tier_local::prepare(tier_local::AgentOptions {
         project_root: root.to_path_buf(),
         environment,
         echo: false,
+        programs,
     }) {
         Ok(prepared) => prepared,
         Err(error) => {
@@ -392,14 +419,30 @@ fn up_foreground_quiet(root: &Path, environment: Environment) -> i32 {
     SUCCESS
 }
 
-pub fn down(global: &Global, env: &str) -> i32 {
+pub fn down(global: &Global, env: &str, confirm: Option<&str>) -> i32 {
     let project = match load(global) {
         Ok(project) => project,
         Err(code) => return code,
     };
-    if project.environment(env).is_none() {
+    let Some(decl) = project.environment(env) else {
         output::error(&project.unknown_environment(env));
         return USAGE;
+    };
+    let protected = project
+        .chain(env)
+        .iter()
+        .rev()
+        .find_map(|decl| {
+            decl.node
+                .get("protected")
+                .and_then(tier_model::tree::Node::as_bool)
+        })
+        .unwrap_or(false);
+    let _ = decl;
+    if protected && confirm != Some(env) {
+        output::error(&format!("{env} is protected; nothing was stopped"));
+        output::hint(&format!("add --confirm {env} to stop it"));
+        return FAILURE;
     }
     let dir = EnvDir::new(&project_root(global), env);
     match control::call(&dir.socket(), &Request::Status, ANSWER_WITHIN) {

@@ -1,5 +1,6 @@
 //! One function per command. Each returns the process exit code.
 
+mod deploy;
 mod init;
 mod inspect;
 mod local;
@@ -52,14 +53,39 @@ pub fn run(cli: Cli) -> i32 {
             no_wait,
             overrides,
         } => local::up(global, &env, detach, no_wait, &overrides.sets),
-        Command::Down { env } => local::down(global, &env),
+        Command::Down { env, confirm } => local::down(global, &env, confirm.as_deref()),
+        Command::Plan {
+            env,
+            out,
+            overrides,
+        } => deploy::plan(global, &env, out.as_deref(), &overrides.sets),
+        Command::Apply {
+            target,
+            confirm,
+            overrides,
+        } => deploy::apply(global, &target, confirm.as_deref(), &overrides.sets),
+        Command::History { env } => deploy::history(global, &env),
+        Command::Rollback { env, to, confirm } => {
+            deploy::rollback(global, &env, to, confirm.as_deref())
+        }
+        Command::Promote {
+            from,
+            to,
+            confirm,
+            overrides,
+        } => deploy::promote(global, &from, &to, confirm.as_deref(), &overrides.sets),
+        Command::Unlock { env, yes } => deploy::unlock(global, &env, yes),
         Command::Status { env } => local::status(global, env.as_deref()),
         Command::Logs {
             env,
             service,
             follow,
         } => local::logs(global, &env, service.as_deref(), follow),
-        Command::Agent { env, overrides } => local::agent(global, &env, &overrides.sets),
+        Command::Agent {
+            env,
+            overrides,
+            spec,
+        } => local::agent(global, &env, &overrides.sets, spec.as_deref()),
         Command::Schema { file, out } => schema::schema(file, out.as_deref()),
         Command::Completions { shell } => schema::completions(shell),
     }

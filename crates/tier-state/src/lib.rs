@@ -1,0 +1,19 @@
+//! The per-environment state store of plan and apply: the environment's lock, its numbered
+//! revisions and which one is deployed (`.tier/<env>/state.redb`), and the project's
+//! content-addressed artifact store (`.tier/artifacts/`).
+//!
+//! Each environment has its own database file, so deleting or corrupting one environment's
+//! state never touches another's. Only this crate writes these files.
+
+mod artifacts;
+mod error;
+mod lock;
+mod record;
+mod revision;
+mod state;
+
+pub use artifacts::ArtifactStore;
+pub use error::StateError;
+pub use lock::{Holder, Lock};
+pub use revision::{Origin, Outcome, Revision, Snapshot};
+pub use state::{Clock, State, system_clock};

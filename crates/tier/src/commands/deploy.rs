@@ -1,0 +1,764 @@
+//! Plan-applying commands: plan, apply, history, rollback, promote, unlock. Each environment's
+//! state (lock, revisions, what is deployed) lives in its own database under `.tier/<env>/`;
+//! what a service runs is fixed at apply time as an artifact.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use console::style;
+use serde_json::json;
+use tier_local::control::{self, ApplyOutcome, ApplyRequest, ClientError, Request, Response};
+use tier_local::paths::EnvDir;
+use tier_model::Environment;
+use tier_model::environment::{Artifact, Runtime};
+use tier_plan::{Deployed, Plan};
+use tier_state::{ArtifactStore, Holder, Origin, Outcome, Revision, State, StateError};
+
+use super::local::{AgentInput, project_root, start_agent, stop_agent, wait_until_ready};
+use super::{FAILURE, SUCCESS, USAGE, resolve_one};
+use crate::args::{Global, Output};
+use crate::output;
+
+/// How long one apply may take before the CLI stops waiting for the agent's answer.
+const APPLY_WITHIN: Duration = Duration::from_secs(30 * 60);
+
+/// A resolved environment with the artifact each service would run and where its copy is.
+struct Desired {
+    environment: Environment,
+    artifacts: BTreeMap<String, Artifact>,
+    programs: BTreeMap<String, PathBuf>,
+}
+
+/// Fixes what each service runs: for the local runtime, a copy of its program in the
+/// content-addressed store; for kubernetes, its image.
+fn fix_artifacts(root: &Path, environment: Environment) -> Result<Desired, String> {
+    let env = environment.name.to_string();
+    let store = ArtifactStore::new(root);
+    let mut artifacts = BTreeMap::new();
+    let mut programs = BTreeMap::new();
+    for (name, service) in &environment.services {
+        match environment.runtime {
+            Runtime::Local => {
+                let Some(program) = service.command.as_ref().and_then(|command| command.first())
+                else {
+                    return Err(format!("{env}: service {name}: no command to run"));
+                };
+                let program = tier_local::spawn::find_program(program, root).map_err(|why| {
+                    format!("{env}: service {name}: cannot run its command: {why}")
+                })?;
+                let (artifact, stored) = store
+                    .put(&program)
+                    .map_err(|error| format!("{env}: service {name}: {error}"))?;
+                artifacts.insert(name.to_string(), artifact);
+                programs.insert(name.to_string(), stored);
+            }
+            Runtime::Kubernetes => {
+                let image = service.image.clone().unwrap_or_default();
+                artifacts.insert(
+                    name.to_string(),
+                    Artifact {
+                        digest: image.clone(),
+                        source: image,
+                    },
+                );
+            }
+        }
+    }
+    Ok(Desired {
+        environment,
+        artifacts,
+        programs,
+    })
+}
+
+fn open_state(root: &Path, env: &str) -> Result<State, String> {
+    State::open(EnvDir::new(root, env).root()).map_err(|error| format!("{env}: {error}"))
+}
+
+fn deployed(state: &State, env: &str) -> Result<Option<Revision>, String> {
+    state.deployed().map_err(|error| format!("{env}: {error}"))
+}
+
+fn make_plan(state: &State, env: &str, desired: &Desired) -> Result<Plan, String> {
+    let current = deployed(state, env)?;
+    let serial = state.serial().map_err(|error| format!("{env}: {error}"))?;
+    Ok(tier_plan::plan(
+        &desired.environment,
+        &desired.artifacts,
+        current.as_ref().map(|revision| Deployed {
+            revision: revision.number,
+            spec: &revision.spec,
+            artifacts: &revision.artifacts,
+        }),
+        serial,
+    ))
+}
+
+pub fn plan(global: &Global, env: &str, out: Option<&Path>, sets: &[String]) -> i32 {
+    let (_, resolved) = match resolve_one(global, env, sets) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    if resolved.is_abstract {
+        output::error(&format!(
+            "environment `{env}` is abstract: it is only a parent and is never deployed"
+        ));
+        return FAILURE;
+    }
+    let root = project_root(global);
+    let result = open_state(&root, env)
+        .and_then(|state| {
+            fix_artifacts(&root, resolved.environment).map(|desired| (state, desired))
+        })
+        .and_then(|(state, desired)| make_plan(&state, env, &desired));
+    let plan = match result {
+        Ok(plan) => plan,
+        Err(why) => {
+            output::error(&why);
+            return FAILURE;
+        }
+    };
+    if let Some(path) = out {
+        if let Err(error) = std::fs::write(path, plan.to_json()) {
+            output::error(&format!("cannot write {}: {error}", path.display()));
+            return FAILURE;
+        }
+        eprintln!("saved the plan to {}", path.display());
+        output::hint(&format!(
+            "`tier apply {}` applies exactly this plan",
+            path.display()
+        ));
+    }
+    match global.output {
+        Output::Json => output::stdout(&plan.to_json()),
+        Output::Text => output::stdout(&plan.render_text(output::colors())),
+    }
+    SUCCESS
+}
+
+/// Refuses to change a protected environment unless the user named it with `--confirm`, or
+/// typed its name at a terminal.
+fn confirmed(environment: &Environment, confirm: Option<&str>, action: &str) -> bool {
+    if !environment.protected {
+        return true;
+    }
+    let env = environment.name.as_str();
+    if confirm == Some(env) {
+        return true;
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) && console::Term::stderr().is_term() {
+        eprint!("{env} is protected. Type its name to {action} it: ");
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == env {
+            return true;
+        }
+    }
+    output::error(&format!("{env} is protected; nothing was changed"));
+    output::hint(&format!("add --confirm {env} to {action} it"));
+    false
+}
+
+/// Takes the environment's lock, or says who holds it.
+fn take_lock(state: &State, env: &str, command: &str) -> Result<tier_state::Lock, String> {
+    let holder = Holder::this_process(command, state.now_unix_ms());
+    state.lock(holder).map_err(|error| match error {
+        StateError::Locked { holder, alive: true } => format!(
+            "{env} is locked: `{}` (pid {} on {}) is changing it; try again when it is done",
+            holder.command, holder.pid, holder.host
+        ),
+        StateError::Locked { holder, alive: false } => format!(
+            "{env} is locked by `{}` (pid {} on {}), which is no longer running; `tier unlock {env}` breaks the lock",
+            holder.command, holder.pid, holder.host
+        ),
+        other => format!("{env}: {other}"),
+    })
+}
+
+fn who() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default();
+    if host.is_empty() {
+        user
+    } else {
+        format!("{user}@{host}")
+    }
+}
+
+/// Carries a desired environment out on the local runtime: a live rollout through a running
+/// agent, or a fresh agent when none runs. Answers the revision's outcome.
+fn deploy_local(root: &Path, env: &str, desired: &Desired) -> Outcome {
+    let dir = EnvDir::new(root, env);
+    let request = ApplyRequest {
+        environment: desired.environment.clone(),
+        programs: desired.programs.clone(),
+    };
+    match control::call(
+        &dir.socket(),
+        &Request::Apply(Box::new(request.clone())),
+        APPLY_WITHIN,
+    ) {
+        Ok(Response::Applied { outcome, log }) => {
+            for line in log {
+                eprintln!("  {line}");
+            }
+            match outcome {
+                ApplyOutcome::Succeeded => Outcome::Succeeded,
+                ApplyOutcome::RolledBack { service, reason } => Outcome::RolledBack {
+                    reason: format!("service {service}: {reason}"),
+                },
+                ApplyOutcome::Halted { service, reason } => Outcome::Failed {
+                    reason: format!(
+                        "service {service}: {reason} (on_failure = \"halt\": what succeeded was kept)"
+                    ),
+                },
+            }
+        }
+        Ok(Response::Error { message }) => Outcome::Failed { reason: message },
+        Ok(_) => Outcome::Failed {
+            reason: "the agent answered something else than an apply".to_owned(),
+        },
+        Err(ClientError::NotRunning) => {
+            // Nothing runs: start an agent on exactly this spec and wait for it.
+            let spec = dir.root().join("desired.json");
+            let written = serde_json::to_vec_pretty(&request)
+                .map_err(|error| error.to_string())
+                .and_then(|bytes| {
+                    tier_local::paths::write_atomic(&spec, &bytes)
+                        .map_err(|error| error.to_string())
+                });
+            if let Err(why) = written {
+                return Outcome::Failed {
+                    reason: format!("cannot write {}: {why}", spec.display()),
+                };
+            }
+            if let Err(why) = start_agent(root, env, AgentInput::Spec(&spec)) {
+                return Outcome::Failed { reason: why };
+            }
+            match wait_until_ready(&dir.socket(), env) {
+                Ok(_) => Outcome::Succeeded,
+                Err(why) => {
+                    stop_agent(&dir, env);
+                    Outcome::Failed { reason: why }
+                }
+            }
+        }
+        Err(error) => Outcome::Failed {
+            reason: format!("the agent did not answer: {error}"),
+        },
+    }
+}
+
+/// Records, carries out and finishes one revision under the environment's lock.
+fn carry_out(
+    root: &Path,
+    env: &str,
+    state: &State,
+    lock: &tier_state::Lock,
+    desired: &Desired,
+    origin: Origin,
+) -> i32 {
+    if desired.environment.runtime != Runtime::Local {
+        output::error(&format!(
+            "{env} runs on kubernetes, and this tier applies only local environments; `tier plan {env}` shows what would change"
+        ));
+        return FAILURE;
+    }
+    let spec = match serde_json::to_value(&desired.environment) {
+        Ok(spec) => spec,
+        Err(error) => {
+            output::error(&format!("{env}: {error}"));
+            return FAILURE;
+        }
+    };
+    let number = match lock.begin(&spec, &desired.artifacts, &who(), origin) {
+        Ok(number) => number,
+        Err(error) => {
+            output::error(&format!("{env}: {error}"));
+            return FAILURE;
+        }
+    };
+    eprintln!("{env}: applying revision {number}");
+    let outcome = deploy_local(root, env, desired);
+    let succeeded = outcome == Outcome::Succeeded;
+    let described = outcome.describe();
+    if let Err(error) = lock.finish(number, outcome) {
+        output::error(&format!(
+            "{env}: revision {number} ran, but recording it failed: {error}"
+        ));
+        return FAILURE;
+    }
+    let _ = state;
+    if succeeded {
+        output::stdout_line(&format!(
+            "{} {env}: revision {number} deployed",
+            style("ok").green().bold()
+        ));
+        SUCCESS
+    } else {
+        output::error(&format!("{env}: revision {number} {described}"));
+        output::hint(&format!(
+            "`tier history {env}` shows it; `tier status {env}` shows what runs"
+        ));
+        FAILURE
+    }
+}
+
+pub fn apply(global: &Global, target: &str, confirm: Option<&str>, sets: &[String]) -> i32 {
+    let root = project_root(global);
+    let saved = Path::new(target).is_file().then(|| PathBuf::from(target));
+    let (env, desired, saved_plan) = match &saved {
+        Some(path) => {
+            let plan = match std::fs::read_to_string(path)
+                .map_err(|error| error.to_string())
+                .and_then(|text| Plan::from_json(&text).map_err(|error| error.to_string()))
+            {
+                Ok(plan) => plan,
+                Err(why) => {
+                    output::error(&format!("{}: {why}", path.display()));
+                    return FAILURE;
+                }
+            };
+            let environment = match plan.desired_environment() {
+                Ok(environment) => environment,
+                Err(error) => {
+                    output::error(&format!("{}: {error}", path.display()));
+                    return FAILURE;
+                }
+            };
+            let store = ArtifactStore::new(&root);
+            let mut programs = BTreeMap::new();
+            for (service, artifact) in &plan.artifacts {
+                if environment.runtime == Runtime::Local {
+                    match store.path_of(&artifact.digest) {
+                        Some(path) => {
+                            programs.insert(service.clone(), path);
+                        }
+                        None => {
+                            output::error(&format!(
+                                "{}: the artifact of {service} ({}) is no longer stored",
+                                plan.environment, artifact.digest
+                            ));
+                            return FAILURE;
+                        }
+                    }
+                }
+            }
+            let env = plan.environment.clone();
+            (
+                env,
+                Desired {
+                    environment,
+                    artifacts: plan.artifacts.clone(),
+                    programs,
+                },
+                Some(plan),
+            )
+        }
+        None => {
+            let (_, resolved) = match resolve_one(global, target, sets) {
+                Ok(found) => found,
+                Err(code) => return code,
+            };
+            if resolved.is_abstract {
+                output::error(&format!(
+                    "environment `{target}` is abstract: it is only a parent and is never deployed"
+                ));
+                return FAILURE;
+            }
+            match fix_artifacts(&root, resolved.environment) {
+                Ok(desired) => (target.to_owned(), desired, None),
+                Err(why) => {
+                    output::error(&why);
+                    return FAILURE;
+                }
+            }
+        }
+    };
+    if !confirmed(&desired.environment, confirm, "apply to") {
+        return FAILURE;
+    }
+    let state = match open_state(&root, &env) {
+        Ok(state) => state,
+        Err(why) => {
+            output::error(&why);
+            return FAILURE;
+        }
+    };
+    let lock = match take_lock(&state, &env, &format!("tier apply {target}")) {
+        Ok(lock) => lock,
+        Err(why) => {
+            output::error(&why);
+            return FAILURE;
+        }
+    };
+    let plan = match saved_plan {
+        Some(plan) => {
+            let serial = state.serial().unwrap_or(u64::MAX);
+            if let Err(error) = plan.ensure_current(serial) {
+                output::error(&error.to_string());
+                output::hint(&format!(
+                    "make a new plan with `tier plan {env} --out FILE`"
+                ));
+                return FAILURE;
+            }
+            plan
+        }
+        None => match make_plan(&state, &env, &desired) {
+            Ok(plan) => plan,
+            Err(why) => {
+                output::error(&why);
+                return FAILURE;
+            }
+        },
+    };
+    output::stdout(&plan.render_text(output::colors()));
+    let running = matches!(
+        control::call(
+            &EnvDir::new(&root, &env).socket(),
+            &Request::Status,
+            Duration::from_secs(5)
+        ),
+        Ok(Response::Status(_))
+    );
+    if plan.is_empty() && running {
+        return SUCCESS;
+    }
+    let code = carry_out(&root, &env, &state, &lock, &desired, Origin::Apply);
+    let _ = lock.release();
+    code
+}
+
+pub fn history(global: &Global, env: &str) -> i32 {
+    let root = project_root(global);
+    if let Err(code) = known_environment(global, env) {
+        return code;
+    }
+    let revisions = match open_state(&root, env)
+        .and_then(|state| state.history().map_err(|error| format!("{env}: {error}")))
+    {
+        Ok(revisions) => revisions,
+        Err(why) => {
+            output::error(&why);
+            return FAILURE;
+        }
+    };
+    if global.output == Output::Json {
+        output::json(&json!(revisions));
+        return SUCCESS;
+    }
+    if revisions.is_empty() {
+        output::stdout_line(&format!("{env}: nothing applied yet"));
+        return SUCCESS;
+    }
+    let mut rows = vec![
+        ["REVISION", "STARTED", "WHO", "ORIGIN", "OUTCOME"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    for revision in &revisions {
+        let origin = match &revision.origin {
+            Origin::Apply => "apply".to_owned(),
+            Origin::Rollback { to } => format!("rollback to {to}"),
+            Origin::Promote {
+                from_environment,
+                from_revision,
+            } => format!("promoted from {from_environment} rev {from_revision}"),
+        };
+        let outcome = match &revision.outcome {
+            Outcome::InProgress if revision.finished_unix_ms.is_none() => {
+                "in progress or interrupted".to_owned()
+            }
+            other => other.describe(),
+        };
+        rows.push(vec![
+            revision.number.to_string(),
+            format_time(revision.started_unix_ms),
+            revision.who.clone(),
+            origin,
+            outcome,
+        ]);
+    }
+    output::stdout(&super::inspect::columns(&rows));
+    SUCCESS
+}
+
+/// `2026-11-26 21:30:01 UTC`, computed without a time zone database.
+fn format_time(unix_ms: u64) -> String {
+    let seconds = unix_ms / 1000;
+    let days = (seconds / 86_400) as i64;
+    let rest = seconds % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+fn known_environment(global: &Global, env: &str) -> Result<(), i32> {
+    let project = super::load(global)?;
+    if project.environment(env).is_none() {
+        output::error(&project.unknown_environment(env));
+        return Err(USAGE);
+    }
+    Ok(())
+}
+
+pub fn rollback(global: &Global, env: &str, to: u64, confirm: Option<&str>) -> i32 {
+    if let Err(code) = known_environment(global, env) {
+        return code;
+    }
+    let root = project_root(global);
+    let state = match open_state(&root, env) {
+        Ok(state) => state,
+        Err(why) => {
+            output::error(&why);
+            return FAILURE;
+        }
+    };
+    let revision = match state.revision(to) {
+        Ok(Some(revision)) if revision.outcome == Outcome::Succeeded => revision,
+        Ok(Some(revision)) => {
+            output::error(&format!(
+                "{env}: revision {to} {}; only a revision that was deployed can be rolled back to",
+                revision.outcome.describe()
+            ));
+            return FAILURE;
+        }
+        Ok(None) => {
+            output::error(&format!("{env}: there is no revision {to}"));
+            output::hint(&format!("`tier history {env}` lists them"));
+            return USAGE;
+        }
+        Err(error) => {
+            output::error(&format!("{env}: {error}"));
+            return FAILURE;
+        }
+    };
+    let desired = match desired_from_revision(&root, &revision) {
+        Ok(desired) => desired,
+        Err(why) => {
+            output::error(&format!("{env}: {why}"));
+            return FAILURE;
+        }
+    };
+    if !confirmed(&desired.environment, confirm, "roll back") {
+        return FAILURE;
+    }
+    let lock = match take_lock(&state, env, &format!("tier rollback {env} --to {to}")) {
+        Ok(lock) => lock,
+        Err(why) => {
+            output::error(&why);
+            return FAILURE;
+        }
+    };
+    let code = carry_out(&root, env, &state, &lock, &desired, Origin::Rollback { to });
+    let _ = lock.release();
+    code
+}
+
+/// The environment and programs a recorded revision ran.
+fn desired_from_revision(root: &Path, revision: &Revision) -> Result<Desired, String> {
+    let environment: Environment = serde_json::from_value(revision.spec.clone())
+        .map_err(|error| format!("revision {} is unreadable: {error}", revision.number))?;
+    let store = ArtifactStore::new(root);
+    let mut programs = BTreeMap::new();
+    if environment.runtime == Runtime::Local {
+        for (service, artifact) in &revision.artifacts {
+            let path = store.path_of(&artifact.digest).ok_or_else(|| {
+                format!(
+                    "the artifact of {service} ({}) is no longer stored",
+                    artifact.digest
+                )
+            })?;
+            programs.insert(service.clone(), path);
+        }
+    }
+    Ok(Desired {
+        environment,
+        artifacts: revision.artifacts.clone(),
+        programs,
+    })
+}
+
+pub fn promote(
+    global: &Global,
+    from: &str,
+    to: &str,
+    confirm: Option<&str>,
+    sets: &[String],
+) -> i32 {
+    let (_, resolved) = match resolve_one(global, to, sets) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    if resolved
+        .environment
+        .promote_from
+        .as_ref()
+        .map(|source| source.as_str())
+        != Some(from)
+    {
+        output::error(&format!(
+            "{to} is not promoted from {from}{}",
+            match &resolved.environment.promote_from {
+                Some(source) => format!(": its promote_from is {source}"),
+                None => ": it has no promote_from".to_owned(),
+            }
+        ));
+        return USAGE;
+    }
+    let root = project_root(global);
+    let source = match open_state(&root, from).and_then(|state| deployed(&state, from)) {
+        Ok(Some(revision)) => revision,
+        Ok(None) => {
+            output::error(&format!("{from} has nothing deployed to promote"));
+            output::hint(&format!("`tier apply {from}` first"));
+            return FAILURE;
+        }
+        Err(why) => {
+            output::error(&why);
+            return FAILURE;
+        }
+    };
+    // The target's own settings and config, with exactly the artifacts that run in the source.
+    let store = ArtifactStore::new(&root);
+    let mut artifacts = BTreeMap::new();
+    let mut programs = BTreeMap::new();
+    for name in resolved.environment.services.keys() {
+        let Some(artifact) = source.artifacts.get(name.as_str()) else {
+            output::error(&format!(
+                "service {name} does not run in {from} (revision {}), so there is nothing to promote for it",
+                source.number
+            ));
+            return FAILURE;
+        };
+        if resolved.environment.runtime == Runtime::Local {
+            match store.path_of(&artifact.digest) {
+                Some(path) => {
+                    programs.insert(name.to_string(), path);
+                }
+                None => {
+                    output::error(&format!(
+                        "the artifact of {name} ({}) is no longer stored",
+                        artifact.digest
+                    ));
+                    return FAILURE;
+                }
+            }
+        }
+        artifacts.insert(name.to_string(), artifact.clone());
+    }
+    let desired = Desired {
+        environment: resolved.environment,
+        artifacts,
+        programs,
+    };
+    if !confirmed(&desired.environment, confirm, "promote to") {
+        return FAILURE;
+    }
+    let state = match open_state(&root, to) {
+        Ok(state) => state,
+        Err(why) => {
+            output::error(&why);
+            return FAILURE;
+        }
+    };
+    let lock = match take_lock(&state, to, &format!("tier promote {from} {to}")) {
+        Ok(lock) => lock,
+        Err(why) => {
+            output::error(&why);
+            return FAILURE;
+        }
+    };
+    match make_plan(&state, to, &desired) {
+        Ok(plan) => output::stdout(&plan.render_text(output::colors())),
+        Err(why) => {
+            output::error(&why);
+            return FAILURE;
+        }
+    }
+    let origin = Origin::Promote {
+        from_environment: from.to_owned(),
+        from_revision: source.number,
+    };
+    let code = carry_out(&root, to, &state, &lock, &desired, origin);
+    let _ = lock.release();
+    code
+}
+
+pub fn unlock(global: &Global, env: &str, yes: bool) -> i32 {
+    if let Err(code) = known_environment(global, env) {
+        return code;
+    }
+    let root = project_root(global);
+    let state = match open_state(&root, env) {
+        Ok(state) => state,
+        Err(why) => {
+            output::error(&why);
+            return FAILURE;
+        }
+    };
+    let holder = match state.lock_holder() {
+        Ok(Some(holder)) => holder,
+        Ok(None) => {
+            eprintln!("{env} is not locked");
+            return SUCCESS;
+        }
+        Err(error) => {
+            output::error(&format!("{env}: {error}"));
+            return FAILURE;
+        }
+    };
+    if holder.is_alive() {
+        output::error(&format!(
+            "{env} is locked by `{}` (pid {} on {}), which is still running; it was not broken",
+            holder.command, holder.pid, holder.host
+        ));
+        return FAILURE;
+    }
+    if !yes {
+        let asked = std::io::IsTerminal::is_terminal(&std::io::stdin())
+            && console::Term::stderr().is_term()
+            && {
+                eprint!(
+                    "break the lock of `{}` (pid {}, no longer running)? [y/N] ",
+                    holder.command, holder.pid
+                );
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer).is_ok()
+                    && matches!(answer.trim(), "y" | "yes")
+            };
+        if !asked {
+            output::error(&format!("{env}: the lock was not broken"));
+            output::hint(&format!("`tier unlock {env} --yes` breaks it"));
+            return FAILURE;
+        }
+    }
+    match state.break_lock() {
+        Ok(_) => {
+            eprintln!(
+                "{env}: broke the lock of `{}` (pid {})",
+                holder.command, holder.pid
+            );
+            SUCCESS
+        }
+        Err(error) => {
+            output::error(&format!("{env}: {error}"));
+            FAILURE
+        }
+    }
+}
