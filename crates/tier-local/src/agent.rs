@@ -381,6 +381,7 @@ struct Agent {
     current: Environment,
     programs: BTreeMap<String, PathBuf>,
     applying: bool,
+    cancel_apply: Arc<std::sync::atomic::AtomicBool>,
     queued_applies:
         std::collections::VecDeque<(Box<crate::control::ApplyRequest>, oneshot::Sender<Response>)>,
     kit: ProxyKit,
@@ -563,6 +564,7 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
         current: environment,
         programs,
         applying: false,
+        cancel_apply: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         queued_applies: std::collections::VecDeque::new(),
         kit,
     };
@@ -642,6 +644,11 @@ impl Agent {
                     return true;
                 }
                 Request::Apply(request) => self.start_apply(request, reply),
+                Request::Cancel => {
+                    self.cancel_apply
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    let _ = reply.send(Response::Stopping);
+                }
             },
             Event::Rollout(command) => self.rollout_command(*command),
             Event::Stop => return true,
@@ -662,6 +669,8 @@ impl Agent {
             return;
         }
         self.applying = true;
+        self.cancel_apply = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cancel = Arc::clone(&self.cancel_apply);
         let (commands, mut inbox) = mpsc::unbounded_channel();
         let events = self.events.clone();
         tokio::spawn(async move {
@@ -681,6 +690,7 @@ impl Agent {
                 programs,
                 request.environment,
                 request.programs,
+                cancel,
             )
             .await;
             let _ = reply.send(Response::Applied { outcome, log });

@@ -18,6 +18,8 @@ pub enum Request {
     /// Roll the running environment to a new spec: waves in dependency order, replica by
     /// replica, each new replica gated on readiness.
     Apply(Box<ApplyRequest>),
+    /// Stop the running apply at its next safe point and undo it.
+    Cancel,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

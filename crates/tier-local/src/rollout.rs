@@ -71,9 +71,20 @@ pub(crate) struct ReplicaView {
 struct Link {
     commands: mpsc::UnboundedSender<Command>,
     log: std::sync::Mutex<Vec<String>>,
+    /// Set by a `Cancel` request (Ctrl-C in `tier apply`): the rollout stops at the next safe
+    /// point, between two replica steps, and undoes what it did as for a failure.
+    cancel: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Link {
+    fn check_cancel(&self) -> Result<(), String> {
+        if self.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+            Err("interrupted (Ctrl-C)".to_owned())
+        } else {
+            Ok(())
+        }
+    }
+
     fn note(&self, line: String) {
         if let Ok(mut log) = self.log.lock() {
             log.push(line);
@@ -139,6 +150,7 @@ impl Link {
     async fn gate(&self, service: &str, ids: &[u32], deadline: Duration) -> Result<(), String> {
         let until = tokio::time::Instant::now() + deadline;
         loop {
+            self.check_cancel()?;
             let view = self
                 .view(service)
                 .await
@@ -194,10 +206,12 @@ pub(crate) async fn apply(
     current_programs: BTreeMap<String, PathBuf>,
     desired: Environment,
     programs: BTreeMap<String, PathBuf>,
+    cancel: Arc<std::sync::atomic::AtomicBool>,
 ) -> (ApplyOutcome, Vec<String>) {
     let link = Arc::new(Link {
         commands,
         log: std::sync::Mutex::new(Vec::new()),
+        cancel,
     });
     let waves: Vec<Vec<String>> = if desired.project.ordering {
         desired
@@ -211,6 +225,10 @@ pub(crate) async fn apply(
     let mut done: Vec<Change> = Vec::new();
     let mut failure = None;
     for wave in &waves {
+        if let Err(why) = link.check_cancel() {
+            failure = Some(("-".to_owned(), why));
+            break;
+        }
         let mut tasks = tokio::task::JoinSet::new();
         let mut changes = Vec::new();
         for name in wave {
@@ -411,6 +429,7 @@ async fn roll(
     let mut started = Vec::new();
     let result: Result<(), String> = async {
         while current_ids.len() < wanted || !old_ids.is_empty() {
+            link.check_cancel()?;
             if current_ids.len() >= wanted {
                 // Enough new replicas: retire the rest of the old ones.
                 for id in old_ids.drain(..) {

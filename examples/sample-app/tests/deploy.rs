@@ -348,3 +348,105 @@ fn sigkilled_applies_leave_a_state_that_opens_and_converges() {
         assert_eq!(http_get(port, "/").1, r#"{"text":"converged"}"#);
     }
 }
+
+#[test]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the test needs the child itself to send it Ctrl-C"
+)]
+fn ctrl_c_stops_an_apply_at_a_safe_point_and_undoes_it() {
+    let (project, front) = project();
+    let _down = Down(&project, "dev");
+    assert_eq!(tier(&project, &["apply", "dev"]).0, 0);
+    project.write("config/backend/dev.json", r#"{"text": "never served"}"#);
+    let mut child = std::process::Command::new(tier_test::tier_binary())
+        .env("NO_COLOR", "1")
+        .arg("--project")
+        .arg(project.path())
+        .args([
+            "apply",
+            "dev",
+            "--set",
+            r#"services.backend.health.http="/not-yet""#,
+            "--set",
+            r#"services.backend.rollout.deadline="30s""#,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start tier apply");
+    // Wait until the new replica is up and failing its gate, then press Ctrl-C.
+    wait_for(Duration::from_secs(10), "the new backend replica", || {
+        let (_, stdout, _) = tier(&project, &["status", "dev", "--output", "json"]);
+        stdout.matches("\"replica\":").count() >= 4
+    });
+    let interrupted = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("send Ctrl-C");
+    let mut exit = None;
+    wait_for(
+        Duration::from_secs(15),
+        "tier apply to stop after Ctrl-C",
+        || {
+            exit = child.try_wait().expect("wait for tier apply");
+            exit.is_some()
+        },
+    );
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(10),
+        "it stopped at the next safe point, not at the deadline"
+    );
+    assert_eq!(exit.and_then(|status| status.code()), Some(1));
+    let revisions = history(&project, "dev");
+    assert_eq!(
+        revisions[1]["outcome"]["status"], "rolled_back",
+        "{revisions}"
+    );
+    assert!(
+        revisions[1]["outcome"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("interrupted"),
+        "{revisions}"
+    );
+    assert_eq!(
+        http_get(front, "/").1,
+        "Hello from <b>development config</b>!"
+    );
+}
+
+#[test]
+fn on_failure_halt_keeps_what_succeeded() {
+    let (project, _) = project();
+    let _down = Down(&project, "dev");
+    assert_eq!(tier(&project, &["apply", "dev"]).0, 0);
+    let port = backend_port(&project, "dev");
+    project.write("config/backend/dev.json", r#"{"text": "kept"}"#);
+    let (code, _, stderr) = tier(
+        &project,
+        &[
+            "apply",
+            "dev",
+            "--set",
+            r#"project.on_failure="halt""#,
+            "--set",
+            r#"services.frontend.health.http="/not-here""#,
+            "--set",
+            r#"services.frontend.rollout.deadline="2s""#,
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("what succeeded was kept"), "{stderr}");
+    for _ in 0..10 {
+        assert_eq!(
+            http_get(port, "/").1,
+            r#"{"text":"kept"}"#,
+            "the backend keeps its new config"
+        );
+    }
+    let revisions = history(&project, "dev");
+    assert_eq!(revisions[1]["outcome"]["status"], "failed", "{revisions}");
+}

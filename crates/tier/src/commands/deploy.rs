@@ -195,11 +195,7 @@ fn deploy_local(root: &Path, env: &str, desired: &Desired) -> Outcome {
         environment: desired.environment.clone(),
         programs: desired.programs.clone(),
     };
-    match control::call(
-        &dir.socket(),
-        &Request::Apply(Box::new(request.clone())),
-        APPLY_WITHIN,
-    ) {
+    match apply_with_progress(&dir, env, &request) {
         Ok(Response::Applied { outcome, log }) => {
             for line in log {
                 eprintln!("  {line}");
@@ -249,6 +245,70 @@ fn deploy_local(root: &Path, env: &str, desired: &Desired) -> Outcome {
             reason: format!("the agent did not answer: {error}"),
         },
     }
+}
+
+/// Sends an apply to the running agent and waits for its answer, showing each service's
+/// progress on a terminal. Ctrl-C asks the agent to stop at its next safe point and undo the
+/// apply; the answer then says so.
+fn apply_with_progress(
+    dir: &EnvDir,
+    env: &str,
+    request: &ApplyRequest,
+) -> Result<Response, ClientError> {
+    use nix::sys::signal::{SigSet, Signal};
+    let socket = dir.socket();
+    // Only an apply that reaches a running agent needs the signal thread; answer at once
+    // when none runs.
+    if matches!(
+        control::call(&socket, &Request::Status, Duration::from_secs(5)),
+        Err(ClientError::NotRunning)
+    ) {
+        return Err(ClientError::NotRunning);
+    }
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    // Blocked here, the signals wait for the thread below instead of ending the process
+    // halfway through recording the revision.
+    let _ = signals.thread_block();
+    {
+        let socket = socket.clone();
+        let env = env.to_owned();
+        std::thread::spawn(move || {
+            if signals.wait().is_ok() {
+                eprintln!("\n{env}: stopping at the next safe point and undoing this apply…");
+                let _ = control::call(&socket, &Request::Cancel, Duration::from_secs(5));
+            }
+        });
+    }
+    let call = {
+        let socket = socket.clone();
+        let request = Request::Apply(Box::new(request.clone()));
+        std::thread::spawn(move || control::call(&socket, &request, APPLY_WITHIN))
+    };
+    let progress = console::Term::stderr().is_term().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    while !call.is_finished() {
+        if let Some(bar) = &progress
+            && let Ok(Response::Status(status)) =
+                control::call(&socket, &Request::Status, Duration::from_secs(5))
+        {
+            let services: Vec<String> = status
+                .services
+                .iter()
+                .map(|service| format!("{} {}/{}", service.name, service.ready, service.desired))
+                .collect();
+            bar.set_message(format!("applying to {env}: {}", services.join(", ")));
+        }
+        super::local::pause();
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    call.join().unwrap_or(Err(ClientError::NotRunning))
 }
 
 /// Records, carries out and finishes one revision under the environment's lock.

@@ -26,7 +26,7 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
     clippy::disallowed_methods,
     reason = "the CLI polls the agent between requests"
 )]
-fn pause() {
+pub(super) fn pause() {
     std::thread::sleep(POLL_EVERY);
 }
 
