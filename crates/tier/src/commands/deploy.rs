@@ -37,6 +37,8 @@ fn fix_artifacts(root: &Path, environment: Environment) -> Result<Desired, Strin
     let store = ArtifactStore::new(root);
     let mut artifacts = BTreeMap::new();
     let mut programs = BTreeMap::new();
+    // Services that run the same program share one digest: hash each file once.
+    let mut fixed: BTreeMap<PathBuf, (Artifact, PathBuf)> = BTreeMap::new();
     for (name, service) in &environment.services {
         match environment.runtime {
             Runtime::Local => {
@@ -47,9 +49,16 @@ fn fix_artifacts(root: &Path, environment: Environment) -> Result<Desired, Strin
                 let program = tier_local::spawn::find_program(program, root).map_err(|why| {
                     format!("{env}: service {name}: cannot run its command: {why}")
                 })?;
-                let (artifact, stored) = store
-                    .put(&program)
-                    .map_err(|error| format!("{env}: service {name}: {error}"))?;
+                let (artifact, stored) = match fixed.get(&program) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let put = store
+                            .put(&program)
+                            .map_err(|error| format!("{env}: service {name}: {error}"))?;
+                        fixed.insert(program.clone(), put.clone());
+                        put
+                    }
+                };
                 artifacts.insert(name.to_string(), artifact);
                 programs.insert(name.to_string(), stored);
             }
