@@ -1433,7 +1433,7 @@ impl Agent {
         };
         ServiceStatus {
             name: service.name.clone(),
-            version: service.spec.version.clone(),
+            version: version_of(service),
             desired,
             ready,
             restarts: service
@@ -1464,6 +1464,25 @@ impl Agent {
                 })
                 .collect(),
         }
+    }
+}
+
+/// The service's declared version plus, when it runs an applied artifact, the start of that
+/// artifact's digest: `0.0.1+sha256:1a2b3c4d5e6f`.
+fn version_of(service: &ServiceRuntime) -> Option<String> {
+    let digest = service
+        .program
+        .parent()
+        .and_then(|dir| dir.file_name())
+        .filter(|dir| *dir == "artifacts")
+        .and_then(|_| service.program.file_name())
+        .and_then(|name| name.to_str())
+        .filter(|name| name.len() >= 12 && name.bytes().all(|byte| byte.is_ascii_hexdigit()))
+        .map(|name| format!("sha256:{}", &name[..12]));
+    match (&service.spec.version, digest) {
+        (Some(version), Some(digest)) => Some(format!("{version}+{digest}")),
+        (Some(version), None) => Some(version.clone()),
+        (None, digest) => digest,
     }
 }
 
