@@ -124,6 +124,16 @@ fn a_new_version_rolls_out_under_load_with_no_failed_request() {
         revisions[1]["outcome"]["status"], "succeeded",
         "{revisions}"
     );
+    // What runs is the declared version plus the artifact's digest.
+    let digest = revisions[1]["artifacts"]["backend"]["digest"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (_, status, _) = tier(&project, &["status", "dev"]);
+    assert!(
+        status.contains(&format!("0.0.1+{}", &digest[..19])),
+        "{status}"
+    );
 }
 
 #[test]
