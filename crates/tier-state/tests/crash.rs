@@ -16,20 +16,15 @@ use std::time::{Duration, Instant};
 
 use tier_state::{Holder, Origin, Outcome, State, StateError};
 
-const HELPER: &str = "crash_helper_writes_until_killed";
+const TEST: &str = "sigkill_at_random_points_never_loses_or_tears_state";
 /// Set only for the helper process: the environment directory to write.
 const DIR_VARIABLE: &str = "TIER_STATE_CRASH_DIR";
 const ROUNDS: usize = 25;
 const TIME_BOUND: Duration = Duration::from_secs(10);
 
-/// The writer. Ignored, and a no-op unless started by `sigkill_at_random_points_…` with
-/// `TIER_STATE_CRASH_DIR` set, so `cargo test -- --ignored` does not loop forever.
-#[test]
-#[ignore = "started by sigkill_at_random_points_never_loses_or_tears_state"]
-fn crash_helper_writes_until_killed() {
-    let Ok(dir) = std::env::var(DIR_VARIABLE) else {
-        return;
-    };
+/// The writer: the test re-executes itself with `TIER_STATE_CRASH_DIR` set, and that process
+/// writes until it is killed.
+fn write_until_killed(dir: &str) -> ! {
     let state = State::open(Path::new(&dir)).expect("the state opens in the helper");
     println!("ready");
     let artifacts = BTreeMap::new();
@@ -73,6 +68,9 @@ fn crash_helper_writes_until_killed() {
     reason = "re-executes this test binary as the process to kill; tier_local::spawn is above this crate"
 )]
 fn sigkill_at_random_points_never_loses_or_tears_state() {
+    if let Ok(dir) = std::env::var(DIR_VARIABLE) {
+        write_until_killed(&dir);
+    }
     let started = Instant::now();
     let temp = tempfile::tempdir().expect("a temporary directory");
     let env_dir = temp.path().join(".tier").join("dev");
@@ -87,7 +85,7 @@ fn sigkill_at_random_points_never_loses_or_tears_state() {
         let stderr = std::fs::File::create(&stderr_path).expect("the helper's stderr file");
         let mut child =
             std::process::Command::new(std::env::current_exe().expect("the test binary's path"))
-                .args(["--exact", HELPER, "--nocapture", "--ignored"])
+                .args(["--exact", TEST, "--nocapture"])
                 .env(DIR_VARIABLE, &env_dir)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
