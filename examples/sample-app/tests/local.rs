@@ -125,14 +125,7 @@ fn killing_the_agent_leaves_no_replica_behind() {
     );
     let status = env.status();
     let agent = status["agent_pid"].as_u64().unwrap_or(0) as i32;
-    let replicas: Vec<i32> = status["services"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|service| service["replicas"].as_array().cloned().unwrap_or_default())
-        .filter_map(|replica| replica["pid"].as_u64())
-        .map(|pid| pid as i32)
-        .collect();
+    let replicas = replica_pids(&status);
     assert_eq!(replicas.len(), 3, "{status}");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(agent),
@@ -392,14 +385,7 @@ fn foreground_up_prints_prefixed_output_and_ctrl_c_stops_everything() {
             !services.is_empty() && services.iter().all(|service| service["state"] == "running")
         })
     });
-    let pids: Vec<i32> = status()["services"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|service| service["replicas"].as_array().cloned().unwrap_or_default())
-        .filter_map(|replica| replica["pid"].as_u64())
-        .map(|pid| pid as i32)
-        .collect();
+    let pids = replica_pids(&status());
     assert_eq!(
         http_get(port, "/").1,
         "Hello from <b>development config</b>!"
@@ -565,4 +551,16 @@ fn up_with_a_command_that_is_not_executable_says_so() {
         stderr.contains("bin/backend.sh is not executable (chmod +x it)"),
         "{stderr}"
     );
+}
+
+/// The pid of every replica in an environment's status.
+fn replica_pids(status: &serde_json::Value) -> Vec<i32> {
+    status["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|service| service["replicas"].as_array().cloned().unwrap_or_default())
+        .filter_map(|replica| replica["pid"].as_u64())
+        .map(|pid| pid as i32)
+        .collect()
 }

@@ -104,22 +104,52 @@ fn make_plan(state: &State, env: &str, desired: &Desired) -> Result<Plan, String
     ))
 }
 
-pub fn plan(global: &Global, env: &str, out: Option<&Path>, sets: &[String]) -> i32 {
-    let (_, resolved) = match resolve_one(global, env, sets) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+/// Resolves an environment that can be deployed, or says why not.
+fn deployable(global: &Global, env: &str, sets: &[String]) -> Result<Environment, i32> {
+    let (_, resolved) = resolve_one(global, env, sets)?;
     if resolved.is_abstract {
         output::error(&format!(
             "environment `{env}` is abstract: it is only a parent and is never deployed"
         ));
-        return FAILURE;
+        return Err(FAILURE);
     }
+    Ok(resolved.environment)
+}
+
+/// The stored copy of each local service's artifact, for running it again.
+fn stored_programs(
+    root: &Path,
+    environment: &Environment,
+    artifacts: &BTreeMap<String, Artifact>,
+) -> Result<BTreeMap<String, PathBuf>, String> {
+    let mut programs = BTreeMap::new();
+    if environment.runtime != Runtime::Local {
+        return Ok(programs);
+    }
+    let store = ArtifactStore::new(root);
+    for name in environment.services.keys() {
+        let artifact = artifacts
+            .get(name.as_str())
+            .ok_or_else(|| format!("service {name} has no recorded artifact"))?;
+        let path = store.path_of(&artifact.digest).ok_or_else(|| {
+            format!(
+                "the artifact of {name} ({}) is no longer stored",
+                artifact.digest
+            )
+        })?;
+        programs.insert(name.to_string(), path);
+    }
+    Ok(programs)
+}
+
+pub fn plan(global: &Global, env: &str, out: Option<&Path>, sets: &[String]) -> i32 {
+    let environment = match deployable(global, env, sets) {
+        Ok(environment) => environment,
+        Err(code) => return code,
+    };
     let root = project_root(global);
     let result = open_state(&root, env)
-        .and_then(|state| {
-            fix_artifacts(&root, resolved.environment).map(|desired| (state, desired))
-        })
+        .and_then(|state| fix_artifacts(&root, environment).map(|desired| (state, desired)))
         .and_then(|(state, desired)| make_plan(&state, env, &desired));
     let plan = match result {
         Ok(plan) => plan,
@@ -397,24 +427,13 @@ pub fn apply(global: &Global, target: &str, confirm: Option<&str>, sets: &[Strin
                     return FAILURE;
                 }
             };
-            let store = ArtifactStore::new(&root);
-            let mut programs = BTreeMap::new();
-            for (service, artifact) in &plan.artifacts {
-                if environment.runtime == Runtime::Local {
-                    match store.path_of(&artifact.digest) {
-                        Some(path) => {
-                            programs.insert(service.clone(), path);
-                        }
-                        None => {
-                            output::error(&format!(
-                                "{}: the artifact of {service} ({}) is no longer stored",
-                                plan.environment, artifact.digest
-                            ));
-                            return FAILURE;
-                        }
-                    }
+            let programs = match stored_programs(&root, &environment, &plan.artifacts) {
+                Ok(programs) => programs,
+                Err(why) => {
+                    output::error(&format!("{}: {why}", plan.environment));
+                    return FAILURE;
                 }
-            }
+            };
             let env = plan.environment.clone();
             (
                 env,
@@ -427,17 +446,11 @@ pub fn apply(global: &Global, target: &str, confirm: Option<&str>, sets: &[Strin
             )
         }
         None => {
-            let (_, resolved) = match resolve_one(global, target, sets) {
-                Ok(found) => found,
+            let environment = match deployable(global, target, sets) {
+                Ok(environment) => environment,
                 Err(code) => return code,
             };
-            if resolved.is_abstract {
-                output::error(&format!(
-                    "environment `{target}` is abstract: it is only a parent and is never deployed"
-                ));
-                return FAILURE;
-            }
-            match fix_artifacts(&root, resolved.environment) {
+            match fix_artifacts(&root, environment) {
                 Ok(desired) => (target.to_owned(), desired, None),
                 Err(why) => {
                     output::error(&why);
@@ -643,19 +656,7 @@ pub fn rollback(global: &Global, env: &str, to: u64, confirm: Option<&str>) -> i
 fn desired_from_revision(root: &Path, revision: &Revision) -> Result<Desired, String> {
     let environment: Environment = serde_json::from_value(revision.spec.clone())
         .map_err(|error| format!("revision {} is unreadable: {error}", revision.number))?;
-    let store = ArtifactStore::new(root);
-    let mut programs = BTreeMap::new();
-    if environment.runtime == Runtime::Local {
-        for (service, artifact) in &revision.artifacts {
-            let path = store.path_of(&artifact.digest).ok_or_else(|| {
-                format!(
-                    "the artifact of {service} ({}) is no longer stored",
-                    artifact.digest
-                )
-            })?;
-            programs.insert(service.clone(), path);
-        }
-    }
+    let programs = stored_programs(root, &environment, &revision.artifacts)?;
     Ok(Desired {
         environment,
         artifacts: revision.artifacts.clone(),
@@ -704,9 +705,7 @@ pub fn promote(
         }
     };
     // The target's own settings and config, with exactly the artifacts that run in the source.
-    let store = ArtifactStore::new(&root);
     let mut artifacts = BTreeMap::new();
-    let mut programs = BTreeMap::new();
     for name in resolved.environment.services.keys() {
         let Some(artifact) = source.artifacts.get(name.as_str()) else {
             output::error(&format!(
@@ -715,22 +714,15 @@ pub fn promote(
             ));
             return FAILURE;
         };
-        if resolved.environment.runtime == Runtime::Local {
-            match store.path_of(&artifact.digest) {
-                Some(path) => {
-                    programs.insert(name.to_string(), path);
-                }
-                None => {
-                    output::error(&format!(
-                        "the artifact of {name} ({}) is no longer stored",
-                        artifact.digest
-                    ));
-                    return FAILURE;
-                }
-            }
-        }
         artifacts.insert(name.to_string(), artifact.clone());
     }
+    let programs = match stored_programs(&root, &resolved.environment, &artifacts) {
+        Ok(programs) => programs,
+        Err(why) => {
+            output::error(&why);
+            return FAILURE;
+        }
+    };
     let desired = Desired {
         environment: resolved.environment,
         artifacts,
