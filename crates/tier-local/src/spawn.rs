@@ -162,3 +162,23 @@ pub fn signal_group(pid: u32, signal: Signal) {
 pub fn is_alive(pid: u32) -> bool {
     i32::try_from(pid).is_ok_and(|pid| nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok())
 }
+
+/// Runs a command to its end in `dir`, its output captured: for the tools tier drives (cargo,
+/// npm, a service's tests), not for replicas.
+#[expect(clippy::disallowed_methods, reason = "this is the spawning helper")]
+pub fn run_to_end(
+    program: &str,
+    args: &[&str],
+    dir: &Path,
+) -> std::io::Result<std::process::Output> {
+    std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+}
+
+/// Whether a program can be found on PATH.
+pub fn on_path(program: &str) -> bool {
+    find_program(program, Path::new(".")).is_ok()
+}

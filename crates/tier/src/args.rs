@@ -148,6 +148,11 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Library dependencies across services: scan, why, outdated, conflicts, bump, order.
+    Deps {
+        #[command(subcommand)]
+        command: DepsCommand,
+    },
     /// Run a local environment: in the foreground (Ctrl-C stops it), or detached with -d.
     Up {
         env: String,
@@ -199,6 +204,37 @@ pub enum Command {
     },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DepsCommand {
+    /// Every service's locked packages, read from its Cargo.lock and package-lock.json.
+    Scan,
+    /// Every service that depends on a library, directly or through others, and how.
+    Why {
+        library: String,
+        /// Exit 1 when any service locks a version in this range, e.g. "<1.4.2" (a CI gate).
+        #[arg(long, value_name = "RANGE")]
+        affected: Option<String>,
+    },
+    /// Locked versions behind the newest known one: patch, minor or major.
+    Outdated,
+    /// One library at incompatible versions in one service, or internal libraries split
+    /// across major versions.
+    Conflicts,
+    /// Require a new version of a library in every service that uses it.
+    Bump {
+        library: String,
+        version: String,
+        /// Print the edits as diffs and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The order in which internal libraries must be released, dependencies first.
+    Order {
+        /// Only what carries a fix in this library up to its dependents.
+        library: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -1,6 +1,7 @@
 //! One function per command. Each returns the process exit code.
 
 mod deploy;
+mod deps;
 mod init;
 mod inspect;
 mod local;
@@ -64,6 +65,7 @@ pub fn run(cli: Cli) -> i32 {
             confirm,
             overrides,
         } => deploy::apply(global, &target, confirm.as_deref(), &overrides.sets),
+        Command::Deps { command } => deps::run(global, &command),
         Command::History { env } => deploy::history(global, &env),
         Command::Rollback { env, to, confirm } => {
             deploy::rollback(global, &env, to, confirm.as_deref())

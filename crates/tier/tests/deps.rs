@@ -1,0 +1,190 @@
+//! `tier deps` end to end on the tier-deps fixture project (lockfiles made by cargo and npm):
+//! three Cargo services and an npm one, internal libraries, one service on an old major.
+
+use tier_test::TestProject;
+
+const TIER_TOML: &str = r#"[project]
+name = "shop"
+
+[environments.dev]
+runtime = "local"
+
+[services.backend]
+command = ["true"]
+source = "services/backend"
+test = "grep -q util-security Cargo.toml"
+
+[services.frontend]
+command = ["true"]
+source = "services/frontend"
+
+[services.billing]
+command = ["true"]
+source = "services/billing"
+test = "grep -q util-security Cargo.toml"
+
+[services.web]
+command = ["true"]
+source = "services/web"
+
+[libraries.util-security]
+path = "libs/util-security"
+
+[libraries.util-http]
+path = "libs/util-http"
+
+[libraries.ui-kit]
+path = "libs/ui-kit"
+"#;
+
+fn project() -> TestProject {
+    let project = TestProject::copy_of("crates/tier-deps/tests/fixtures/project");
+    project.write("tier.toml", TIER_TOML);
+    project
+}
+
+fn tier(project: &TestProject, args: &[&str]) -> (i32, String, String) {
+    let output = project.tier().args(args).output().expect("run tier");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn why_finds_direct_and_transitive_users_and_gates_on_a_range() {
+    let project = project();
+    let (code, stdout, stderr) = tier(&project, &["deps", "why", "util-security"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!("why", stdout);
+
+    let (code, stdout, _) = tier(
+        &project,
+        &["deps", "why", "util-security", "--affected", "<1.4.2"],
+    );
+    assert_eq!(
+        code, 1,
+        "billing locks 0.9.3, inside the range: the gate fails\n{stdout}"
+    );
+    assert!(
+        stdout.contains("billing util-security@0.9.3 (direct) affected"),
+        "{stdout}"
+    );
+    let (code, _, _) = tier(
+        &project,
+        &["deps", "why", "util-security", "--affected", "<0.9.0"],
+    );
+    assert_eq!(code, 0, "nothing is that old");
+
+    let (_, json, _) = tier(
+        &project,
+        &["deps", "why", "util-security", "--output", "json"],
+    );
+    let report: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(
+        report["services"].as_array().map(Vec::len),
+        Some(3),
+        "{report}"
+    );
+}
+
+#[test]
+fn outdated_conflicts_and_order() {
+    let project = project();
+    let (code, stdout, stderr) = tier(&project, &["deps", "outdated"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!("outdated", stdout);
+    let (code, stdout, _) = tier(&project, &["deps", "conflicts"]);
+    assert_eq!(code, 0);
+    insta::assert_snapshot!("conflicts", stdout);
+    let (code, stdout, _) = tier(&project, &["deps", "order"]);
+    assert_eq!(code, 0);
+    let position = |name: &str| stdout.find(name).unwrap_or(usize::MAX);
+    assert!(
+        position("util-security") < position("util-http"),
+        "dependencies first:\n{stdout}"
+    );
+    let (code, stdout, _) = tier(&project, &["deps", "scan", "--output", "json"]);
+    assert_eq!(code, 0);
+    let inventory: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(inventory["services"].as_array().map(Vec::len), Some(4));
+}
+
+#[test]
+fn bump_across_services_dry_run_then_for_real() {
+    let project = project();
+    let before: Vec<String> = ["services/backend/Cargo.toml", "services/billing/Cargo.toml"]
+        .iter()
+        .map(|file| project.read(file))
+        .collect();
+
+    let (code, stdout, stderr) = tier(
+        &project,
+        &["deps", "bump", "util-security", "1.4.3", "--dry-run"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(
+            "+util-security = { path = \"../../libs/util-security\", version = \"1.4.3\" }"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("billing: crosses a major version"),
+        "{stdout}"
+    );
+    let unchanged: Vec<String> = ["services/backend/Cargo.toml", "services/billing/Cargo.toml"]
+        .iter()
+        .map(|file| project.read(file))
+        .collect();
+    assert_eq!(before, unchanged, "--dry-run changes nothing");
+
+    // Release the fix in the library, then carry it to every service that requires it.
+    let library = project
+        .read("libs/util-security/Cargo.toml")
+        .replace("version = \"1.4.2\"", "version = \"1.4.3\"");
+    project.write("libs/util-security/Cargo.toml", &library);
+    let (code, stdout, stderr) = tier(&project, &["deps", "bump", "util-security", "1.4.3"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("backend"), "{stdout}");
+    assert!(stdout.contains("billing"), "{stdout}");
+    assert!(stdout.contains("passed"), "{stdout}");
+    assert!(
+        project
+            .read("services/backend/Cargo.toml")
+            .contains("version = \"1.4.3\"")
+    );
+    assert!(
+        project
+            .read("services/backend/Cargo.toml")
+            .contains("# The security helpers, used directly."),
+        "comments kept"
+    );
+    let lock = project.read("services/backend/Cargo.lock");
+    assert!(
+        lock.contains("name = \"util-security\"\nversion = \"1.4.3\""),
+        "the lockfile was refreshed:\n{lock}"
+    );
+    let (_, stdout, _) = tier(
+        &project,
+        &["deps", "why", "util-security", "--affected", "<1.4.3"],
+    );
+    assert!(
+        stdout.contains("backend util-security@1.4.3 (direct) not affected"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_broken_lockfile_is_reported_with_its_file_and_line() {
+    let project = project();
+    let lock = project.read("services/backend/Cargo.lock");
+    project.write(
+        "services/backend/Cargo.lock",
+        &lock.replacen("[[package]]", "[[package]\n", 1),
+    );
+    let (code, _, stderr) = tier(&project, &["deps", "why", "itoa"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("services/backend/Cargo.lock:"), "{stderr}");
+}
