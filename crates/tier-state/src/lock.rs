@@ -80,8 +80,20 @@ impl Lock {
         who: &str,
         origin: Origin,
     ) -> Result<u64, StateError> {
+        self.begin_with_bom(spec, artifacts, who, origin, &serde_json::Value::Null)
+    }
+
+    /// [`Lock::begin`], also recording the bill of materials of what the revision deploys.
+    pub fn begin_with_bom(
+        &self,
+        spec: &serde_json::Value,
+        artifacts: &BTreeMap<String, Artifact>,
+        who: &str,
+        origin: Origin,
+        bom: &serde_json::Value,
+    ) -> Result<u64, StateError> {
         self.state
-            .begin_revision(&self.holder, spec, artifacts, who, origin)
+            .begin_revision(&self.holder, spec, artifacts, who, origin, bom)
     }
 
     /// Ends an in-progress revision with `outcome` and, when it succeeded, makes it the

@@ -23,6 +23,8 @@ pub(crate) struct RevisionRecord {
     finished_unix_ms: Option<u64>,
     origin: OriginRecord,
     outcome: OutcomeRecord,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    bom: serde_json::Value,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -101,6 +103,7 @@ impl RevisionRecord {
                     reason: reason.clone(),
                 },
             },
+            bom: revision.bom.clone(),
         }
     }
 
@@ -139,6 +142,7 @@ impl RevisionRecord {
                 OutcomeRecord::Failed { reason } => Outcome::Failed { reason },
                 OutcomeRecord::RolledBack { reason } => Outcome::RolledBack { reason },
             },
+            bom: self.bom,
         }
     }
 }
@@ -184,6 +188,7 @@ mod tests {
             who: "ana".to_owned(),
             started_unix_ms: 10,
             finished_unix_ms: Some(20),
+            bom: serde_json::Value::Null,
             origin: Origin::Promote {
                 from_environment: "stage".to_owned(),
                 from_revision: 7,

@@ -24,6 +24,10 @@ pub struct Revision {
     pub finished_unix_ms: Option<u64>,
     pub origin: Origin,
     pub outcome: Outcome,
+    /// The bill of materials: what each deployed service locks (`tier deps scan` of its
+    /// source), so `tier deps why --env` can say what runs where. Null when not recorded.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub bom: serde_json::Value,
 }
 
 impl Revision {

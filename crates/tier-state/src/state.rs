@@ -236,6 +236,7 @@ impl State {
         artifacts: &BTreeMap<String, Artifact>,
         who: &str,
         origin: Origin,
+        bom: &serde_json::Value,
     ) -> Result<u64, StateError> {
         self.write(|transaction| {
             self.check_holder(transaction, holder)?;
@@ -252,6 +253,7 @@ impl State {
                 finished_unix_ms: None,
                 origin,
                 outcome: Outcome::InProgress,
+                bom: bom.clone(),
             };
             let record = self.encode(&RevisionRecord::from_revision(&revision))?;
             transaction

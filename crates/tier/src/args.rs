@@ -213,9 +213,14 @@ pub enum DepsCommand {
     /// Every service that depends on a library, directly or through others, and how.
     Why {
         library: String,
-        /// Exit 1 when any service locks a version in this range, e.g. "<1.4.2" (a CI gate).
+        /// Exit 1 when any service locks, or any environment runs, a version in this range,
+        /// e.g. "<1.4.2" (a CI gate).
         #[arg(long, value_name = "RANGE")]
         affected: Option<String>,
+        /// Only this environment's deployed versions (default: every environment with a
+        /// deployed revision).
+        #[arg(long, value_name = "ENV")]
+        env: Option<String>,
     },
     /// Locked versions behind the newest known one: patch, minor or major.
     Outdated,

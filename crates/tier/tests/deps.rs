@@ -188,3 +188,65 @@ fn a_broken_lockfile_is_reported_with_its_file_and_line() {
     assert_eq!(code, 1);
     assert!(stderr.contains("services/backend/Cargo.lock:"), "{stderr}");
 }
+
+#[test]
+fn each_apply_records_what_runs_so_why_answers_per_environment() {
+    let project = project();
+    // No replica runs (the services' commands are placeholders); the revision still records
+    // the bill of materials of what it deploys.
+    let toml = TIER_TOML.replace("command = [\"true\"]", "command = [\"true\"]\nreplicas = 0");
+    project.write("tier.toml", &toml);
+    let (code, _, stderr) = tier(&project, &["apply", "dev"]);
+    let _down = Down(&project);
+    assert_eq!(code, 0, "{stderr}");
+
+    // A newer library is locked afterwards; dev still runs what it ran.
+    let lock = project
+        .read("services/billing/Cargo.lock")
+        .replace("version = \"0.9.3\"", "version = \"0.9.4\"");
+    project.write("services/billing/Cargo.lock", &lock);
+    let (code, stdout, stderr) = tier(&project, &["deps", "why", "util-security", "--env", "dev"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("billing util-security@0.9.4 (direct)"),
+        "what is locked now:\n{stdout}"
+    );
+    assert!(
+        stdout
+            .contains("deployed in dev (revision 1): backend 1.4.2; billing 0.9.3; frontend 1.4.2"),
+        "what runs in dev:\n{stdout}"
+    );
+    let (code, stdout, _) = tier(
+        &project,
+        &[
+            "deps",
+            "why",
+            "util-security",
+            "--env",
+            "dev",
+            "--affected",
+            "=0.9.3",
+        ],
+    );
+    assert_eq!(
+        code, 1,
+        "dev runs 0.9.3 even though no lockfile has it any more:\n{stdout}"
+    );
+    let (_, json, _) = tier(
+        &project,
+        &["deps", "why", "util-security", "--output", "json"],
+    );
+    let report: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(
+        report["deployed"]["dev"]["services"]["billing"][0]["version"], "0.9.3",
+        "{report}"
+    );
+}
+
+struct Down<'a>(&'a TestProject);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.tier().args(["down", "dev"]).output();
+    }
+}

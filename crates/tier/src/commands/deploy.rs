@@ -350,6 +350,40 @@ fn apply_with_progress(
     call.join().unwrap_or(Err(ClientError::NotRunning))
 }
 
+/// What each service with a `source` locks, for the revision's record: package, version,
+/// ecosystem and whether it is direct. A service whose lockfiles cannot be read records why,
+/// and the apply goes on.
+fn bill_of_materials(root: &Path, environment: &Environment) -> serde_json::Value {
+    let mut services = serde_json::Map::new();
+    for (name, service) in &environment.services {
+        let Some(source) = &service.source else {
+            continue;
+        };
+        let scanned = tier_deps::scan::scan_service(&tier_deps::scan::ServiceSource {
+            name: name.to_string(),
+            dir: root.join(source),
+        });
+        let entry = match scanned {
+            Ok(inventory) => json!({
+                "packages": inventory
+                    .packages
+                    .iter()
+                    .filter(|package| !package.root)
+                    .map(|package| json!({
+                        "ecosystem": package.ecosystem,
+                        "name": package.name,
+                        "version": package.version.to_string(),
+                        "direct": package.direct,
+                    }))
+                    .collect::<Vec<_>>(),
+            }),
+            Err(error) => json!({ "error": error.to_string() }),
+        };
+        services.insert(name.to_string(), entry);
+    }
+    serde_json::Value::Object(services)
+}
+
 /// Records, carries out and finishes one revision under the environment's lock.
 fn carry_out(
     root: &Path,
@@ -372,7 +406,8 @@ fn carry_out(
             return FAILURE;
         }
     };
-    let number = match lock.begin(&spec, &desired.artifacts, &who(), origin) {
+    let bom = bill_of_materials(root, &desired.environment);
+    let number = match lock.begin_with_bom(&spec, &desired.artifacts, &who(), origin, &bom) {
         Ok(number) => number,
         Err(error) => {
             output::error(&format!("{env}: {error}"));

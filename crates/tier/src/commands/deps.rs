@@ -43,8 +43,22 @@ pub fn run(global: &Global, command: &DepsCommand) -> i32 {
             };
             match command {
                 DepsCommand::Scan => scan(global, &inventory),
-                DepsCommand::Why { library, affected } => {
-                    why(global, &inventory, library, affected.as_deref())
+                DepsCommand::Why {
+                    library,
+                    affected,
+                    env,
+                } => {
+                    let deployed = match deployed_versions(
+                        &project,
+                        &root,
+                        library,
+                        &inventory,
+                        env.as_deref(),
+                    ) {
+                        Ok(deployed) => deployed,
+                        Err(code) => return code,
+                    };
+                    why(global, &inventory, library, affected.as_deref(), &deployed)
                 }
                 DepsCommand::Outdated => outdated(global, &inventory),
                 DepsCommand::Conflicts => conflicts(global, &inventory),
@@ -151,7 +165,81 @@ fn scan(global: &Global, inventory: &Inventory) -> i32 {
     SUCCESS
 }
 
-fn why(global: &Global, inventory: &Inventory, library: &str, affected: Option<&str>) -> i32 {
+/// A library's version deployed in an environment, by service, from the bill of materials its
+/// deployed revision recorded.
+struct Deployed {
+    environment: String,
+    revision: u64,
+    versions: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// The deployed versions of `library` in every environment (or the one named) that has a
+/// deployed revision with a bill of materials.
+fn deployed_versions(
+    project: &Project,
+    root: &Path,
+    library: &str,
+    inventory: &Inventory,
+    only: Option<&str>,
+) -> Result<Vec<Deployed>, i32> {
+    if let Some(env) = only
+        && project.environment(env).is_none()
+    {
+        output::error(&project.unknown_environment(env));
+        return Err(USAGE);
+    }
+    let package = inventory
+        .libraries
+        .iter()
+        .find(|candidate| candidate.name == library)
+        .map_or(library, |candidate| candidate.package.as_str());
+    let mut found = Vec::new();
+    for decl in &project.environments {
+        if only.is_some_and(|env| env != decl.name) || decl.is_abstract {
+            continue;
+        }
+        let dir = tier_local::paths::EnvDir::new(root, &decl.name);
+        if !dir.root().join("state.redb").exists() {
+            continue;
+        }
+        let Ok(state) = tier_state::State::open(dir.root()) else {
+            continue;
+        };
+        let Ok(Some(revision)) = state.deployed() else {
+            continue;
+        };
+        let Some(services) = revision.bom.as_object() else {
+            continue;
+        };
+        let mut versions = std::collections::BTreeMap::new();
+        for (service, entry) in services {
+            let locked: Vec<String> = entry["packages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|item| item["name"] == package)
+                .filter_map(|item| item["version"].as_str().map(str::to_owned))
+                .collect();
+            if !locked.is_empty() {
+                versions.insert(service.clone(), locked);
+            }
+        }
+        found.push(Deployed {
+            environment: decl.name.clone(),
+            revision: revision.number,
+            versions,
+        });
+    }
+    Ok(found)
+}
+
+fn why(
+    global: &Global,
+    inventory: &Inventory,
+    library: &str,
+    affected: Option<&str>,
+    deployed: &[Deployed],
+) -> i32 {
     let range = match affected.map(AffectedRange::parse).transpose() {
         Ok(range) => range,
         Err(error) => {
@@ -166,9 +254,41 @@ fn why(global: &Global, inventory: &Inventory, library: &str, affected: Option<&
             return FAILURE;
         }
     };
+    // Deployed versions count for the gate too: what runs matters more than what is locked.
+    let mut deployed_affected = false;
+    let mut environments = serde_json::Map::new();
+    for environment in deployed {
+        let mut services = serde_json::Map::new();
+        for (service, versions) in &environment.versions {
+            let mut entries = Vec::new();
+            for version in versions {
+                let inside = match (&range, semver::Version::parse(version)) {
+                    (Some(range), Ok(parsed)) => range
+                        .contains(tier_deps::Ecosystem::Cargo, &parsed)
+                        .or_else(|_| range.contains(tier_deps::Ecosystem::Npm, &parsed))
+                        .ok(),
+                    _ => None,
+                };
+                deployed_affected |= inside == Some(true);
+                entries.push(json!({ "version": version, "affected": inside }));
+            }
+            services.insert(service.clone(), json!(entries));
+        }
+        environments.insert(
+            environment.environment.clone(),
+            json!({ "revision": environment.revision, "services": services }),
+        );
+    }
     if global.output == Output::Json {
-        output::json(&json!(report));
-    } else if report.services.is_empty() {
+        let mut value = json!(report);
+        if let Some(object) = value.as_object_mut() {
+            object.insert(
+                "deployed".to_owned(),
+                serde_json::Value::Object(environments),
+            );
+        }
+        output::json(&value);
+    } else if report.services.is_empty() && deployed.is_empty() {
         output::stdout_line(&format!("no service depends on {library}"));
     } else {
         let mut text = String::new();
@@ -199,9 +319,26 @@ fn why(global: &Global, inventory: &Inventory, library: &str, affected: Option<&
             plural(report.services.len()),
             if report.services.len() == 1 { "s" } else { "" }
         ));
+        for environment in deployed {
+            let services: Vec<String> = environment
+                .versions
+                .iter()
+                .map(|(service, versions)| format!("{service} {}", versions.join(", ")))
+                .collect();
+            text.push_str(&format!(
+                "deployed in {} (revision {}): {}\n",
+                environment.environment,
+                environment.revision,
+                if services.is_empty() {
+                    "not used".to_owned()
+                } else {
+                    services.join("; ")
+                }
+            ));
+        }
         output::stdout(&text);
     }
-    if report.any_affected {
+    if report.any_affected || deployed_affected {
         FAILURE
     } else {
         SUCCESS
