@@ -121,7 +121,25 @@ fn sigkill_at_random_points_never_loses_or_tears_state() {
                 }
             }
         }
-        let kill_at = Instant::now() + Duration::from_millis(random.between(5, 50));
+        // On a loaded machine the first write can take longer than the whole window: wait
+        // for it, so every round kills a process that is writing.
+        loop {
+            match lines.recv_timeout(ready_by.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    let begun = line.starts_with("begun");
+                    acknowledged.record(&line);
+                    if begun {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    helper_failed("the helper did not begin a revision");
+                }
+            }
+        }
+        let kill_at = Instant::now() + Duration::from_millis(random.between(0, 50));
         loop {
             match lines.recv_timeout(kill_at.saturating_duration_since(Instant::now())) {
                 Ok(line) => acknowledged.record(&line),
