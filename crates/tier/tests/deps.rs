@@ -250,3 +250,56 @@ impl Drop for Down<'_> {
         let _ = self.0.tier().args(["down", "dev"]).output();
     }
 }
+
+#[test]
+fn bump_an_external_crate_across_three_services() {
+    let project = project();
+    let manifests = [
+        "services/backend/Cargo.toml",
+        "services/billing/Cargo.toml",
+        "services/frontend/Cargo.toml",
+    ];
+    let before: Vec<String> = manifests.iter().map(|file| project.read(file)).collect();
+    let (code, stdout, stderr) = tier(&project, &["deps", "bump", "itoa", "1.0.19", "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    for file in manifests {
+        assert!(
+            stdout.contains(&format!("+++ b/{file}")),
+            "{file} in the diff:\n{stdout}"
+        );
+    }
+    let after: Vec<String> = manifests.iter().map(|file| project.read(file)).collect();
+    assert_eq!(before, after, "--dry-run changes nothing");
+
+    // billing asks for util-security 0.9 while the library is at 1.4.2: its lockfile cannot
+    // be refreshed, and the table says so, failing the run.
+    let (code, stdout, stderr) = tier(&project, &["deps", "bump", "itoa", "1.0.19"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let billing = stdout
+        .lines()
+        .find(|line| line.starts_with("billing"))
+        .unwrap_or_default();
+    assert!(billing.contains("cargo failed: error: failed to select a version for the requirement `util-security = \"^0.9\"`"), "{stdout}");
+    for file in manifests {
+        assert!(project.read(file).contains("itoa = \"1.0.19\""), "{file}");
+    }
+    assert!(
+        project
+            .read("services/backend/Cargo.toml")
+            .contains("itoa = \"1.0.19\" # numbers in responses"),
+        "comments kept"
+    );
+    assert!(
+        project
+            .read("services/frontend/Cargo.lock")
+            .contains("name = \"itoa\"\nversion = \"1.0.19\""),
+        "frontend's lockfile moved from 1.0.10:\n{stdout}"
+    );
+    assert_eq!(stdout.matches("refreshed").count(), 2, "{stdout}");
+    let (code, stdout, _) = tier(&project, &["deps", "outdated"]);
+    assert_eq!(code, 0);
+    assert!(
+        !stdout.contains("itoa"),
+        "nothing is behind on itoa any more:\n{stdout}"
+    );
+}

@@ -570,6 +570,7 @@ fn bump(
                 Err(error) => (format!("could not run: {error}"), false),
             },
         };
+        let passed = passed && !lockfile.contains("failed");
         results.push(Bumped {
             service: edit.service.clone(),
             file: edit.file.clone(),
@@ -650,11 +651,13 @@ fn refresh_lockfile(dir: &Path, package: &str, is_npm: bool) -> String {
         Ok(output) if output.status.success() => "refreshed".to_owned(),
         Ok(output) => {
             let why = String::from_utf8_lossy(&output.stderr);
+            // cargo and npm say what went wrong on their first error line.
             let line = why
                 .lines()
-                .rev()
-                .find(|line| !line.trim().is_empty())
-                .unwrap_or("failed");
+                .find(|line| line.trim_start().starts_with("error") || line.contains("ERR!"))
+                .or_else(|| why.lines().rev().find(|line| !line.trim().is_empty()))
+                .unwrap_or("failed")
+                .trim();
             format!("{tool} failed: {line}")
         }
         Err(error) => format!("could not run {tool}: {error}"),
