@@ -308,8 +308,12 @@ struct ServiceRuntime {
     replicas: Vec<Replica>,
     started_at: Option<Instant>,
     ever_ready: bool,
-    /// Stops this service's proxy alone, when an apply removes the service.
+    /// Stops this service's proxy alone, when an apply removes the service or moves its host
+    /// port.
     halt: CancellationToken,
+    /// A handle on the proxy's own listener, so the proxy can be served again (with another
+    /// host port) without giving up its port.
+    proxy_listener: Option<std::net::TcpListener>,
     /// Taken out by an apply; kept so that indices in pending events stay valid.
     removed: bool,
 }
@@ -482,6 +486,10 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
     {
         let (endpoints, watcher) = watch::channel(Arc::new(Vec::new()));
         let halt = kit.halt.child_token();
+        let proxy_listener = prepared
+            .listeners
+            .first()
+            .and_then(|listener| listener.try_clone().ok());
         kit.serve(
             index,
             name.as_str(),
@@ -508,6 +516,7 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
             started_at: None,
             ever_ready: false,
             halt,
+            proxy_listener,
             removed: false,
         });
     }
@@ -793,6 +802,9 @@ impl Agent {
         write_atomic(&self.dir.config(name, &spec.config), &text)
             .map_err(|error| format!("{name}: cannot write its config: {error}"))?;
         if let Some(index) = self.find(name) {
+            if self.services[index].exposed != spec.expose {
+                self.move_host_port(index, &spec)?;
+            }
             let service = &mut self.services[index];
             service.spec = Arc::new(spec);
             service.program = Arc::new(program);
@@ -820,6 +832,9 @@ impl Agent {
         let index = self.services.len();
         let (endpoints, watcher) = watch::channel(Arc::new(Vec::new()));
         let halt = self.kit.halt.child_token();
+        let proxy_listener = listeners
+            .first()
+            .and_then(|listener| listener.try_clone().ok());
         self.kit
             .serve(index, name, &spec, listeners, halt.clone(), watcher);
         self.services.push(ServiceRuntime {
@@ -835,9 +850,48 @@ impl Agent {
             started_at: Some(Instant::now()),
             ever_ready: false,
             halt,
+            proxy_listener,
             removed: false,
         });
         self.rewire_with(environment);
+        Ok(())
+    }
+
+    /// Serves a service's proxy again with the host port of `spec` (or none): the new port is
+    /// bound first, so a port in use changes nothing; the proxy's own port stays.
+    fn move_host_port(&mut self, index: usize, spec: &Service) -> Result<(), String> {
+        let name = self.services[index].name.clone();
+        let exposed = match spec.expose {
+            Some(port) => Some(std::net::TcpListener::bind(("127.0.0.1", port)).map_err(
+                |error| {
+                    if error.kind() == std::io::ErrorKind::AddrInUse {
+                        format!("{name}: host port {port} is already in use (expose = {port})")
+                    } else {
+                        format!("{name}: cannot listen on host port {port}: {error}")
+                    }
+                },
+            )?),
+            None => None,
+        };
+        let proxy = self.services[index]
+            .proxy_listener
+            .as_ref()
+            .and_then(|listener| listener.try_clone().ok())
+            .ok_or_else(|| format!("{name}: its proxy cannot be served again"))?;
+        let mut listeners = vec![proxy];
+        listeners.extend(exposed);
+        for listener in &listeners {
+            listener
+                .set_nonblocking(true)
+                .map_err(|error| format!("{name}: {error}"))?;
+        }
+        let service = &mut self.services[index];
+        service.halt.cancel();
+        let halt = self.kit.halt.child_token();
+        service.halt = halt.clone();
+        service.exposed = spec.expose;
+        let watcher = service.endpoints.subscribe();
+        self.kit.serve(index, &name, spec, listeners, halt, watcher);
         Ok(())
     }
 

@@ -460,3 +460,29 @@ fn on_failure_halt_keeps_what_succeeded() {
     let revisions = history(&project, "dev");
     assert_eq!(revisions[1]["outcome"]["status"], "failed", "{revisions}");
 }
+
+#[test]
+fn an_apply_moves_a_host_port() {
+    let (project, old_port) = project();
+    let _down = Down(&project, "dev");
+    assert_eq!(tier(&project, &["apply", "dev"]).0, 0);
+    assert_eq!(http_get(old_port, "/").0, 200);
+    let new_port = free_port();
+    project.write(
+        "envs/dev.toml",
+        &format!("[services.frontend]\nexpose = {new_port}\n\n[services.backend]\nreplicas = 2\n"),
+    );
+    let (code, stdout, stderr) = tier(&project, &["apply", "dev"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!("~ expose: {old_port} → {new_port}")),
+        "{stdout}"
+    );
+    assert_eq!(
+        http_get(new_port, "/").1,
+        "Hello from <b>development config</b>!"
+    );
+    wait_for(Duration::from_secs(5), "the old host port to close", || {
+        http_get(old_port, "/").0 == 0
+    });
+}
