@@ -312,8 +312,10 @@ impl Project {
         result
     }
 
-    // A problem is returned once per mistake, never in a hot path: boxing it would buy nothing.
-    #[allow(clippy::result_large_err)]
+    #[expect(
+        clippy::result_large_err,
+        reason = "a problem is returned once per mistake, never in a hot path"
+    )]
     fn parse_config(&mut self, relative: &Path, text: String) -> Result<Node, Problem> {
         let empty = text.trim().is_empty();
         let id = self.sources.add(relative, text);

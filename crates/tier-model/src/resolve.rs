@@ -312,8 +312,10 @@ fn merge_at(tree: &mut Node, key: &str, node: Node) {
 }
 
 /// The type a `--set` path must have, from the schema of the override files.
-// A problem is returned once per mistake, never in a hot path: boxing it would buy nothing.
-#[allow(clippy::result_large_err)]
+#[expect(
+    clippy::result_large_err,
+    reason = "a problem is returned once per mistake, never in a hot path"
+)]
 fn set_type(path: &[String]) -> Result<&'static Ty, Problem> {
     let mut fields = schema::OVERRIDE_FILE;
     let mut ty: Option<&'static Ty> = None;
