@@ -1,0 +1,810 @@
+//! The embedded backend: one redb file per environment.
+//!
+//! Tables: `meta` (the global revision, the compacted revision, the next lease id), `kv`
+//! (key → value and bookkeeping), `log` (revision → event, the retained history), `leases`
+//! (id → time to live and wall-clock expiry) and `lease_keys` ((lease, key) → (), so revoking
+//! a lease does not scan every key).
+//!
+//! Every write is one redb transaction committed with `Durability::Immediate` (fsynced before
+//! `commit` returns) and acknowledged only afterwards. Writers are serialised by one lock held
+//! from `begin_write` until the committed events are broadcast, so broadcast order is revision
+//! order; a watcher that misses broadcasts (it lagged) re-reads the log, which already holds
+//! every broadcast event.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime};
+
+use futures_util::stream;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use tokio::sync::{Notify, broadcast};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{Backend, MAX_LEASE_TTL, WatchStream};
+use crate::codec::{self, StoredKey, StoredLease};
+use crate::error::StoreError;
+use crate::types::{CasOutcome, Event, KeyValue, Lease, LeaseId, Range, Revision, Selector};
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
+const LEASE_KEYS: TableDefinition<(i64, &str), ()> = TableDefinition::new("lease_keys");
+
+const REVISION: &str = "revision";
+const COMPACTED: &str = "compacted";
+const NEXT_LEASE: &str = "next_lease";
+
+/// How many committed events a watcher may fall behind before it re-reads the log.
+const BROADCAST_CAPACITY: usize = 1024;
+
+/// How the embedded store behaves.
+#[derive(Clone, Debug)]
+pub struct EmbeddedConfig {
+    /// How many revisions of history to keep for watches; older history is compacted
+    /// automatically (between this many and twice this many revisions are retained). `None`
+    /// keeps everything until `compact` is called.
+    pub history: Option<u64>,
+    /// The wall clock, read only to record when leases expire so that a store reopened later
+    /// revokes the leases that expired while it was closed. Running expiry uses tokio's clock.
+    pub wall_clock: fn() -> SystemTime,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> EmbeddedConfig {
+        EmbeddedConfig {
+            history: Some(10_000),
+            wall_clock: SystemTime::now,
+        }
+    }
+}
+
+/// The store on a redb file. Cheap to clone; the file closes when the last clone and every
+/// running operation are gone (open watches do not keep it open: they end instead).
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    database: Database,
+    config: EmbeddedConfig,
+    /// Held from `begin_write` until the transaction's events are broadcast.
+    write_lock: Mutex<()>,
+    events: broadcast::Sender<Arc<Event>>,
+    /// When each live lease expires, on tokio's clock.
+    deadlines: Mutex<HashMap<LeaseId, Instant>>,
+    /// Wakes the expiry task when a deadline is added or moved.
+    deadlines_changed: Arc<Notify>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store file at `path`, revokes the leases that expired
+    /// while it was closed, and starts expiring the others on tokio's clock. Must be called
+    /// within a tokio runtime, which then runs the store's blocking file work and its expiry
+    /// task.
+    pub async fn open(path: &Path, config: EmbeddedConfig) -> Result<EmbeddedStore, StoreError> {
+        let path = path.to_path_buf();
+        let opening = path.clone();
+        let wall_now = (config.wall_clock)();
+        let (database, live_leases) = run_blocking(move || {
+            let database =
+                Database::create(&opening).map_err(|error| Failure::Database(error.into()));
+            let database = database.map_err(|failure| failure.into_error(&opening))?;
+            let live =
+                recover(&database, wall_now).map_err(|failure| failure.into_error(&opening))?;
+            Ok((database, live))
+        })
+        .await?;
+        let now = Instant::now();
+        let deadlines = live_leases
+            .into_iter()
+            .map(|(id, remaining)| (id, now + remaining))
+            .collect();
+        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let inner = Arc::new(Inner {
+            path,
+            database,
+            config,
+            write_lock: Mutex::new(()),
+            events,
+            deadlines: Mutex::new(deadlines),
+            deadlines_changed: Arc::new(Notify::new()),
+            shutdown: CancellationToken::new(),
+        });
+        tokio::spawn(expire_leases(
+            Arc::downgrade(&inner),
+            inner.deadlines_changed.clone(),
+            inner.shutdown.clone(),
+        ));
+        Ok(EmbeddedStore { inner })
+    }
+
+    /// The store file's path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Writer<'_>, &Inner) -> Result<T, Failure> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        run_blocking(move || inner.write(change)).await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        look: impl FnOnce(&redb::ReadTransaction) -> Result<T, Failure> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        run_blocking(move || inner.read(look)).await
+    }
+
+    /// Revokes the leases whose deadline is `now` or earlier.
+    async fn revoke_expired(&self, now: Instant) -> Result<(), StoreError> {
+        self.write(move |writer, inner| {
+            let mut deadlines = lock(&inner.deadlines);
+            let expired: Vec<LeaseId> = deadlines
+                .iter()
+                .filter(|(_, deadline)| **deadline <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in expired {
+                writer.revoke_lease(id)?;
+                deadlines.remove(&id);
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl Inner {
+    fn write<T>(
+        &self,
+        change: impl FnOnce(&mut Writer<'_>, &Inner) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        let _serialised = lock(&self.write_lock);
+        let (value, events) = self
+            .write_transaction(change)
+            .map_err(|failure| failure.into_error(&self.path))?;
+        for event in events {
+            // No receiver is not an error: nobody is watching.
+            let _ = self.events.send(Arc::new(event));
+        }
+        Ok(value)
+    }
+
+    fn write_transaction<T>(
+        &self,
+        change: impl FnOnce(&mut Writer<'_>, &Inner) -> Result<T, Failure>,
+    ) -> Result<(T, Vec<Event>), Failure> {
+        let mut transaction = self.database.begin_write()?;
+        transaction.set_durability(Durability::Immediate)?;
+        let (value, events) = {
+            let mut writer = Writer::open(&transaction)?;
+            let value = change(&mut writer, self)?;
+            writer.finish(self.config.history)?;
+            (value, writer.events)
+        };
+        transaction.commit()?;
+        Ok((value, events))
+    }
+
+    fn read<T>(
+        &self,
+        look: impl FnOnce(&redb::ReadTransaction) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        self.database
+            .begin_read()
+            .map_err(Failure::from)
+            .and_then(|transaction| look(&transaction))
+            .map_err(|failure| failure.into_error(&self.path))
+    }
+
+    fn lease_expired(&self, id: LeaseId) -> bool {
+        lock(&self.deadlines)
+            .get(&id)
+            .is_none_or(|deadline| *deadline <= Instant::now())
+    }
+}
+
+impl Backend for EmbeddedStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |transaction| {
+            let kv = transaction.open_table(KV)?;
+            let stored = kv
+                .get(key.as_str())?
+                .map(|record| codec::decode_key(record.value()));
+            match stored {
+                Some(record) => Ok(Some(record.map_err(Failure::Corrupt)?.into_key_value(key))),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn range(&self, prefix: &str) -> Result<Range, StoreError> {
+        let prefix = prefix.to_owned();
+        self.read(move |transaction| {
+            let revision = Revision(meta_value(&transaction.open_table(META)?, REVISION)?);
+            let kv = transaction.open_table(KV)?;
+            let mut kvs = Vec::new();
+            for entry in kv.range(prefix.as_str()..)? {
+                let (key, record) = entry?;
+                if !key.value().starts_with(prefix.as_str()) {
+                    break;
+                }
+                let record = codec::decode_key(record.value()).map_err(Failure::Corrupt)?;
+                kvs.push(record.into_key_value(key.value().to_owned()));
+            }
+            Ok(Range { revision, kvs })
+        })
+        .await
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<Revision, StoreError> {
+        check_key(key)?;
+        let key = key.to_owned();
+        self.write(move |writer, inner| {
+            if let Some(id) = lease
+                && inner.lease_expired(id)
+            {
+                return Err(StoreError::LeaseNotFound(id).into());
+            }
+            writer.put_key(&key, value, lease)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<Option<Revision>, StoreError> {
+        check_key(key)?;
+        let key = key.to_owned();
+        self.write(move |writer, _| writer.delete_key(&key)).await
+    }
+
+    async fn txn_put_if_mod_revision(
+        &self,
+        key: &str,
+        expected: Revision,
+        value: Vec<u8>,
+    ) -> Result<CasOutcome, StoreError> {
+        check_key(key)?;
+        let key = key.to_owned();
+        self.write(move |writer, _| {
+            let current = writer.stored(&key)?;
+            let current_revision = current
+                .as_ref()
+                .map_or(Revision(0), |record| record.mod_revision);
+            if current_revision != expected {
+                let current = current.map(|record| record.into_key_value(key));
+                return Ok(CasOutcome::Conflict { current });
+            }
+            let lease = current.and_then(|record| record.lease);
+            Ok(CasOutcome::Written(writer.put_key(&key, value, lease)?))
+        })
+        .await
+    }
+
+    async fn watch(&self, selector: Selector, from: Revision) -> Result<WatchStream, StoreError> {
+        // Subscribe before reading the log, so nothing committed in between is missed.
+        let receiver = self.inner.events.subscribe();
+        let from = if from == Revision(0) {
+            self.revisions().await?.0.next()
+        } else {
+            from
+        };
+        let mut watcher = Watcher {
+            store: Arc::downgrade(&self.inner),
+            selector,
+            next: from,
+            receiver,
+            pending: VecDeque::new(),
+            finished: false,
+        };
+        watcher.catch_up().await?;
+        Ok(Box::pin(stream::unfold(
+            watcher,
+            |mut watcher| async move { watcher.next_event().await.map(|item| (item, watcher)) },
+        )))
+    }
+
+    async fn grant(&self, ttl: Duration) -> Result<Lease, StoreError> {
+        if ttl.is_zero() || ttl > MAX_LEASE_TTL {
+            return Err(StoreError::InvalidTtl);
+        }
+        let ttl_millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let now = Instant::now();
+        let lease = self
+            .write(move |writer, inner| {
+                let id =
+                    LeaseId(i64::try_from(writer.take_lease_id()?).map_err(|_| {
+                        Failure::Corrupt("the lease id counter overflowed".to_owned())
+                    })?);
+                writer.store_lease(id, ttl_millis, (inner.config.wall_clock)())?;
+                lock(&inner.deadlines).insert(id, now + ttl);
+                Ok(Lease { id, ttl })
+            })
+            .await?;
+        self.inner.deadlines_changed.notify_one();
+        Ok(lease)
+    }
+
+    async fn keep_alive(&self, id: LeaseId) -> Result<Lease, StoreError> {
+        let now = Instant::now();
+        let lease = self
+            .write(move |writer, inner| {
+                let mut deadlines = lock(&inner.deadlines);
+                let live = deadlines.get(&id).is_some_and(|deadline| *deadline > now);
+                let Some(stored) = writer.lease(id)?.filter(|_| live) else {
+                    return Err(StoreError::LeaseNotFound(id).into());
+                };
+                writer.store_lease(id, stored.ttl_millis, (inner.config.wall_clock)())?;
+                let ttl = Duration::from_millis(stored.ttl_millis);
+                deadlines.insert(id, now + ttl);
+                Ok(Lease { id, ttl })
+            })
+            .await?;
+        self.inner.deadlines_changed.notify_one();
+        Ok(lease)
+    }
+
+    async fn revoke(&self, id: LeaseId) -> Result<(), StoreError> {
+        self.write(move |writer, inner| {
+            if !writer.revoke_lease(id)? {
+                return Err(StoreError::LeaseNotFound(id).into());
+            }
+            lock(&inner.deadlines).remove(&id);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        self.write(move |writer, _| {
+            if revision > writer.revision {
+                return Err(StoreError::FutureRevision {
+                    requested: revision,
+                    current: writer.revision,
+                }
+                .into());
+            }
+            if revision <= writer.compacted {
+                return Err(StoreError::Compacted {
+                    requested: revision,
+                    compacted: writer.compacted,
+                }
+                .into());
+            }
+            writer.compact_to(revision)
+        })
+        .await
+    }
+
+    async fn revisions(&self) -> Result<(Revision, Revision), StoreError> {
+        self.read(|transaction| {
+            let meta = transaction.open_table(META)?;
+            Ok((
+                Revision(meta_value(&meta, REVISION)?),
+                Revision(meta_value(&meta, COMPACTED)?),
+            ))
+        })
+        .await
+    }
+}
+
+/// The tables of one write transaction and the events it produced.
+struct Writer<'t> {
+    meta: redb::Table<'t, &'static str, u64>,
+    kv: redb::Table<'t, &'static str, &'static [u8]>,
+    log: redb::Table<'t, u64, &'static [u8]>,
+    leases: redb::Table<'t, i64, &'static [u8]>,
+    lease_keys: redb::Table<'t, (i64, &'static str), ()>,
+    revision: Revision,
+    compacted: Revision,
+    events: Vec<Event>,
+}
+
+impl<'t> Writer<'t> {
+    fn open(transaction: &'t WriteTransaction) -> Result<Writer<'t>, Failure> {
+        let meta = transaction.open_table(META)?;
+        let revision = Revision(meta_value(&meta, REVISION)?);
+        let compacted = Revision(meta_value(&meta, COMPACTED)?);
+        Ok(Writer {
+            meta,
+            kv: transaction.open_table(KV)?,
+            log: transaction.open_table(LOG)?,
+            leases: transaction.open_table(LEASES)?,
+            lease_keys: transaction.open_table(LEASE_KEYS)?,
+            revision,
+            compacted,
+            events: Vec::new(),
+        })
+    }
+
+    fn stored(&self, key: &str) -> Result<Option<StoredKey>, Failure> {
+        match self.kv.get(key)? {
+            Some(record) => Ok(Some(
+                codec::decode_key(record.value()).map_err(Failure::Corrupt)?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn lease(&self, id: LeaseId) -> Result<Option<StoredLease>, Failure> {
+        match self.leases.get(id.0)? {
+            Some(record) => Ok(Some(
+                codec::decode_lease(record.value()).map_err(Failure::Corrupt)?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn put_key(
+        &mut self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<Revision, Failure> {
+        if let Some(id) = lease
+            && self.lease(id)?.is_none()
+        {
+            return Err(StoreError::LeaseNotFound(id).into());
+        }
+        let previous = self.stored(key)?;
+        let revision = self.revision.next();
+        let (create_revision, version) = match &previous {
+            Some(record) => (record.create_revision, record.version.saturating_add(1)),
+            None => (revision, 1),
+        };
+        let previous_lease = previous.and_then(|record| record.lease);
+        if previous_lease != lease {
+            if let Some(LeaseId(old)) = previous_lease {
+                self.lease_keys.remove((old, key))?;
+            }
+            if let Some(LeaseId(new)) = lease {
+                self.lease_keys.insert((new, key), ())?;
+            }
+        }
+        let record = StoredKey {
+            value,
+            create_revision,
+            mod_revision: revision,
+            version,
+            lease,
+        };
+        self.kv.insert(key, codec::encode_key(&record).as_slice())?;
+        self.append(Event::Put(record.into_key_value(key.to_owned())))?;
+        Ok(revision)
+    }
+
+    fn delete_key(&mut self, key: &str) -> Result<Option<Revision>, Failure> {
+        let Some(previous) = self.stored(key)? else {
+            return Ok(None);
+        };
+        self.kv.remove(key)?;
+        if let Some(LeaseId(id)) = previous.lease {
+            self.lease_keys.remove((id, key))?;
+        }
+        let revision = self.revision.next();
+        self.append(Event::Delete {
+            key: key.to_owned(),
+            revision,
+        })?;
+        Ok(Some(revision))
+    }
+
+    fn append(&mut self, event: Event) -> Result<(), Failure> {
+        self.revision = event.revision();
+        self.log
+            .insert(self.revision.0, codec::encode_event(&event).as_slice())?;
+        self.events.push(event);
+        Ok(())
+    }
+
+    /// Deletes the lease and its keys; `false` when there is no such lease.
+    fn revoke_lease(&mut self, id: LeaseId) -> Result<bool, Failure> {
+        if self.leases.remove(id.0)?.is_none() {
+            return Ok(false);
+        }
+        let mut keys = Vec::new();
+        for entry in self.lease_keys.range((id.0, "")..)? {
+            let (lease_and_key, _) = entry?;
+            let (lease, key) = lease_and_key.value();
+            if lease != id.0 {
+                break;
+            }
+            keys.push(key.to_owned());
+        }
+        for key in keys {
+            self.delete_key(&key)?;
+        }
+        Ok(true)
+    }
+
+    fn take_lease_id(&mut self) -> Result<u64, Failure> {
+        let id = meta_value(&self.meta, NEXT_LEASE)?.max(1);
+        self.meta.insert(NEXT_LEASE, id.saturating_add(1))?;
+        Ok(id)
+    }
+
+    fn store_lease(
+        &mut self,
+        id: LeaseId,
+        ttl_millis: u64,
+        wall_now: SystemTime,
+    ) -> Result<(), Failure> {
+        let record = StoredLease {
+            ttl_millis,
+            expires_unix_millis: unix_millis(wall_now).saturating_add(ttl_millis),
+        };
+        self.leases
+            .insert(id.0, codec::encode_lease(&record).as_slice())?;
+        Ok(())
+    }
+
+    fn compact_to(&mut self, revision: Revision) -> Result<(), Failure> {
+        self.log.retain_in(..revision.0, |_, _| false)?;
+        self.compacted = revision;
+        Ok(())
+    }
+
+    /// Records the revisions and trims history beyond `history` revisions.
+    fn finish(&mut self, history: Option<u64>) -> Result<(), Failure> {
+        if let Some(history) = history {
+            let keep_from = Revision(
+                self.revision
+                    .0
+                    .saturating_sub(history.max(1))
+                    .saturating_add(1),
+            );
+            if keep_from.0.saturating_sub(self.compacted.0) >= history.max(1) {
+                self.compact_to(keep_from)?;
+            }
+        }
+        self.meta.insert(REVISION, self.revision.0)?;
+        self.meta.insert(COMPACTED, self.compacted.0)?;
+        Ok(())
+    }
+}
+
+/// Creates the tables of a new file and revokes the leases that expired while the store was
+/// closed; returns the other leases with their remaining time.
+fn recover(database: &Database, wall_now: SystemTime) -> Result<Vec<(LeaseId, Duration)>, Failure> {
+    let mut transaction = database.begin_write()?;
+    transaction.set_durability(Durability::Immediate)?;
+    let outcome = {
+        let mut writer = Writer::open(&transaction)?;
+        let now = unix_millis(wall_now);
+        let mut live = Vec::new();
+        let mut expired = Vec::new();
+        for entry in writer.leases.iter()? {
+            let (id, record) = entry?;
+            let record = codec::decode_lease(record.value()).map_err(Failure::Corrupt)?;
+            match record.expires_unix_millis.checked_sub(now) {
+                Some(remaining) if remaining > 0 => {
+                    live.push((LeaseId(id.value()), Duration::from_millis(remaining)));
+                }
+                _ => expired.push(LeaseId(id.value())),
+            }
+        }
+        for id in &expired {
+            writer.revoke_lease(*id)?;
+        }
+        writer.finish(None)?;
+        live
+    };
+    transaction.commit()?;
+    Ok(outcome)
+}
+
+/// Revokes leases as their deadlines pass, until the store is dropped.
+async fn expire_leases(store: Weak<Inner>, changed: Arc<Notify>, shutdown: CancellationToken) {
+    loop {
+        let next = match store.upgrade() {
+            Some(inner) => lock(&inner.deadlines).values().min().copied(),
+            None => return,
+        };
+        let wait = async {
+            match next {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = changed.notified() => {}
+            () = wait => {
+                let Some(inner) = store.upgrade() else { return };
+                let store = EmbeddedStore { inner };
+                if store.revoke_expired(Instant::now()).await.is_err() {
+                    // The file is failing; try again later rather than spinning.
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One watch's position: every event before `next` has been delivered or skipped.
+struct Watcher {
+    store: Weak<Inner>,
+    selector: Selector,
+    next: Revision,
+    receiver: broadcast::Receiver<Arc<Event>>,
+    pending: VecDeque<Event>,
+    finished: bool,
+}
+
+impl Watcher {
+    async fn next_event(&mut self) -> Option<Result<Event, StoreError>> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(Ok(event));
+            }
+            if self.finished {
+                return None;
+            }
+            match self.receiver.recv().await {
+                Ok(event) if event.revision() < self.next => {}
+                Ok(event) if event.revision() == self.next => {
+                    self.next = self.next.next();
+                    if self.selector.matches(event.key()) {
+                        return Some(Ok(Event::clone(&event)));
+                    }
+                }
+                // A gap (the receiver lagged): the log has everything that was broadcast.
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if let Err(error) = self.catch_up().await {
+                        self.finished = true;
+                        return Some(Err(error));
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// Queues every retained event from `next` on and moves `next` past the current revision.
+    async fn catch_up(&mut self) -> Result<(), StoreError> {
+        let Some(inner) = self.store.upgrade() else {
+            self.finished = true;
+            return Ok(());
+        };
+        let from = self.next;
+        let selector = self.selector.clone();
+        let (events, current) = run_blocking(move || {
+            inner.read(move |transaction| {
+                let meta = transaction.open_table(META)?;
+                let current = Revision(meta_value(&meta, REVISION)?);
+                let compacted = Revision(meta_value(&meta, COMPACTED)?);
+                if from < compacted {
+                    return Err(StoreError::Compacted {
+                        requested: from,
+                        compacted,
+                    }
+                    .into());
+                }
+                let log = transaction.open_table(LOG)?;
+                let mut events = Vec::new();
+                for entry in log.range(from.0..)? {
+                    let (revision, record) = entry?;
+                    let event = codec::decode_event(Revision(revision.value()), record.value())
+                        .map_err(Failure::Corrupt)?;
+                    if selector.matches(event.key()) {
+                        events.push(event);
+                    }
+                }
+                Ok((events, current))
+            })
+        })
+        .await?;
+        self.pending.extend(events);
+        self.next = self.next.max(current.next());
+        Ok(())
+    }
+}
+
+fn check_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() {
+        return Err(StoreError::InvalidKey("a key must not be empty"));
+    }
+    Ok(())
+}
+
+fn meta_value(meta: &impl ReadableTable<&'static str, u64>, name: &str) -> Result<u64, Failure> {
+    Ok(meta.get(name)?.map_or(0, |value| value.value()))
+}
+
+fn unix_millis(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (every critical section
+/// is a single map update or a redb transaction that rolls back on panic).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| StoreError::Task(error.to_string()))?
+}
+
+/// Why an operation failed, before the file's path is attached; lets transaction code use `?`
+/// on every redb error type.
+enum Failure {
+    Database(redb::Error),
+    /// A record that does not decode.
+    Corrupt(String),
+    Store(StoreError),
+}
+
+impl Failure {
+    fn into_error(self, path: &Path) -> StoreError {
+        let path = path.to_path_buf();
+        match self {
+            Failure::Store(error) => error,
+            Failure::Corrupt(detail) => StoreError::Corrupt { path, detail },
+            Failure::Database(redb::Error::Corrupted(detail)) => {
+                StoreError::Corrupt { path, detail }
+            }
+            Failure::Database(source) => StoreError::Database { path, source },
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Failure {
+        Failure::Store(error)
+    }
+}
+
+macro_rules! failure_from_redb {
+    ($($error:ty),*) => {$(
+        impl From<$error> for Failure {
+            fn from(error: $error) -> Failure {
+                Failure::Database(error.into())
+            }
+        }
+    )*};
+}
+
+failure_from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);

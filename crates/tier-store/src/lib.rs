@@ -1,0 +1,17 @@
+//! tier's runtime config store: keys with a global revision, per-key create and mod revisions
+//! and versions, compare-and-swap, resumable watches, leases and compacted history, in the
+//! shape of etcd's KV API.
+//!
+//! [`Backend`] is the one interface; [`EmbeddedStore`] implements it on a redb file. An etcd
+//! backend and the HTTP API are built on the same trait.
+
+mod backend;
+mod codec;
+mod embedded;
+mod error;
+mod types;
+
+pub use backend::{Backend, WatchStream};
+pub use embedded::{EmbeddedConfig, EmbeddedStore};
+pub use error::StoreError;
+pub use types::{CasOutcome, Event, KeyValue, Lease, LeaseId, Range, Revision, Selector};
