@@ -83,6 +83,10 @@ pub enum Command {
         env: String,
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
+        /// With --format k8s: write one file per object into this directory (for a GitOps
+        /// tool) instead of printing them.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
         #[command(flatten)]
         overrides: Overrides,
     },
@@ -254,6 +258,8 @@ pub enum Template {
 pub enum Format {
     Json,
     Yaml,
+    /// Kubernetes manifests: Namespace, then per service ConfigMap, Deployment and Service.
+    K8s,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

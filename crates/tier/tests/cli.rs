@@ -665,3 +665,64 @@ fn committed_schema_rejects_unknown_keys_and_bad_names() {
         assert!(!validator.is_valid(&value), "the schema accepts:\n{text}");
     }
 }
+
+#[test]
+fn render_k8s_prints_manifests_and_writes_one_file_per_object() {
+    let project = TestProject::copy_of("examples/sample-app");
+    let output = project
+        .tier()
+        .args(["render", "prod", "--format", "k8s"])
+        .output()
+        .expect("run tier");
+    assert!(output.status.success());
+    let yaml = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(yaml.matches("kind: Deployment").count(), 2, "{yaml}");
+    assert!(
+        yaml.contains("type: LoadBalancer"),
+        "the exposed frontend: {yaml}"
+    );
+    assert!(
+        yaml.contains("value: http://backend.sample-app-prod.svc.cluster.local:8080"),
+        "{yaml}"
+    );
+
+    let out = project.path().join("manifests");
+    let output = project
+        .tier()
+        .args(["render", "prod", "--format", "k8s", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run tier");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .expect("the directory")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "configmap-backend-config.yaml",
+            "configmap-frontend-config.yaml",
+            "deployment-backend.yaml",
+            "deployment-frontend.yaml",
+            "namespace-sample-app-prod.yaml",
+            "service-backend.yaml",
+            "service-frontend.yaml",
+        ]
+    );
+    let output = project
+        .tier()
+        .args(["render", "prod", "--out", "elsewhere"])
+        .output()
+        .expect("run tier");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "--out without --format k8s is a usage error"
+    );
+}

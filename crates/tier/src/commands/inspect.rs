@@ -212,7 +212,13 @@ pub(crate) fn resolve_one(
     }
 }
 
-pub fn render(global: &Global, env: &str, format: Format, sets: &[String]) -> i32 {
+pub fn render(
+    global: &Global,
+    env: &str,
+    format: Format,
+    out: Option<&std::path::Path>,
+    sets: &[String],
+) -> i32 {
     let (_project, resolved) = match resolve_one(global, env, sets) {
         Ok(found) => found,
         Err(code) => return code,
@@ -224,11 +230,44 @@ pub fn render(global: &Global, env: &str, format: Format, sets: &[String]) -> i3
         output::hint("render one of the environments that extend it");
         return FAILURE;
     }
+    if out.is_some() && format != Format::K8s {
+        output::error("--out writes Kubernetes manifests: use it with --format k8s");
+        return USAGE;
+    }
     let text = match format {
         Format::Json => serde_json::to_string_pretty(&resolved.environment)
             .map(|text| text + "\n")
             .map_err(|e| e.to_string()),
         Format::Yaml => serde_saphyr::to_string(&resolved.environment).map_err(|e| e.to_string()),
+        Format::K8s => {
+            let objects = match tier_kube::render(
+                &resolved.environment,
+                &tier_kube::RenderOptions::default(),
+            ) {
+                Ok(objects) => objects,
+                Err(problems) => {
+                    for problem in &problems {
+                        output::error(&problem.to_string());
+                    }
+                    return FAILURE;
+                }
+            };
+            match out {
+                Some(dir) => {
+                    return match tier_kube::write_dir(&objects, dir) {
+                        Ok(files) => {
+                            eprintln!("wrote {} manifests to {}", files.len(), dir.display());
+                            SUCCESS
+                        }
+                        Err(error) => {
+                            output::error(&format!("cannot write {}: {error}", dir.display()));
+                            FAILURE
+                        }
+                    };
+                }
+                None => tier_kube::to_yaml(&objects).map_err(|error| error.to_string()),
+            }
+        }
     };
     match text {
         Ok(text) => {

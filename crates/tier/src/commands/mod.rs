@@ -36,8 +36,9 @@ pub fn run(cli: Cli) -> i32 {
         Command::Render {
             env,
             format,
+            out,
             overrides,
-        } => inspect::render(global, &env, format, &overrides.sets),
+        } => inspect::render(global, &env, format, out.as_deref(), &overrides.sets),
         Command::Explain {
             env,
             path,

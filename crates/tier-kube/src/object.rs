@@ -1,0 +1,104 @@
+//! The rendered objects and their two printed forms: one YAML stream, or one file per object.
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use serde::{Deserialize, Serialize};
+
+/// One Kubernetes object as tier renders it. Serialises as the object itself (with its
+/// `apiVersion` and `kind`), and reads back from that form. Deployments and Services are
+/// boxed: they are several times the size of the others.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Object {
+    Namespace(Namespace),
+    ConfigMap(ConfigMap),
+    Deployment(Box<Deployment>),
+    Service(Box<Service>),
+}
+
+impl Object {
+    /// The object's `kind`, as Kubernetes spells it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::Namespace(_) => "Namespace",
+            Object::ConfigMap(_) => "ConfigMap",
+            Object::Deployment(_) => "Deployment",
+            Object::Service(_) => "Service",
+        }
+    }
+
+    /// The object's `metadata.name`; empty only for an object tier did not render.
+    pub fn name(&self) -> &str {
+        let metadata = match self {
+            Object::Namespace(object) => &object.metadata,
+            Object::ConfigMap(object) => &object.metadata,
+            Object::Deployment(object) => &object.metadata,
+            Object::Service(object) => &object.metadata,
+        };
+        metadata.name.as_deref().unwrap_or_default()
+    }
+
+    /// The file [`write_dir`] puts the object in: `<kind>-<name>.yaml`, kind in lower case.
+    /// Names are DNS labels and kinds differ, so no two rendered objects share a file.
+    pub fn file_name(&self) -> String {
+        format!("{}-{}.yaml", self.kind().to_ascii_lowercase(), self.name())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("cannot write {kind} `{name}` as YAML: {source}")]
+    Yaml {
+        kind: &'static str,
+        name: String,
+        source: serde_saphyr::SerializeError,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The objects as one YAML stream, in the given order, documents separated by `---`.
+pub fn to_yaml(objects: &[Object]) -> Result<String, OutputError> {
+    let mut out = String::new();
+    for (index, object) in objects.iter().enumerate() {
+        if index > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&object_yaml(object)?);
+    }
+    Ok(out)
+}
+
+/// Writes each object to its own file in `dir` (created if missing), named by
+/// [`Object::file_name`], ready for a GitOps tool to sync. Returns the paths written, in the
+/// objects' order. Files already in `dir` that no object names are left alone.
+pub fn write_dir(objects: &[Object], dir: &Path) -> Result<Vec<PathBuf>, OutputError> {
+    std::fs::create_dir_all(dir).map_err(|source| OutputError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut written = Vec::with_capacity(objects.len());
+    for object in objects {
+        let path = dir.join(object.file_name());
+        let text = object_yaml(object)?;
+        std::fs::write(&path, text).map_err(|source| OutputError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+fn object_yaml(object: &Object) -> Result<String, OutputError> {
+    serde_saphyr::to_string(object).map_err(|source| OutputError::Yaml {
+        kind: object.kind(),
+        name: object.name().to_owned(),
+        source,
+    })
+}

@@ -1,0 +1,370 @@
+//! The sample app's manifests, and how a change to the model shows in them.
+
+use std::path::Path;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{EnvVar, Service};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use tier_kube::{CONFIG_HASH_ANNOTATION, Object, RenderError, RenderOptions, render, to_yaml};
+use tier_model::environment::SecretRef;
+use tier_model::quantity::Quantity;
+use tier_model::{Environment, Project, ServiceName};
+
+fn sample(environment: &str) -> Environment {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample-app");
+    let mut project = Project::load(&root).expect("the sample app loads");
+    project
+        .resolve(environment, &[])
+        .expect("the sample app resolves")
+        .environment
+}
+
+fn objects(environment: &Environment) -> Vec<Object> {
+    render(environment, &RenderOptions::default()).expect("renders")
+}
+
+fn service_name(name: &str) -> ServiceName {
+    ServiceName::new(name).expect("a valid name")
+}
+
+fn deployment<'a>(objects: &'a [Object], name: &str) -> &'a Deployment {
+    objects
+        .iter()
+        .find_map(|object| match object {
+            Object::Deployment(deployment) if object.name() == name => Some(&**deployment),
+            _ => None,
+        })
+        .expect("the deployment is rendered")
+}
+
+fn service<'a>(objects: &'a [Object], name: &str) -> &'a Service {
+    objects
+        .iter()
+        .find_map(|object| match object {
+            Object::Service(service) if object.name() == name => Some(&**service),
+            _ => None,
+        })
+        .expect("the service is rendered")
+}
+
+fn env_var<'a>(deployment: &'a Deployment, name: &str) -> &'a EnvVar {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+        .and_then(|pod| pod.containers[0].env.as_ref())
+        .and_then(|vars| vars.iter().find(|var| var.name == name))
+        .expect("the variable is set")
+}
+
+fn order(objects: &[Object]) -> Vec<String> {
+    objects
+        .iter()
+        .map(|object| format!("{} {}", object.kind(), object.name()))
+        .collect()
+}
+
+#[test]
+fn sample_app_prod_manifests() {
+    let yaml = to_yaml(&objects(&sample("prod"))).expect("prints");
+    insta::assert_snapshot!(yaml);
+}
+
+#[test]
+fn sample_app_stage_manifests_on_request() {
+    let environment = sample("stage");
+    assert!(environment.kube.is_none());
+    let rendered = objects(&environment);
+    assert_eq!(rendered[0].name(), "sample-app-stage");
+    insta::assert_snapshot!(to_yaml(&rendered).expect("prints"));
+}
+
+#[test]
+fn objects_come_in_a_stable_order() {
+    let rendered = objects(&sample("prod"));
+    assert_eq!(
+        order(&rendered),
+        [
+            "Namespace sample-app-prod",
+            "ConfigMap backend-config",
+            "Deployment backend",
+            "Service backend",
+            "ConfigMap frontend-config",
+            "Deployment frontend",
+            "Service frontend",
+        ]
+    );
+    assert_eq!(rendered, objects(&sample("prod")));
+}
+
+#[test]
+fn every_rendered_document_reads_back_as_the_same_object() {
+    for environment in ["dev", "stage", "prod"] {
+        let rendered = objects(&sample(environment));
+        let yaml = to_yaml(&rendered).expect("prints");
+        let back: Vec<Object> = serde_saphyr::from_multiple(&yaml).expect("reads back");
+        assert_eq!(back, rendered, "{environment}");
+    }
+}
+
+#[test]
+fn write_dir_writes_one_readable_file_per_object() {
+    let rendered = objects(&sample("prod"));
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let written = tier_kube::write_dir(&rendered, dir.path()).expect("writes");
+    let names: Vec<String> = written
+        .iter()
+        .filter_map(|path| path.file_name()?.to_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "namespace-sample-app-prod.yaml",
+            "configmap-backend-config.yaml",
+            "deployment-backend.yaml",
+            "service-backend.yaml",
+            "configmap-frontend-config.yaml",
+            "deployment-frontend.yaml",
+            "service-frontend.yaml",
+        ]
+    );
+    for (path, object) in written.iter().zip(&rendered) {
+        let text = std::fs::read_to_string(path).expect("reads the file");
+        let back: Object = serde_saphyr::from_str(&text).expect("parses");
+        assert_eq!(&back, object, "{}", path.display());
+    }
+}
+
+#[test]
+fn a_config_change_changes_only_the_config_map_and_the_hash() {
+    let before = sample("prod");
+    let mut after = before.clone();
+    let backend = after
+        .services
+        .get_mut("backend")
+        .expect("the sample app has a backend");
+    backend.config["greeting"] = serde_json::json!("changed");
+    let old = objects(&before);
+    let mut new = objects(&after);
+    assert_ne!(old, new);
+
+    let hash = |objects: &[Object]| {
+        deployment(objects, "backend")
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.template.metadata.as_ref())
+            .and_then(|metadata| metadata.annotations.as_ref())
+            .and_then(|annotations| annotations.get(CONFIG_HASH_ANNOTATION))
+            .cloned()
+            .expect("the pod template carries the config hash")
+    };
+    assert_ne!(hash(&old), hash(&new));
+
+    // Put the old ConfigMap and hash back: nothing else may differ.
+    for (object, previous) in new.iter_mut().zip(&old) {
+        match (object, previous) {
+            (Object::ConfigMap(config), Object::ConfigMap(previous)) if config != previous => {
+                assert_eq!(config.metadata.name.as_deref(), Some("backend-config"));
+                *config = previous.clone();
+            }
+            (Object::Deployment(deployment), Object::Deployment(previous)) => {
+                let annotations = deployment
+                    .spec
+                    .as_mut()
+                    .and_then(|spec| spec.template.metadata.as_mut())
+                    .and_then(|metadata| metadata.annotations.as_mut())
+                    .expect("annotations");
+                let previous_hash = previous
+                    .spec
+                    .as_ref()
+                    .and_then(|spec| spec.template.metadata.as_ref())
+                    .and_then(|metadata| metadata.annotations.as_ref())
+                    .and_then(|annotations| annotations.get(CONFIG_HASH_ANNOTATION))
+                    .cloned()
+                    .expect("hash");
+                annotations.insert(CONFIG_HASH_ANNOTATION.to_owned(), previous_hash);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(new, old);
+}
+
+#[test]
+fn the_config_hash_ignores_key_order() {
+    let before = sample("prod");
+    let mut after = before.clone();
+    let backend = after
+        .services
+        .get_mut("backend")
+        .expect("the sample app has a backend");
+    let serde_json::Value::Object(map) = &backend.config else {
+        panic!("the backend's config is an object");
+    };
+    let reversed: serde_json::Map<String, serde_json::Value> = map
+        .iter()
+        .rev()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    backend.config = serde_json::Value::Object(reversed);
+    assert_eq!(objects(&before), objects(&after));
+}
+
+#[test]
+fn expose_gives_a_load_balancer_and_moves_the_url() {
+    let mut environment = sample("prod");
+    let rendered = objects(&environment);
+    let frontend = service(&rendered, "frontend").spec.as_ref().expect("spec");
+    assert_eq!(frontend.type_.as_deref(), Some("LoadBalancer"));
+    let port = &frontend.ports.as_ref().expect("ports")[0];
+    assert_eq!(
+        (port.port, port.target_port.clone()),
+        (8080, Some(IntOrString::Int(8081)))
+    );
+    let backend = service(&rendered, "backend").spec.as_ref().expect("spec");
+    assert_eq!(backend.type_.as_deref(), Some("ClusterIP"));
+    assert_eq!(
+        env_var(deployment(&rendered, "frontend"), "BACKEND_URL")
+            .value
+            .as_deref(),
+        Some("http://backend.sample-app-prod.svc.cluster.local:8080")
+    );
+
+    environment
+        .services
+        .get_mut("backend")
+        .expect("backend")
+        .expose = Some(9000);
+    let rendered = objects(&environment);
+    let backend = service(&rendered, "backend").spec.as_ref().expect("spec");
+    assert_eq!(backend.type_.as_deref(), Some("LoadBalancer"));
+    let port = &backend.ports.as_ref().expect("ports")[0];
+    assert_eq!(
+        (port.port, port.target_port.clone()),
+        (9000, Some(IntOrString::Int(8080)))
+    );
+    assert_eq!(
+        env_var(deployment(&rendered, "frontend"), "BACKEND_URL")
+            .value
+            .as_deref(),
+        Some("http://backend.sample-app-prod.svc.cluster.local:9000")
+    );
+}
+
+#[test]
+fn secrets_come_from_the_service_secret_and_cpu_is_requested() {
+    let mut environment = sample("prod");
+    let backend = environment.services.get_mut("backend").expect("backend");
+    backend.secrets.insert(
+        "DATABASE_PASSWORD".to_owned(),
+        SecretRef::Env("PROD_DB_PASSWORD".to_owned()),
+    );
+    backend.cpu = Some(Quantity::parse_cpu("500m").expect("a cpu quantity"));
+    let rendered = objects(&environment);
+    let yaml = to_yaml(&rendered).expect("prints");
+    assert!(!yaml.contains("PROD_DB_PASSWORD"), "{yaml}");
+    let backend = deployment(&rendered, "backend");
+    let reference = env_var(backend, "DATABASE_PASSWORD")
+        .value_from
+        .as_ref()
+        .and_then(|source| source.secret_key_ref.as_ref())
+        .expect("a secret reference");
+    assert_eq!(
+        (reference.name.as_str(), reference.key.as_str()),
+        ("backend-secrets", "DATABASE_PASSWORD")
+    );
+    let resources = backend
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+        .and_then(|pod| pod.containers[0].resources.as_ref())
+        .expect("resources");
+    let requests = resources.requests.as_ref().expect("requests");
+    assert_eq!(requests.get("cpu").map(|cpu| cpu.0.as_str()), Some("500m"));
+    assert_eq!(
+        requests.get("memory").map(|memory| memory.0.as_str()),
+        Some("128Mi")
+    );
+    let limits = resources.limits.as_ref().expect("limits");
+    assert!(!limits.contains_key("cpu"));
+}
+
+#[test]
+fn an_image_fixed_by_the_caller_wins() {
+    let environment = sample("prod");
+    let options = RenderOptions {
+        images: [(
+            service_name("backend"),
+            "registry.example/backend@sha256:abc".to_owned(),
+        )]
+        .into(),
+    };
+    let rendered = render(&environment, &options).expect("renders");
+    let image = deployment(&rendered, "backend")
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+        .and_then(|pod| pod.containers[0].image.clone());
+    assert_eq!(
+        image.as_deref(),
+        Some("registry.example/backend@sha256:abc")
+    );
+}
+
+#[test]
+fn services_without_an_image_are_all_reported() {
+    let mut environment = sample("dev");
+    for service in environment.services.values_mut() {
+        service.image = None;
+    }
+    let problems = render(&environment, &RenderOptions::default()).expect_err("fails");
+    assert_eq!(
+        problems,
+        [
+            RenderError::MissingImage {
+                environment: "dev".to_owned(),
+                service: service_name("backend"),
+            },
+            RenderError::MissingImage {
+                environment: "dev".to_owned(),
+                service: service_name("frontend"),
+            },
+        ]
+    );
+    assert_eq!(
+        problems[0].to_string(),
+        "service `backend` has no `image`, which the kubernetes manifests of `dev` need"
+    );
+}
+
+#[test]
+fn a_rollout_with_nothing_allowed_down_or_up_still_surges_one() {
+    let mut environment = sample("prod");
+    let rollout = &mut environment
+        .services
+        .get_mut("backend")
+        .expect("backend")
+        .rollout;
+    rollout.max_surge = 0;
+    rollout.max_unavailable = 0;
+    let rendered = objects(&environment);
+    let strategy = deployment(&rendered, "backend")
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.strategy.as_ref())
+        .and_then(|strategy| strategy.rolling_update.as_ref())
+        .expect("a rolling update");
+    assert_eq!(strategy.max_surge, Some(IntOrString::Int(1)));
+    assert_eq!(strategy.max_unavailable, Some(IntOrString::Int(0)));
+}
+
+#[test]
+fn a_derived_namespace_longer_than_a_label_is_refused() {
+    let mut environment = sample("stage");
+    environment.project.name = "a".repeat(60);
+    let problems = render(&environment, &RenderOptions::default()).expect_err("fails");
+    assert!(
+        matches!(&problems[..], [RenderError::NamespaceTooLong { namespace, .. }] if namespace.len() == 66),
+        "{problems:?}"
+    );
+}
