@@ -564,3 +564,65 @@ fn replica_pids(status: &serde_json::Value) -> Vec<i32> {
         .map(|pid| pid as i32)
         .collect()
 }
+
+#[test]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the test reads a following `tier logs` as it runs"
+)]
+fn logs_follow_prints_new_lines_as_replicas_write_them() {
+    use std::io::BufRead;
+    let project = TestProject::sample_app();
+    let port = free_port();
+    let env = RunningEnv::up(
+        &project,
+        "dev",
+        &[&format!("services.frontend.expose={port}")],
+    );
+    let mut follow = std::process::Command::new(tier_test::tier_binary())
+        .env("NO_COLOR", "1")
+        .arg("--project")
+        .arg(project.path())
+        .args(["logs", "dev", "backend", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tier logs -f");
+    let stdout = follow.stdout.take().expect("piped");
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The backend's first start is already on disk; a restart writes a new line.
+    let first = lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the existing line");
+    assert!(
+        first.starts_with("backend-1 | sample-backend replica 1 listening"),
+        "{first}"
+    );
+    let pid = env.status()["services"][0]["replicas"][0]["pid"]
+        .as_u64()
+        .unwrap_or(0) as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the backend");
+    let next = lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a line written after the kill");
+    assert!(
+        next.starts_with("backend-1 | sample-backend replica 1 listening"),
+        "{next}"
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
+}
