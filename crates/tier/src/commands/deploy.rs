@@ -388,7 +388,6 @@ fn bill_of_materials(root: &Path, environment: &Environment) -> serde_json::Valu
 fn carry_out(
     root: &Path,
     env: &str,
-    state: &State,
     lock: &tier_state::Lock,
     desired: &Desired,
     origin: Origin,
@@ -424,7 +423,6 @@ fn carry_out(
         ));
         return FAILURE;
     }
-    let _ = state;
     if succeeded {
         output::stdout_line(&format!(
             "{} {env}: revision {number} deployed",
@@ -543,7 +541,7 @@ pub fn apply(global: &Global, target: &str, confirm: Option<&str>, sets: &[Strin
     if plan.is_empty() && running {
         return SUCCESS;
     }
-    let code = carry_out(&root, &env, &state, &lock, &desired, Origin::Apply);
+    let code = carry_out(&root, &env, &lock, &desired, Origin::Apply);
     let _ = lock.release();
     code
 }
@@ -682,7 +680,7 @@ pub fn rollback(global: &Global, env: &str, to: u64, confirm: Option<&str>) -> i
             return FAILURE;
         }
     };
-    let code = carry_out(&root, env, &state, &lock, &desired, Origin::Rollback { to });
+    let code = carry_out(&root, env, &lock, &desired, Origin::Rollback { to });
     let _ = lock.release();
     code
 }
@@ -791,7 +789,7 @@ pub fn promote(
         from_environment: from.to_owned(),
         from_revision: source.number,
     };
-    let code = carry_out(&root, to, &state, &lock, &desired, origin);
+    let code = carry_out(&root, to, &lock, &desired, origin);
     let _ = lock.release();
     code
 }
