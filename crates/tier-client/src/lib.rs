@@ -1,0 +1,1 @@
+//! Client for a tier environment's runtime config store.
