@@ -2,7 +2,8 @@
 //! where every value was written, layered per environment, checked against one schema, and
 //! turned into a typed [`Environment`].
 //!
-//! Reads only the project directory; starts nothing, writes nothing.
+//! Reads only the project directory, and the secrets an environment declares when a command
+//! asks for them ([`secrets`]); starts nothing, writes nothing.
 
 pub mod diff;
 pub mod environment;
@@ -12,6 +13,7 @@ pub mod project;
 pub mod quantity;
 pub mod resolve;
 pub mod schema;
+pub mod secrets;
 pub mod source;
 pub mod tree;
 mod validate;

@@ -7,6 +7,7 @@
 
 mod artifacts;
 mod error;
+mod fingerprint;
 mod lock;
 mod record;
 mod revision;
@@ -14,6 +15,7 @@ mod state;
 
 pub use artifacts::ArtifactStore;
 pub use error::StateError;
+pub use fingerprint::FingerprintKey;
 pub use lock::{Holder, Lock};
 pub use revision::{Origin, Outcome, Revision, Snapshot};
 pub use state::{Clock, State, system_clock};
