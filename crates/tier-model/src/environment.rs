@@ -131,6 +131,11 @@ pub struct Service {
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, SecretRef>,
+    /// A keyed fingerprint of each secret's value, by secret name, filled in by the commands
+    /// that read the values (plan, apply) so a changed value shows as a change. Never the
+    /// value; empty when nothing was read.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_fingerprints: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_dir: Option<String>,
     /// The merged app config: `base.json` under each `<env>.json` of the environment's chain.

@@ -565,6 +565,7 @@ fn build_service(node: &Node) -> Service {
                     .collect()
             })
             .unwrap_or_default(),
+        secret_fingerprints: BTreeMap::new(),
         config_dir: node
             .get("config_dir")
             .and_then(Node::as_str)

@@ -23,6 +23,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// The name of the field that stands for a service's artifact among its value paths.
 pub const ARTIFACT_FIELD: &str = "artifact";
 
+/// Where a service's secret fingerprints sit among its value paths: one leaf per secret.
+pub const SECRET_FINGERPRINTS: &str = "secret_fingerprints.";
+
 /// What the last successful apply recorded for an environment.
 #[derive(Clone, Copy, Debug)]
 pub struct Deployed<'a> {

@@ -21,7 +21,7 @@ use std::fmt::Write;
 use console::Style;
 use serde_json::Value;
 
-use crate::{ARTIFACT_FIELD, Action, FieldChange, Plan};
+use crate::{ARTIFACT_FIELD, Action, FieldChange, Plan, SECRET_FINGERPRINTS};
 
 /// How many hex digits of a `sha256:` digest are shown.
 const DIGEST_SHOWN: usize = 12;
@@ -135,6 +135,10 @@ pub(crate) fn render_text(plan: &Plan, color: bool) -> String {
 
 fn field_line(out: &mut String, paint: &Paint, field: &FieldChange) {
     let path = &field.path;
+    if let Some(name) = path.strip_prefix(SECRET_FINGERPRINTS) {
+        secret_line(out, paint, name, field);
+        return;
+    }
     let show = |value: &Value| show_value(path, value);
     let _ = match (&field.old, &field.new) {
         (Some(old), Some(new)) => writeln!(
@@ -146,6 +150,34 @@ fn field_line(out: &mut String, paint: &Paint, field: &FieldChange) {
         ),
         (None, Some(new)) => writeln!(out, "  {} {path}: {}", paint.sign('+'), show(new)),
         (Some(old), None) => writeln!(out, "  {} {path}: {}", paint.sign('-'), show(old)),
+        (None, None) => Ok(()),
+    };
+}
+
+/// A secret whose value changed, appeared or went away, by its keyed fingerprint; the value
+/// itself is never known here.
+fn secret_line(out: &mut String, paint: &Paint, name: &str, field: &FieldChange) {
+    let fingerprint = |value: &Value| value.as_str().unwrap_or("?").to_owned();
+    let _ = match (&field.old, &field.new) {
+        (Some(old), Some(new)) => writeln!(
+            out,
+            "  {} secret {name}: value changed ({} → {})",
+            paint.sign('~'),
+            fingerprint(old),
+            fingerprint(new)
+        ),
+        (None, Some(new)) => writeln!(
+            out,
+            "  {} secret {name}: value set ({})",
+            paint.sign('~'),
+            fingerprint(new)
+        ),
+        (Some(old), None) => writeln!(
+            out,
+            "  {} secret {name}: value no longer read ({})",
+            paint.sign('~'),
+            fingerprint(old)
+        ),
         (None, None) => Ok(()),
     };
 }

@@ -332,6 +332,43 @@ fn secrets_are_shown_as_references() {
 }
 
 #[test]
+fn a_changed_secret_value_is_an_update_named_by_fingerprint_only() {
+    let mut deployed = stage(&["services.backend.secrets.DB.env=DB_PASSWORD"]);
+    let backend = deployed.services.get_mut("backend").expect("backend");
+    backend
+        .secret_fingerprints
+        .insert("DB".to_owned(), "hmac:1111222233334444".to_owned());
+    let state = State::of(&deployed, v1());
+
+    let mut desired = deployed.clone();
+    let backend = desired.services.get_mut("backend").expect("backend");
+    backend
+        .secret_fingerprints
+        .insert("DB".to_owned(), "hmac:aaaabbbbccccdddd".to_owned());
+    let plan = plan(&desired, &v1(), state.deployed(), 7);
+
+    assert_eq!(
+        actions(&plan),
+        [("backend", Action::Update), ("frontend", Action::Unchanged)]
+    );
+    assert_eq!(
+        service(&plan, "backend").fields,
+        [change(
+            "secret_fingerprints.DB",
+            Some(json!("hmac:1111222233334444")),
+            Some(json!("hmac:aaaabbbbccccdddd"))
+        )]
+    );
+    assert!(
+        plan.render_text(false).contains(
+            "  ~ secret DB: value changed (hmac:1111222233334444 → hmac:aaaabbbbccccdddd)\n"
+        ),
+        "{}",
+        plan.render_text(false)
+    );
+}
+
+#[test]
 fn color_only_when_asked() {
     let state = deployed_stage();
     let plan = plan(
