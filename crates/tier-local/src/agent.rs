@@ -7,6 +7,7 @@
 //! was already replaced is ignored.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use crate::logs::{self, LogFile, Stream};
 use crate::paths::{EnvDir, write_atomic};
 use crate::proxy::{self, Endpoint, ProxyEvent};
 use crate::rollout;
+use crate::secrets::{SecretValues, Stash};
 use crate::spawn::{self, Spawn};
 
 /// How long a replica must stay ready before its earlier failures are forgiven.
@@ -47,6 +49,8 @@ pub struct AgentOptions {
     /// The program each service runs, when an apply fixed it (its artifact's stored copy);
     /// otherwise the program of its command, found in the project or on PATH.
     pub programs: BTreeMap<String, PathBuf>,
+    /// The values of the secrets the environment's services name, by fingerprint.
+    pub secrets: SecretValues,
 }
 
 /// Why an environment could not start. One line naming the environment, the service and the
@@ -389,6 +393,8 @@ struct Agent {
     queued_applies:
         std::collections::VecDeque<(Box<crate::control::ApplyRequest>, oneshot::Sender<Response>)>,
     kit: ProxyKit,
+    /// Secret values, in memory only, for the specs that run or are about to.
+    secrets: Stash,
 }
 
 /// What starting another service's proxy takes.
@@ -443,6 +449,8 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
         services: prepared_services,
     } = prepared;
     let environment = options.environment;
+    let mut secrets = Stash::default();
+    secrets.add(options.secrets);
     let (events, mut inbox) = mpsc::unbounded_channel();
     let (proxy_events, mut proxy_inbox) = mpsc::unbounded_channel::<ProxyEvent>();
     let (access, access_inbox) = mpsc::unbounded_channel::<Vec<String>>();
@@ -576,6 +584,7 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
         cancel_apply: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         queued_applies: std::collections::VecDeque::new(),
         kit,
+        secrets,
     };
     let socket = agent.dir.socket();
     agent.reconcile();
@@ -652,7 +661,11 @@ impl Agent {
                     let _ = reply.send(Response::Stopping);
                     return true;
                 }
-                Request::Apply(request) => self.start_apply(request, reply),
+                Request::Apply(mut request) => {
+                    self.keep_secrets_in_use();
+                    self.secrets.add(std::mem::take(&mut request.secrets));
+                    self.start_apply(request, reply);
+                }
                 Request::Cancel => {
                     self.cancel_apply
                         .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -704,6 +717,19 @@ impl Agent {
             .await;
             let _ = reply.send(Response::Applied { outcome, log });
         });
+    }
+
+    /// Forgets the secret values no running replica and no desired spec needs any more.
+    fn keep_secrets_in_use(&mut self) {
+        let in_use = self.services.iter().flat_map(|service| {
+            std::iter::once((service.name.as_str(), &service.spec.secret_fingerprints)).chain(
+                service
+                    .replicas
+                    .iter()
+                    .map(|replica| (service.name.as_str(), &replica.spec.secret_fingerprints)),
+            )
+        });
+        self.secrets.retain(in_use);
     }
 
     fn find(&self, name: &str) -> Option<usize> {
@@ -1038,9 +1064,27 @@ impl Agent {
             }
         };
         replica.port = port;
-        let mut variables = environment_variables;
-        variables.push(("PORT".to_owned(), port.to_string()));
+        let mut variables: Vec<(OsString, OsString)> = environment_variables
+            .into_iter()
+            .map(|(key, value)| (key.into(), value.into()))
+            .collect();
+        variables.push(("PORT".into(), port.to_string().into()));
         let spec = Arc::clone(&replica.spec);
+        match self.secrets.variables(&name, &spec.secret_fingerprints) {
+            Ok(secrets) => variables.extend(secrets),
+            Err(secret) => {
+                let _ = self.events.send(Event::Exited {
+                    service: service_index,
+                    replica: replica_id,
+                    generation,
+                    success: false,
+                    how: format!(
+                        "the value of secret {secret} was not handed to the agent; apply again"
+                    ),
+                });
+                return;
+            }
+        }
         let command = spec.command.clone().unwrap_or_default();
         let spawn = Spawn {
             program: replica.program.as_ref().clone(),

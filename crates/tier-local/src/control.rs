@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::secrets::SecretValues;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
@@ -27,6 +29,10 @@ pub struct ApplyRequest {
     pub environment: tier_model::Environment,
     /// The program each service runs, by service name: its artifact's stored copy.
     pub programs: BTreeMap<String, PathBuf>,
+    /// The values of the secrets the new spec names, by fingerprint. Kept in the agent's
+    /// memory only.
+    #[serde(default, skip_serializing_if = "SecretValues::is_empty")]
+    pub secrets: SecretValues,
 }
 
 /// How an apply ended.

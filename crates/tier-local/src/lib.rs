@@ -9,6 +9,7 @@ pub mod logs;
 pub mod paths;
 mod proxy;
 mod rollout;
+pub mod secrets;
 pub mod spawn;
 
 pub use agent::{AgentOptions, Prepared, StartError, is_running, prepare, run};

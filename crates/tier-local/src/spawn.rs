@@ -15,7 +15,7 @@ pub struct Spawn {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub dir: PathBuf,
-    pub env: Vec<(String, String)>,
+    pub env: Vec<(OsString, OsString)>,
 }
 
 /// Where a command's program is: a path with a `/` is relative to the project directory, a

@@ -233,6 +233,7 @@ fn deploy_local(root: &Path, env: &str, desired: &Desired) -> Outcome {
     let request = ApplyRequest {
         environment: desired.environment.clone(),
         programs: desired.programs.clone(),
+        secrets: Default::default(),
     };
     match apply_with_progress(&dir, env, &request) {
         Ok(Response::Applied { outcome, log }) => {

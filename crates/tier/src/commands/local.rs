@@ -275,6 +275,7 @@ fn up_foreground(root: &Path, environment: Environment, no_wait: bool) -> i32 {
         environment,
         echo: true,
         programs: std::collections::BTreeMap::new(),
+        secrets: Default::default(),
     }) {
         Ok(prepared) => prepared,
         Err(error) => {
@@ -393,6 +394,7 @@ fn up_foreground_quiet(
         environment,
         echo: false,
         programs,
+        secrets: Default::default(),
     }) {
         Ok(prepared) => prepared,
         Err(error) => {
