@@ -1,5 +1,6 @@
-//! The sample app's backend. `GET /` answers `{"text": ...}` with the `text` of the merged
-//! JSON config that tier hands it in `$TIER_CONFIG`; `GET /healthz` answers `ok`.
+//! The sample app's backend. `GET /` answers `{"text": ..., "replica": "backend-N"}`: the
+//! `text` of the merged JSON config that tier hands it in `$TIER_CONFIG`, and which replica
+//! answered. `GET /healthz` answers `ok`.
 
 use std::sync::Arc;
 
@@ -37,15 +38,24 @@ async fn run() -> Result<(), String> {
     let app = Router::new()
         .route("/", get(root))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(Arc::new(text));
+        .with_state(Arc::new(Answer {
+            text,
+            replica: format!("backend-{replica}"),
+        }));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await
         .map_err(|error| error.to_string())
 }
 
-async fn root(State(text): State<Arc<String>>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "text": text.as_str() }))
+/// What `GET /` answers: the configured text and which replica said it.
+struct Answer {
+    text: String,
+    replica: String,
+}
+
+async fn root(State(answer): State<Arc<Answer>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "text": answer.text, "replica": answer.replica }))
 }
 
 /// Ends on SIGTERM or Ctrl-C, so the supervisor's stop is a clean exit.
