@@ -1,15 +1,26 @@
-//! tier's kubernetes runtime. So far only rendering: a resolved [`tier_model::Environment`]
-//! becomes typed k8s-openapi objects (a Namespace, then per service a ConfigMap, a Deployment
-//! and a Service), which print as multi-document YAML or one file per object.
+//! tier's kubernetes runtime: a resolved [`tier_model::Environment`] becomes typed
+//! k8s-openapi objects (a Namespace, then per service a ConfigMap, a Deployment and a
+//! Service), which print as multi-document YAML or one file per object, or go to a cluster
+//! with server-side apply.
 //!
-//! Rendering is pure: [`render`] takes data and returns data. [`write_dir`] is the only
-//! function that touches the file system; nothing here talks to a cluster.
+//! Rendering and reading a rollout's state are pure: [`render`] and [`rollout_state`] take
+//! data and return data. [`write_dir`] is the only function that touches the file system;
+//! [`Cluster`] (with [`deploy`] on top of it) is the only thing that talks to a cluster, and
+//! it connects only when the kube context guard ([`check_context`]) passes.
 
+mod cluster;
+mod deploy;
 mod object;
 mod render;
+mod rollout;
 
+pub use cluster::{
+    Cluster, ClusterError, FIELD_MANAGER, Kind, Pruned, check_context, environment_selector,
+};
+pub use deploy::{DeployConfig, DeployFailure, Event, deploy, waves};
 pub use object::{Object, OutputError, to_yaml, write_dir};
 pub use render::{
     CONFIG_DIR, CONFIG_HASH_ANNOTATION, ENVIRONMENT_LABEL, MANAGED_BY_LABEL, NAME_LABEL,
     PART_OF_LABEL, RenderError, RenderOptions, config_json, namespace_of, render,
 };
+pub use rollout::{Counts, RolloutState, counts, rollout_state};

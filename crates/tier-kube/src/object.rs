@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 /// One Kubernetes object as tier renders it. Serialises as the object itself (with its
@@ -31,13 +32,33 @@ impl Object {
 
     /// The object's `metadata.name`; empty only for an object tier did not render.
     pub fn name(&self) -> &str {
-        let metadata = match self {
+        self.metadata().name.as_deref().unwrap_or_default()
+    }
+
+    /// The object's `metadata.namespace`; `None` for a Namespace.
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            Object::Namespace(_) => None,
+            _ => self.metadata().namespace.as_deref(),
+        }
+    }
+
+    /// The value of one of the object's labels.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.metadata()
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(key))
+            .map(String::as_str)
+    }
+
+    fn metadata(&self) -> &ObjectMeta {
+        match self {
             Object::Namespace(object) => &object.metadata,
             Object::ConfigMap(object) => &object.metadata,
             Object::Deployment(object) => &object.metadata,
             Object::Service(object) => &object.metadata,
-        };
-        metadata.name.as_deref().unwrap_or_default()
+        }
     }
 
     /// The file [`write_dir`] puts the object in: `<kind>-<name>.yaml`, kind in lower case.

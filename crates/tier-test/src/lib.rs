@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod fake_kube;
+
 pub use assert_cmd;
 
 /// A project directory that disappears when the test ends.

@@ -393,12 +393,27 @@ fn carry_out(
     desired: &Desired,
     origin: Origin,
 ) -> i32 {
-    if desired.environment.runtime != Runtime::Local {
-        output::error(&format!(
-            "{env} runs on kubernetes, and this tier applies only local environments; `tier plan {env}` shows what would change"
-        ));
-        return FAILURE;
-    }
+    // Everything that can refuse (the kube context guard, the connection) comes before the
+    // revision is recorded, so a refusal changes nothing.
+    let kube = match desired.environment.runtime {
+        Runtime::Local => None,
+        Runtime::Kubernetes => {
+            match super::kube::prepare(&desired.environment, &desired.artifacts) {
+                Ok(prepared) => Some(prepared),
+                Err(code) => return code,
+            }
+        }
+    };
+    let previous = match &kube {
+        Some(_) => match lock.state().deployed() {
+            Ok(previous) => previous,
+            Err(error) => {
+                output::error(&format!("{env}: {error}"));
+                return FAILURE;
+            }
+        },
+        None => None,
+    };
     let spec = match serde_json::to_value(&desired.environment) {
         Ok(spec) => spec,
         Err(error) => {
@@ -415,7 +430,10 @@ fn carry_out(
         }
     };
     eprintln!("{env}: applying revision {number}");
-    let outcome = deploy_local(root, env, desired);
+    let outcome = match kube {
+        Some(prepared) => super::kube::deploy(prepared, &desired.environment, previous.as_ref()),
+        None => deploy_local(root, env, desired),
+    };
     let succeeded = outcome == Outcome::Succeeded;
     let described = outcome.describe();
     if let Err(error) = lock.finish(number, outcome) {

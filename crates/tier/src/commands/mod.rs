@@ -4,6 +4,7 @@ mod deploy;
 mod deps;
 mod init;
 mod inspect;
+mod kube;
 mod local;
 mod schema;
 
@@ -78,7 +79,10 @@ pub fn run(cli: Cli) -> i32 {
             overrides,
         } => deploy::promote(global, &from, &to, confirm.as_deref(), &overrides.sets),
         Command::Unlock { env, yes } => deploy::unlock(global, &env, yes),
-        Command::Status { env } => local::status(global, env.as_deref()),
+        Command::Status { env } => match env {
+            Some(env) if kube::runs_on_kubernetes(global, &env) => kube::status(global, &env),
+            env => local::status(global, env.as_deref()),
+        },
         Command::Logs {
             env,
             service,

@@ -1,0 +1,396 @@
+//! The edge to a cluster: the kube context guard, server-side apply, pruning and reading
+//! Deployments back. Everything else in the crate builds data; this module sends it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tier_model::Environment;
+
+use crate::object::Object;
+use crate::render::{ENVIRONMENT_LABEL, MANAGED_BY_LABEL, PART_OF_LABEL};
+
+/// The field manager of every server-side apply tier makes.
+pub const FIELD_MANAGER: &str = "tier";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("`{environment}` runs on the local runtime, not on kubernetes")]
+    NotKubernetes { environment: String },
+    #[error("cannot read the kubeconfig (the files in KUBECONFIG, or ~/.kube/config): {source}")]
+    Kubeconfig {
+        source: kube::config::KubeconfigError,
+    },
+    #[error(
+        "`{environment}` runs in kube context `{wanted}`, but the current context is {}; nothing was changed",
+        match current { Some(current) => format!("`{current}`"), None => "not set".to_owned() }
+    )]
+    WrongContext {
+        environment: String,
+        wanted: String,
+        current: Option<String>,
+    },
+    #[error("kube context `{context}` in the kubeconfig is unusable: {source}")]
+    ContextConfig {
+        context: String,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("cannot connect to kube context `{context}`: {source}")]
+    Connect {
+        context: String,
+        source: kube::Error,
+    },
+    #[error("cannot {action}: {source}")]
+    Api { action: String, source: kube::Error },
+}
+
+impl ClusterError {
+    /// The next step for the user, when there is an obvious one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ClusterError::WrongContext { wanted, .. } => Some(format!(
+                "switch with `kubectl config use-context {wanted}`, then run the command again"
+            )),
+            ClusterError::Kubeconfig { .. } => Some(
+                "point KUBECONFIG at the cluster's kubeconfig, or write ~/.kube/config".to_owned(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// The guard: `Ok` only when the kubeconfig's current context is the environment's
+/// `kube.context`. Pure, so it is tested without files.
+pub fn check_context(
+    environment: &Environment,
+    kubeconfig: &Kubeconfig,
+) -> Result<(), ClusterError> {
+    let Some(kube) = &environment.kube else {
+        return Err(ClusterError::NotKubernetes {
+            environment: environment.name.to_string(),
+        });
+    };
+    if kubeconfig.current_context.as_deref() == Some(kube.context.as_str()) {
+        Ok(())
+    } else {
+        Err(ClusterError::WrongContext {
+            environment: environment.name.to_string(),
+            wanted: kube.context.clone(),
+            current: kubeconfig.current_context.clone(),
+        })
+    }
+}
+
+/// A kind of object tier manages, for listing and deleting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    ConfigMap,
+    Deployment,
+    Service,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::ConfigMap => "ConfigMap",
+            Kind::Deployment => "Deployment",
+            Kind::Service => "Service",
+        }
+    }
+}
+
+/// An object tier deleted because the project no longer declares it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pruned {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// A client for the environment's own context, made only after the guard passed.
+#[derive(Clone)]
+pub struct Cluster {
+    client: kube::Client,
+}
+
+impl Cluster {
+    /// Reads the kubeconfig (KUBECONFIG, else ~/.kube/config), refuses when its current
+    /// context is not the environment's, and connects with that context.
+    pub async fn connect(environment: &Environment) -> Result<Cluster, ClusterError> {
+        let kubeconfig =
+            Kubeconfig::read().map_err(|source| ClusterError::Kubeconfig { source })?;
+        Cluster::connect_with(environment, kubeconfig).await
+    }
+
+    /// As [`Cluster::connect`], with a kubeconfig the caller read.
+    pub async fn connect_with(
+        environment: &Environment,
+        kubeconfig: Kubeconfig,
+    ) -> Result<Cluster, ClusterError> {
+        check_context(environment, &kubeconfig)?;
+        let context = kubeconfig.current_context.clone().unwrap_or_default();
+        let options = KubeConfigOptions {
+            context: Some(context.clone()),
+            ..KubeConfigOptions::default()
+        };
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|source| ClusterError::ContextConfig {
+                context: context.clone(),
+                source,
+            })?;
+        let client = kube::Client::try_from(config)
+            .map_err(|source| ClusterError::Connect { context, source })?;
+        Ok(Cluster { client })
+    }
+
+    /// Server-side applies one object with field manager `tier`, taking over fields another
+    /// manager set (tier owns what it renders).
+    pub async fn apply(&self, object: &Object) -> Result<(), ClusterError> {
+        let action = format!("apply {}", describe(object));
+        let namespace = object.namespace().unwrap_or_default();
+        let result = match object {
+            Object::Namespace(value) => {
+                patch(Api::<Namespace>::all(self.client.clone()), value).await
+            }
+            Object::ConfigMap(value) => {
+                patch(
+                    Api::<ConfigMap>::namespaced(self.client.clone(), namespace),
+                    value,
+                )
+                .await
+            }
+            Object::Deployment(value) => {
+                patch(
+                    Api::<Deployment>::namespaced(self.client.clone(), namespace),
+                    &**value,
+                )
+                .await
+            }
+            Object::Service(value) => {
+                patch(
+                    Api::<Service>::namespaced(self.client.clone(), namespace),
+                    &**value,
+                )
+                .await
+            }
+        };
+        result.map_err(|source| ClusterError::Api { action, source })
+    }
+
+    /// Deletes every ConfigMap, Deployment and Service labelled as this project's and this
+    /// environment's (in any namespace) that `keep` does not hold. Namespaces are never
+    /// deleted: one may hold objects tier does not manage.
+    pub async fn prune(
+        &self,
+        environment: &Environment,
+        keep: &[Object],
+    ) -> Result<Vec<Pruned>, ClusterError> {
+        let kept: BTreeSet<(Kind, &str, &str)> = keep
+            .iter()
+            .filter_map(|object| {
+                let kind = match object {
+                    Object::Namespace(_) => return None,
+                    Object::ConfigMap(_) => Kind::ConfigMap,
+                    Object::Deployment(_) => Kind::Deployment,
+                    Object::Service(_) => Kind::Service,
+                };
+                Some((kind, object.namespace().unwrap_or_default(), object.name()))
+            })
+            .collect();
+        let selector = environment_selector(environment);
+        let mut found = Vec::new();
+        for kind in [Kind::Service, Kind::Deployment, Kind::ConfigMap] {
+            for (namespace, name) in self.list_labelled(kind, &selector).await? {
+                if !kept.contains(&(kind, namespace.as_str(), name.as_str())) {
+                    found.push(Pruned {
+                        kind,
+                        namespace,
+                        name,
+                    });
+                }
+            }
+        }
+        for pruned in &found {
+            self.delete(pruned).await?;
+        }
+        Ok(found)
+    }
+
+    /// One Deployment, or `None` when it does not exist.
+    pub async fn deployment(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Deployment>, ClusterError> {
+        Api::<Deployment>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|source| ClusterError::Api {
+                action: format!("read Deployment {namespace}/{name}"),
+                source,
+            })
+    }
+
+    /// The environment's Deployments in its namespace, by name.
+    pub async fn deployments(
+        &self,
+        environment: &Environment,
+        namespace: &str,
+    ) -> Result<BTreeMap<String, Deployment>, ClusterError> {
+        let list = Api::<Deployment>::namespaced(self.client.clone(), namespace)
+            .list(&ListParams::default().labels(&environment_selector(environment)))
+            .await
+            .map_err(|source| ClusterError::Api {
+                action: format!("list the Deployments in namespace {namespace}"),
+                source,
+            })?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|deployment| Some((deployment.metadata.name.clone()?, deployment)))
+            .collect())
+    }
+
+    async fn list_labelled(
+        &self,
+        kind: Kind,
+        selector: &str,
+    ) -> Result<Vec<(String, String)>, ClusterError> {
+        let params = ListParams::default().labels(selector);
+        let metadata = match kind {
+            Kind::ConfigMap => names(Api::<ConfigMap>::all(self.client.clone()), &params).await,
+            Kind::Deployment => names(Api::<Deployment>::all(self.client.clone()), &params).await,
+            Kind::Service => names(Api::<Service>::all(self.client.clone()), &params).await,
+        };
+        metadata.map_err(|source| ClusterError::Api {
+            action: format!("list the {}s labelled {selector}", kind.as_str()),
+            source,
+        })
+    }
+
+    async fn delete(&self, pruned: &Pruned) -> Result<(), ClusterError> {
+        let client = self.client.clone();
+        let namespace = pruned.namespace.as_str();
+        let params = DeleteParams::background();
+        let result = match pruned.kind {
+            Kind::ConfigMap => Api::<ConfigMap>::namespaced(client, namespace)
+                .delete(&pruned.name, &params)
+                .await
+                .map(drop),
+            Kind::Deployment => Api::<Deployment>::namespaced(client, namespace)
+                .delete(&pruned.name, &params)
+                .await
+                .map(drop),
+            Kind::Service => Api::<Service>::namespaced(client, namespace)
+                .delete(&pruned.name, &params)
+                .await
+                .map(drop),
+        };
+        match result {
+            // Already gone: what pruning wanted.
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            other => other.map_err(|source| ClusterError::Api {
+                action: format!(
+                    "delete {} {namespace}/{}",
+                    pruned.kind.as_str(),
+                    pruned.name
+                ),
+                source,
+            }),
+        }
+    }
+}
+
+/// The label selector of everything tier applied for this project and environment.
+pub fn environment_selector(environment: &Environment) -> String {
+    format!(
+        "{MANAGED_BY_LABEL}=tier,{PART_OF_LABEL}={},{ENVIRONMENT_LABEL}={}",
+        environment.project.name, environment.name
+    )
+}
+
+fn describe(object: &Object) -> String {
+    match object.namespace() {
+        Some(namespace) => format!("{} {namespace}/{}", object.kind(), object.name()),
+        None => format!("{} {}", object.kind(), object.name()),
+    }
+}
+
+async fn patch<K>(api: Api<K>, value: &K) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let name = value.meta().name.clone().unwrap_or_default();
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(&name, &params, &Patch::Apply(value))
+        .await
+        .map(drop)
+}
+
+async fn names<K>(api: Api<K>, params: &ListParams) -> Result<Vec<(String, String)>, kube::Error>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let list = api.list(params).await?;
+    Ok(list
+        .items
+        .iter()
+        .filter_map(|item| {
+            let meta = item.meta();
+            Some((meta.namespace.clone()?, meta.name.clone()?))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kubeconfig(current: Option<&str>) -> Kubeconfig {
+        Kubeconfig {
+            current_context: current.map(str::to_owned),
+            ..Kubeconfig::default()
+        }
+    }
+
+    fn environment(context: &str) -> Environment {
+        let text = serde_json::json!({
+            "name": "prod",
+            "runtime": "kubernetes",
+            "protected": false,
+            "kube": { "context": context, "namespace": "app-prod" },
+            "project": { "name": "app", "ordering": true, "on_failure": "rollback" },
+            "services": {},
+            "store": { "kubernetes": false },
+        });
+        serde_json::from_value(text).unwrap_or_else(|error| panic!("a test environment: {error}"))
+    }
+
+    #[test]
+    fn the_guard_passes_only_for_the_environments_context() {
+        let prod = environment("prod-admin");
+        assert!(check_context(&prod, &kubeconfig(Some("prod-admin"))).is_ok());
+        let refused = check_context(&prod, &kubeconfig(Some("kind-dev")));
+        let Err(error) = refused else {
+            panic!("another context must be refused");
+        };
+        assert_eq!(
+            error.to_string(),
+            "`prod` runs in kube context `prod-admin`, but the current context is `kind-dev`; nothing was changed"
+        );
+        assert_eq!(
+            error.hint().as_deref(),
+            Some("switch with `kubectl config use-context prod-admin`, then run the command again")
+        );
+        let unset = check_context(&prod, &kubeconfig(None));
+        assert!(
+            matches!(unset, Err(ClusterError::WrongContext { current: None, .. })),
+            "{unset:?}"
+        );
+    }
+}

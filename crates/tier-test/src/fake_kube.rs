@@ -1,0 +1,722 @@
+//! A fake Kubernetes API server, in process, on 127.0.0.1 and a port the kernel picks.
+//!
+//! No cluster can run where tier's tests run (no container runtime, no kind, no k3s), so
+//! this stands in for a live API server. It is the only mock in tier's kubernetes tests: the
+//! real `tier` binary, the real kube-rs client and the real HTTP requests all run against
+//! it. It speaks just what tier uses, the way the API server does:
+//!
+//! - server-side apply: `PATCH` with `Content-Type: application/apply-patch+yaml` and a
+//!   `fieldManager` (both required, as the API server requires them), which creates or
+//!   replaces the object (tier is the only manager of what it applies, so replacing is what
+//!   a merge would give), keeps its uid and a Service's cluster IP, bumps
+//!   `resourceVersion`, and bumps a Deployment's `generation` when its spec changed;
+//!   a namespaced object needs its Namespace to exist;
+//! - `GET` of one object, `GET` of a list (in one namespace or all) with a `labelSelector`
+//!   of equality terms, and `DELETE` (a Namespace takes its objects with it);
+//! - for namespaces, configmaps, services, secrets (`/api/v1`) and deployments
+//!   (`/apis/apps/v1`).
+//!
+//! A Deployment's status plays a controller in fast motion, counted in reads of that
+//! Deployment (not in time, so tests never depend on timing): at the first read after a
+//! change the new generation is not yet observed; at the second one replica is updated; from
+//! the third every replica is updated and available. When an image's tag contains `fail`,
+//! the third read instead reports the `Progressing` condition with reason
+//! `ProgressDeadlineExceeded`, as a controller does for pods that never become ready.
+//! [`FakeKube::set_ready`] makes a Deployment report fewer ready replicas, for `tier status`.
+//!
+//! It is not a conformance fake: no watches, no field merging between managers, no
+//! admission, no validation beyond the checks above.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// The fake API server; it stops when dropped.
+pub struct FakeKube {
+    port: u16,
+    cluster: Arc<Mutex<Cluster>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// One request the fake answered: method, path and query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+}
+
+impl FakeKube {
+    /// Starts the server on its own thread and runtime.
+    pub fn start() -> FakeKube {
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fake API server");
+        let port = listener.local_addr().expect("its address").port();
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let cluster = Arc::new(Mutex::new(Cluster::default()));
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(cluster.clone());
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the fake API server");
+            runtime.block_on(async move {
+                let listener =
+                    tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        });
+        FakeKube {
+            port,
+            cluster,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`, the cluster's server address in a kubeconfig.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Writes a kubeconfig at `path` with one cluster (this server), one user without
+    /// credentials, a context for each name in `contexts`, and `current` as the current
+    /// context.
+    pub fn write_kubeconfig(&self, path: &Path, contexts: &[&str], current: &str) {
+        let contexts: Vec<Value> = contexts
+            .iter()
+            .map(|name| json!({"name": name, "context": {"cluster": "fake", "user": "fake"}}))
+            .collect();
+        let config = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url()}}],
+            "users": [{"name": "fake", "user": {}}],
+            "contexts": contexts,
+            "current-context": current,
+        });
+        // JSON is YAML: kubectl and kube-rs read it as it is.
+        let text = serde_json::to_string_pretty(&config).expect("a kubeconfig");
+        std::fs::write(path, text).expect("write the kubeconfig");
+    }
+
+    /// An object as a GET would return it (without counting as a read of a Deployment), or
+    /// `None`. `resource` is the plural: `namespaces`, `configmaps`, `deployments`, ...;
+    /// `namespace` is empty for a Namespace.
+    pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+        let cluster = self.lock();
+        let stored = cluster.objects.get(&key(resource, namespace, name))?;
+        Some(cluster.shown(stored))
+    }
+
+    /// The names of the objects of one resource in one namespace, sorted.
+    pub fn names(&self, resource: &str, namespace: &str) -> Vec<String> {
+        self.lock()
+            .objects
+            .keys()
+            .filter(|(kind, space, _)| kind == resource && space == namespace)
+            .map(|(_, _, name)| name.clone())
+            .collect()
+    }
+
+    /// Adds an object as if someone else had created it (`metadata.namespace` names its
+    /// namespace, which need not exist).
+    pub fn insert(&self, resource: &str, object: Value) {
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("the object has a name")
+            .to_owned();
+        let mut cluster = self.lock();
+        cluster.version += 1;
+        let mut object = object;
+        object["metadata"]["resourceVersion"] = json!(cluster.version.to_string());
+        object["metadata"]["generation"] = json!(1);
+        cluster.objects.insert(
+            key(resource, &namespace, &name),
+            Stored {
+                object,
+                reads: 3,
+                ready: None,
+            },
+        );
+    }
+
+    /// Makes a Deployment report `ready` ready and available replicas from now on.
+    pub fn set_ready(&self, namespace: &str, name: &str, ready: u32) {
+        if let Some(stored) = self
+            .lock()
+            .objects
+            .get_mut(&key("deployments", namespace, name))
+        {
+            stored.ready = Some(ready);
+        }
+    }
+
+    /// Every request answered so far, in order.
+    pub fn requests(&self) -> Vec<Seen> {
+        self.lock().seen.clone()
+    }
+
+    /// How many requests could have changed something (PATCH, PUT, POST, DELETE).
+    pub fn writes(&self) -> usize {
+        self.lock()
+            .seen
+            .iter()
+            .filter(|seen| seen.method != "GET")
+            .count()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Cluster> {
+        self.cluster
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for FakeKube {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+type Key = (String, String, String);
+
+fn key(resource: &str, namespace: &str, name: &str) -> Key {
+    (resource.to_owned(), namespace.to_owned(), name.to_owned())
+}
+
+#[derive(Default)]
+struct Cluster {
+    objects: BTreeMap<Key, Stored>,
+    version: u64,
+    uids: u64,
+    seen: Vec<Seen>,
+}
+
+struct Stored {
+    object: Value,
+    /// Reads of a Deployment since its generation changed: the fake controller's clock.
+    reads: u32,
+    ready: Option<u32>,
+}
+
+/// The resources the fake knows: plural, API group path, kind, namespaced.
+const RESOURCES: &[(&str, &str, &str, bool)] = &[
+    ("namespaces", "api/v1", "Namespace", false),
+    ("configmaps", "api/v1", "ConfigMap", true),
+    ("services", "api/v1", "Service", true),
+    ("secrets", "api/v1", "Secret", true),
+    ("deployments", "apis/apps/v1", "Deployment", true),
+];
+
+/// What a request's path names.
+enum Target {
+    List {
+        resource: &'static str,
+        namespace: Option<String>,
+    },
+    One {
+        resource: &'static str,
+        namespace: String,
+        name: String,
+    },
+}
+
+fn parse_path(path: &str) -> Option<Target> {
+    let (group, rest) = if let Some(rest) = path.strip_prefix("/api/v1/") {
+        ("api/v1", rest)
+    } else {
+        ("apis/apps/v1", path.strip_prefix("/apis/apps/v1/")?)
+    };
+    let known = |plural: &str, namespaced: bool| {
+        RESOURCES
+            .iter()
+            .find(|(name, in_group, _, scoped)| {
+                *name == plural && *in_group == group && *scoped == namespaced
+            })
+            .map(|(name, ..)| *name)
+    };
+    let segments: Vec<&str> = rest.split('/').filter(|part| !part.is_empty()).collect();
+    match segments.as_slice() {
+        [plural] => Some(Target::List {
+            resource: RESOURCES
+                .iter()
+                .find(|(name, in_group, ..)| name == plural && *in_group == group)
+                .map(|(name, ..)| *name)?,
+            namespace: None,
+        }),
+        ["namespaces", name] if group == "api/v1" => Some(Target::One {
+            resource: "namespaces",
+            namespace: String::new(),
+            name: (*name).to_owned(),
+        }),
+        ["namespaces", namespace, plural] => Some(Target::List {
+            resource: known(plural, true)?,
+            namespace: Some((*namespace).to_owned()),
+        }),
+        ["namespaces", namespace, plural, name] => Some(Target::One {
+            resource: known(plural, true)?,
+            namespace: (*namespace).to_owned(),
+            name: (*name).to_owned(),
+        }),
+        _ => None,
+    }
+}
+
+async fn handle(
+    State(cluster): State<Arc<Mutex<Cluster>>>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut cluster = cluster
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    cluster.seen.push(Seen {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        query: uri.query().unwrap_or_default().to_owned(),
+    });
+    let Some(target) = parse_path(uri.path()) else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("the fake API server does not serve {}", uri.path()),
+        );
+    };
+    match (method, target) {
+        (
+            Method::GET,
+            Target::List {
+                resource,
+                namespace,
+            },
+        ) => cluster.list(resource, namespace.as_deref(), &query),
+        (
+            Method::GET,
+            Target::One {
+                resource,
+                namespace,
+                name,
+            },
+        ) => cluster.read(resource, &namespace, &name),
+        (
+            Method::PATCH,
+            Target::One {
+                resource,
+                namespace,
+                name,
+            },
+        ) => cluster.apply(resource, &namespace, &name, &query, &headers, &body),
+        (
+            Method::DELETE,
+            Target::One {
+                resource,
+                namespace,
+                name,
+            },
+        ) => cluster.delete(resource, &namespace, &name),
+        (method, _) => status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            &format!("the fake API server does not support {method} here"),
+        ),
+    }
+}
+
+impl Cluster {
+    fn read(&mut self, resource: &str, namespace: &str, name: &str) -> Response {
+        let Some(stored) = self.objects.get_mut(&key(resource, namespace, name)) else {
+            return not_found(resource, name);
+        };
+        stored.reads = stored.reads.saturating_add(1);
+        let Some(stored) = self.objects.get(&key(resource, namespace, name)) else {
+            return not_found(resource, name);
+        };
+        (StatusCode::OK, axum::Json(self.shown(stored))).into_response()
+    }
+
+    fn list(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        query: &BTreeMap<String, String>,
+    ) -> Response {
+        let selector = match query.get("labelSelector").map(|text| parse_selector(text)) {
+            None => Vec::new(),
+            Some(Ok(selector)) => selector,
+            Some(Err(why)) => return status(StatusCode::BAD_REQUEST, "BadRequest", &why),
+        };
+        let items: Vec<Value> = self
+            .objects
+            .iter()
+            .filter(|((kind, space, _), _)| {
+                kind == resource && namespace.is_none_or(|wanted| wanted == space)
+            })
+            .filter(|(_, stored)| matches(&selector, &stored.object["metadata"]["labels"]))
+            .map(|(_, stored)| self.shown(stored))
+            .collect();
+        let (kind, api_version) = kind_of(resource);
+        (
+            StatusCode::OK,
+            axum::Json(json!({
+                "apiVersion": api_version,
+                "kind": format!("{kind}List"),
+                "metadata": {"resourceVersion": self.version.to_string()},
+                "items": items,
+            })),
+        )
+            .into_response()
+    }
+
+    fn apply(
+        &mut self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        query: &BTreeMap<String, String>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Response {
+        let content_type = headers
+            .get("content-type")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        if content_type != "application/apply-patch+yaml" {
+            return status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                &format!("the fake API server only takes server-side apply, not {content_type:?}"),
+            );
+        }
+        let Some(manager) = query
+            .get("fieldManager")
+            .filter(|manager| !manager.is_empty())
+        else {
+            return status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                "fieldManager is required for apply requests",
+            );
+        };
+        let mut object: Value = match serde_json::from_slice(body) {
+            Ok(object) => object,
+            Err(error) => {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    &format!("the body is not an object: {error}"),
+                );
+            }
+        };
+        let (kind, api_version) = kind_of(resource);
+        if object["kind"] != json!(kind) || object["apiVersion"] != json!(api_version) {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("the body is not a {api_version} {kind}"),
+            );
+        }
+        if object["metadata"]["name"] != json!(name) {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "the name of the object does not match the name on the URL",
+            );
+        }
+        if !namespace.is_empty() {
+            if !object["metadata"]["namespace"].is_null()
+                && object["metadata"]["namespace"] != json!(namespace)
+            {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "the namespace of the object does not match the namespace on the URL",
+                );
+            }
+            if !self.objects.contains_key(&key("namespaces", "", namespace)) {
+                return status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("namespaces \"{namespace}\" not found"),
+                );
+            }
+            object["metadata"]["namespace"] = json!(namespace);
+        }
+        self.version += 1;
+        let version = self.version;
+        let previous = self.objects.get(&key(resource, namespace, name));
+        let (uid, generation, reads, ready, cluster_ip) = match previous {
+            Some(previous) => {
+                let old = &previous.object;
+                let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+                let changed = old["spec"] != object["spec"];
+                (
+                    old["metadata"]["uid"].clone(),
+                    if changed { generation + 1 } else { generation },
+                    if changed { 0 } else { previous.reads },
+                    previous.ready,
+                    old["spec"]["clusterIP"].clone(),
+                )
+            }
+            None => {
+                self.uids += 1;
+                let cluster_ip = if resource == "services" {
+                    json!(format!("10.96.0.{}", self.uids % 250 + 1))
+                } else {
+                    Value::Null
+                };
+                (json!(format!("uid-{}", self.uids)), 1, 0, None, cluster_ip)
+            }
+        };
+        let metadata = &mut object["metadata"];
+        metadata["uid"] = uid;
+        metadata["resourceVersion"] = json!(version.to_string());
+        metadata["generation"] = json!(generation);
+        metadata["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        metadata["managedFields"] =
+            json!([{"manager": manager, "operation": "Apply", "apiVersion": api_version}]);
+        if !cluster_ip.is_null() {
+            object["spec"]["clusterIP"] = cluster_ip;
+        }
+        if let Some(map) = object.as_object_mut() {
+            map.remove("status");
+        }
+        let stored = Stored {
+            object,
+            reads,
+            ready,
+        };
+        let shown = self.shown(&stored);
+        self.objects.insert(key(resource, namespace, name), stored);
+        (StatusCode::OK, axum::Json(shown)).into_response()
+    }
+
+    fn delete(&mut self, resource: &str, namespace: &str, name: &str) -> Response {
+        if self
+            .objects
+            .remove(&key(resource, namespace, name))
+            .is_none()
+        {
+            return not_found(resource, name);
+        }
+        if resource == "namespaces" {
+            self.objects.retain(|(_, space, _), _| space != name);
+        }
+        self.version += 1;
+        let (kind, _) = kind_of(resource);
+        (
+            StatusCode::OK,
+            axum::Json(json!({
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {"name": name, "kind": resource, "uid": ""},
+                "message": format!("{kind} {name} deleted"),
+            })),
+        )
+            .into_response()
+    }
+
+    /// The object as the API server would show it: a Deployment with its status.
+    fn shown(&self, stored: &Stored) -> Value {
+        let mut object = stored.object.clone();
+        if object["kind"] == json!("Deployment") {
+            object["status"] = deployment_status(stored);
+        }
+        object
+    }
+}
+
+/// The status the fake controller reports after `reads` reads of the current generation.
+fn deployment_status(stored: &Stored) -> Value {
+    let object = &stored.object;
+    let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let desired = object["spec"]["replicas"].as_u64().unwrap_or(1);
+    let failing = object["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|container| container["image"].as_str())
+        .any(|image| image_tag(image).contains("fail"));
+    let set = format!("{name}-{generation}");
+    match stored.reads {
+        0 | 1 => json!({
+            "observedGeneration": generation - 1,
+            "replicas": desired,
+        }),
+        2 => json!({
+            "observedGeneration": generation,
+            "replicas": desired,
+            "updatedReplicas": desired.min(1),
+            "readyReplicas": 0,
+            "availableReplicas": 0,
+            "conditions": [{
+                "type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
+                "message": format!("ReplicaSet \"{set}\" is progressing."),
+            }],
+        }),
+        _ if failing => json!({
+            "observedGeneration": generation,
+            "replicas": desired,
+            "updatedReplicas": desired.min(1),
+            "readyReplicas": 0,
+            "availableReplicas": 0,
+            "unavailableReplicas": desired,
+            "conditions": [{
+                "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                "message": format!("ReplicaSet \"{set}\" has timed out progressing."),
+            }],
+        }),
+        _ => {
+            let ready = stored.ready.map_or(desired, u64::from).min(desired);
+            json!({
+                "observedGeneration": generation,
+                "replicas": desired,
+                "updatedReplicas": desired,
+                "readyReplicas": ready,
+                "availableReplicas": ready,
+                "conditions": [
+                    {"type": "Available", "status": if ready == desired { "True" } else { "False" },
+                     "reason": if ready == desired { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" }},
+                    {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                     "message": format!("ReplicaSet \"{set}\" has successfully progressed.")},
+                ],
+            })
+        }
+    }
+}
+
+/// The tag of an image reference (`name:tag`, after any registry port), or empty.
+fn image_tag(image: &str) -> &str {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    last.split_once(':').map(|(_, tag)| tag).unwrap_or_default()
+}
+
+fn kind_of(resource: &str) -> (&'static str, &'static str) {
+    RESOURCES
+        .iter()
+        .find(|(name, ..)| *name == resource)
+        .map(|(_, group, kind, _)| {
+            let api_version = if *group == "api/v1" { "v1" } else { "apps/v1" };
+            (*kind, api_version)
+        })
+        .unwrap_or(("Unknown", "v1"))
+}
+
+enum Term {
+    Equals(String, String),
+    NotEquals(String, String),
+    Exists(String),
+    Absent(String),
+}
+
+/// Equality-based selectors (`a=b,c!=d,e,!f`); set-based ones are refused.
+fn parse_selector(text: &str) -> Result<Vec<Term>, String> {
+    text.split(',')
+        .filter(|term| !term.trim().is_empty())
+        .map(|term| {
+            let term = term.trim();
+            if term.contains(" in ") || term.contains(" notin ") || term.contains('(') {
+                Err(format!(
+                    "the fake API server does not take set-based selectors: {term}"
+                ))
+            } else if let Some((label, value)) = term.split_once("!=") {
+                Ok(Term::NotEquals(label.to_owned(), value.to_owned()))
+            } else if let Some((label, value)) = term.split_once("==") {
+                Ok(Term::Equals(label.to_owned(), value.to_owned()))
+            } else if let Some((label, value)) = term.split_once('=') {
+                Ok(Term::Equals(label.to_owned(), value.to_owned()))
+            } else if let Some(label) = term.strip_prefix('!') {
+                Ok(Term::Absent(label.to_owned()))
+            } else {
+                Ok(Term::Exists(term.to_owned()))
+            }
+        })
+        .collect()
+}
+
+fn matches(selector: &[Term], labels: &Value) -> bool {
+    selector.iter().all(|term| match term {
+        Term::Equals(label, value) => labels[label].as_str() == Some(value),
+        Term::NotEquals(label, value) => labels[label].as_str() != Some(value),
+        Term::Exists(label) => !labels[label].is_null(),
+        Term::Absent(label) => labels[label].is_null(),
+    })
+}
+
+fn not_found(resource: &str, name: &str) -> Response {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        &format!("{resource} \"{name}\" not found"),
+    )
+}
+
+/// A `Status` object, the API server's error body, which kube-rs reads into its errors.
+fn status(code: StatusCode, reason: &str, message: &str) -> Response {
+    (
+        code,
+        axum::Json(json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "code": code.as_u16(),
+        })),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_tags_ignore_registry_ports() {
+        assert_eq!(image_tag("app:0.1-fail"), "0.1-fail");
+        assert_eq!(image_tag("registry:5000/app"), "");
+        assert_eq!(image_tag("registry:5000/team/app:2"), "2");
+    }
+
+    #[test]
+    fn equality_selectors_match_labels() {
+        let labels = json!({"a": "1", "b": "2"});
+        let selector = parse_selector("a=1,b!=3,!c,a").unwrap_or_default();
+        assert!(matches(&selector, &labels));
+        let selector = parse_selector("a==2").unwrap_or_default();
+        assert!(!matches(&selector, &labels));
+        assert!(parse_selector("a in (1)").is_err());
+    }
+}

@@ -1,0 +1,338 @@
+//! The kubernetes runtime end to end: the real `tier` binary, with KUBECONFIG pointing at a
+//! kubeconfig whose cluster is `tier_test::fake_kube::FakeKube`.
+//!
+//! No cluster can run where these tests run, so that in-process fake stands in for a live
+//! Kubernetes API server (it is the only mock: the binary, kube-rs and every HTTP request are
+//! real). README.md says how to run the same commands against kind or k3s.
+
+use tier_test::TestProject;
+use tier_test::assert_cmd::Command;
+use tier_test::fake_kube::FakeKube;
+
+const SHOP: &str = r#"[project]
+name = "shop"
+
+[environments.dev]
+runtime = "local"
+
+[environments.prod]
+runtime = "kubernetes"
+kube = { context = "prod-admin", namespace = "shop-prod" }
+
+[services.api]
+command = ["api"]
+image = "shop-api:1.0"
+port = 8080
+replicas = 3
+health = { http = "/healthz" }
+
+[services.web]
+command = ["web"]
+image = "shop-web:1.0"
+port = 8081
+depends_on = ["api"]
+expose = 8080
+
+[services.worker]
+command = ["worker"]
+image = "shop-worker:1.0"
+port = 9000
+depends_on = ["api"]
+"#;
+
+/// What one run of `tier` printed.
+struct Run {
+    stdout: String,
+    stderr: String,
+}
+
+/// A project and the fake cluster its kubeconfig points at.
+struct Setup {
+    project: TestProject,
+    fake: FakeKube,
+}
+
+impl Setup {
+    /// The project, with `.kube/config` naming the fake's contexts `prod-admin` and
+    /// `kind-dev`, `current` being the current one.
+    fn new(project: TestProject, current: &str) -> Setup {
+        let fake = FakeKube::start();
+        std::fs::create_dir_all(project.path().join(".kube")).expect("a .kube directory");
+        fake.write_kubeconfig(
+            &project.path().join(".kube/config"),
+            &["prod-admin", "kind-dev"],
+            current,
+        );
+        Setup { project, fake }
+    }
+
+    fn shop(current: &str) -> Setup {
+        Setup::new(TestProject::with_files(&[("tier.toml", SHOP)]), current)
+    }
+
+    fn tier(&self, args: &[&str]) -> Command {
+        let mut command = self.project.tier();
+        command
+            .env("KUBECONFIG", self.project.path().join(".kube/config"))
+            .args(args);
+        command
+    }
+
+    /// Runs `tier` and checks its exit code, printing both streams when it is not the
+    /// expected one.
+    fn run(&self, args: &[&str], code: i32) -> Run {
+        let output = self.tier(args).output().expect("run tier");
+        let run = Run {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "tier {args:?} exited with {:?}, expected {code}\n--- stdout\n{}\n--- stderr\n{}",
+            output.status,
+            run.stdout,
+            run.stderr
+        );
+        run
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let run = self.run(args, 0);
+        serde_json::from_str(&run.stdout).unwrap_or_else(|error| {
+            panic!("tier {args:?} printed no JSON ({error}): {}", run.stdout)
+        })
+    }
+
+    fn image_of(&self, deployment: &str) -> String {
+        self.fake
+            .get("deployments", "shop-prod", deployment)
+            .and_then(|object| {
+                object["spec"]["template"]["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| format!("no Deployment {deployment}"))
+    }
+}
+
+#[test]
+fn apply_creates_every_object_on_the_cluster_and_records_the_revision() {
+    let setup = Setup::shop("prod-admin");
+    let run = setup.run(&["apply", "prod"], 0);
+    assert!(
+        run.stdout.contains("prod: revision 1 deployed"),
+        "{}",
+        run.stdout
+    );
+    // Waves: the api first, then what depends on it.
+    assert!(run.stderr.contains("wave 1: api"), "{}", run.stderr);
+    assert!(run.stderr.contains("wave 2: web, worker"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("api: rolled out: 3/3 available"),
+        "{}",
+        run.stderr
+    );
+    let fake = &setup.fake;
+    assert!(fake.get("namespaces", "", "shop-prod").is_some());
+    assert_eq!(
+        fake.names("configmaps", "shop-prod"),
+        ["api-config", "web-config", "worker-config"]
+    );
+    assert_eq!(
+        fake.names("deployments", "shop-prod"),
+        ["api", "web", "worker"]
+    );
+    assert_eq!(
+        fake.names("services", "shop-prod"),
+        ["api", "web", "worker"]
+    );
+    let web = fake
+        .get("services", "shop-prod", "web")
+        .expect("the web Service");
+    assert_eq!(web["spec"]["type"], "LoadBalancer");
+    assert_eq!(
+        web["metadata"]["managedFields"][0]["manager"], "tier",
+        "applied with field manager tier"
+    );
+    let history = setup.json(&["history", "prod", "--output", "json"]);
+    assert_eq!(history[0]["outcome"]["status"], "succeeded", "{history:#}");
+    // Nothing changed: a second apply plans nothing and leaves the objects as they are.
+    let again = setup.run(&["apply", "prod"], 0);
+    assert!(
+        again.stdout.contains("revision 2 deployed"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(setup.image_of("api"), "shop-api:1.0");
+}
+
+#[test]
+fn a_service_removed_from_the_project_is_pruned_and_others_objects_stay() {
+    let setup = Setup::shop("prod-admin");
+    setup.run(&["apply", "prod"], 0);
+    setup.fake.insert(
+        "configmaps",
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "someone-elses", "namespace": "shop-prod"}}),
+    );
+    let without_worker = SHOP
+        .split("[services.worker]")
+        .next()
+        .expect("the worker's section");
+    setup.project.write("tier.toml", without_worker);
+    let plan = setup.run(&["plan", "prod"], 0);
+    assert!(plan.stdout.contains("worker"), "{}", plan.stdout);
+    let run = setup.run(&["apply", "prod"], 0);
+    assert!(
+        run.stderr
+            .contains("pruned Deployment shop-prod/worker (no longer declared)"),
+        "{}",
+        run.stderr
+    );
+    let fake = &setup.fake;
+    assert_eq!(fake.names("deployments", "shop-prod"), ["api", "web"]);
+    assert_eq!(fake.names("services", "shop-prod"), ["api", "web"]);
+    assert_eq!(
+        fake.names("configmaps", "shop-prod"),
+        ["api-config", "someone-elses", "web-config"]
+    );
+}
+
+#[test]
+fn a_failed_rollout_applies_the_previous_revision_again_and_history_shows_it() {
+    let setup = Setup::shop("prod-admin");
+    setup.run(&["apply", "prod"], 0);
+    let run = setup.run(
+        &[
+            "apply",
+            "prod",
+            "--set",
+            "services.api.image=shop-api:2.0-fail",
+            "--set",
+            "services.web.image=shop-web:2.0",
+        ],
+        1,
+    );
+    assert!(
+        run.stderr
+            .contains("service api: rollout failed: progress deadline exceeded"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("applying revision 1 again, which was deployed before"),
+        "{}",
+        run.stderr
+    );
+    // The api runs its previous image again; the web's wave never started.
+    assert_eq!(setup.image_of("api"), "shop-api:1.0");
+    assert_eq!(setup.image_of("web"), "shop-web:1.0");
+    let history = setup.json(&["history", "prod", "--output", "json"]);
+    let last = &history[1];
+    assert_eq!(last["number"], 2, "{history:#}");
+    assert_eq!(last["outcome"]["status"], "rolled_back", "{history:#}");
+    let reason = last["outcome"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("progress deadline exceeded") && reason.contains("revision 1 runs again"),
+        "{reason}"
+    );
+    let text = setup.run(&["history", "prod"], 0);
+    assert!(
+        text.stdout
+            .contains("rolled back: service api: rollout failed"),
+        "{}",
+        text.stdout
+    );
+    // What is deployed is still revision 1: the plan shows the failed change again.
+    let status = setup.json(&["status", "prod", "--output", "json"]);
+    assert_eq!(status[0]["status"]["services"][0]["image"], "shop-api:1.0");
+    assert_eq!(status[0]["status"]["services"][0]["state"], "running");
+}
+
+#[test]
+fn the_context_guard_refuses_another_context_and_changes_nothing() {
+    let setup = Setup::shop("kind-dev");
+    let run = setup.run(&["apply", "prod"], 1);
+    insta::assert_snapshot!(
+        "guard_refuses_apply",
+        run.stderr
+            .lines()
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let status = setup.run(&["status", "prod"], 1);
+    assert!(
+        status.stderr.contains(
+            "`prod` runs in kube context `prod-admin`, but the current context is `kind-dev`"
+        ),
+        "{}",
+        status.stderr
+    );
+    assert_eq!(setup.fake.writes(), 0, "{:?}", setup.fake.requests());
+    assert!(
+        setup.fake.requests().is_empty(),
+        "nothing reached the cluster"
+    );
+    let history = setup.run(&["history", "prod"], 0);
+    assert_eq!(history.stdout, "prod: nothing applied yet\n");
+}
+
+#[test]
+fn status_reads_ready_and_desired_from_the_live_deployments() {
+    let setup = Setup::shop("prod-admin");
+    setup.run(&["apply", "prod"], 0);
+    setup.fake.set_ready("shop-prod", "api", 1);
+    let status = setup.json(&["status", "prod", "--output", "json"]);
+    let entry = &status[0];
+    assert_eq!(entry["environment"], "prod");
+    assert_eq!(entry["runtime"], "kubernetes");
+    assert_eq!(entry["status"]["namespace"], "shop-prod");
+    let api = &entry["status"]["services"][0];
+    assert_eq!(
+        (&api["name"], &api["ready"], &api["desired"], &api["state"]),
+        (
+            &serde_json::json!("api"),
+            &serde_json::json!(1),
+            &serde_json::json!(3),
+            &serde_json::json!("not ready")
+        )
+    );
+    insta::assert_snapshot!("status_text", setup.run(&["status", "prod"], 0).stdout);
+}
+
+#[test]
+fn the_sample_apps_protected_prod_needs_confirm_and_a_saved_plan_applies_as_is() {
+    let setup = Setup::new(TestProject::copy_of("examples/sample-app"), "prod-admin");
+    let refused = setup.run(&["apply", "prod"], 1);
+    assert!(
+        refused
+            .stderr
+            .contains("prod is protected; nothing was changed"),
+        "{}",
+        refused.stderr
+    );
+    assert!(setup.fake.requests().is_empty());
+    let plan_path = setup.project.path().join("prod.plan.json");
+    let plan_file = plan_path.to_str().expect("a UTF-8 path");
+    setup.run(&["plan", "prod", "--out", plan_file], 0);
+    setup.run(&["apply", plan_file, "--confirm", "prod"], 0);
+    assert_eq!(
+        setup.fake.names("deployments", "sample-app-prod"),
+        ["backend", "frontend"]
+    );
+    let backend = setup
+        .fake
+        .get("deployments", "sample-app-prod", "backend")
+        .expect("the backend");
+    assert_eq!(backend["spec"]["replicas"], 3, "envs/prod.toml's replicas");
+    // The saved plan is spent: the state moved on.
+    let stale = setup.run(&["apply", plan_file, "--confirm", "prod"], 1);
+    assert!(
+        stale.stderr.contains("tier plan prod --out FILE"),
+        "{}",
+        stale.stderr
+    );
+}
