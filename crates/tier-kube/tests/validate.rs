@@ -1,0 +1,173 @@
+//! The rendered manifests against Kubernetes' own OpenAPI schemas, with the real
+//! `kubernetes-validate` (PyPI; `.ci/run` installs it). Strict: an unknown field fails too.
+//! A missing tool fails the test, it never skips it.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use tier_kube::{Object, RenderOptions, render, to_yaml};
+use tier_model::Project;
+
+/// The Kubernetes version the manifests are checked against: the one the k8s-openapi
+/// feature (`v1_36`) targets.
+const KUBERNETES_VERSION: &str = "1.36";
+/// The generated project's size.
+const SERVICES: usize = 320;
+
+fn rendered(root: &Path, environment: &str) -> Vec<Object> {
+    let mut project = Project::load(root).expect("the project loads");
+    let resolved = project
+        .resolve(environment, &[])
+        .unwrap_or_else(|problems| panic!("{environment} resolves: {problems:?}"));
+    render(&resolved.environment, &RenderOptions::default()).expect("renders")
+}
+
+/// Runs `kubernetes-validate --strict` once on every file given, and fails with its report.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the validator is an external tool run once, with its output checked"
+)]
+fn kubernetes_validate(files: &[&Path]) {
+    let output = std::process::Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet", "--kubernetes-version", KUBERNETES_VERSION])
+        .args(files)
+        .output()
+        .unwrap_or_else(|error| {
+            panic!(
+                "cannot run kubernetes-validate ({error}); install it with `pip install kubernetes-validate`"
+            )
+        });
+    assert!(
+        output.status.success(),
+        "kubernetes-validate rejected the manifests:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A project that uses every shape the renderer knows: HTTP and TCP probes with their
+/// timings, exposed services, secrets, CPU, extra variables, rollout settings, dependency
+/// chains and app config.
+fn large_project(dir: &Path) {
+    let mut text = String::from(
+        "[project]\nname = \"large\"\n\n[environments.prod]\nruntime = \"kubernetes\"\nkube = { context = \"prod\", namespace = \"large-prod\" }\n\n",
+    );
+    for index in 0..SERVICES {
+        let _ = writeln!(text, "[services.s{index:03}]");
+        let _ = writeln!(
+            text,
+            "image = \"registry.example.com:5000/team/s{index:03}:1.{index}\""
+        );
+        let _ = writeln!(text, "port = {}", 8000 + index);
+        let _ = writeln!(text, "replicas = {}", index % 5);
+        let _ = writeln!(text, "memory = \"{}Mi\"", 64 * (1 + index % 4));
+        if index % 3 == 0 {
+            let _ = writeln!(text, "cpu = \"{}m\"", 100 + index);
+        }
+        match index % 4 {
+            0 => {
+                let _ = writeln!(text, "health = {{ http = \"/healthz\" }}");
+            }
+            1 => {
+                let _ = writeln!(
+                    text,
+                    "protocol = \"tcp\"\nhealth = {{ tcp = {}, interval = \"500ms\", timeout = \"250ms\", failure_threshold = 5 }}",
+                    8000 + index
+                );
+            }
+            2 => {
+                let _ = writeln!(
+                    text,
+                    "health = {{ http = \"/ready\", interval = \"10s\", timeout = \"2s\" }}"
+                );
+            }
+            _ => {}
+        }
+        if index % 40 == 7 {
+            let _ = writeln!(text, "expose = {}", 30000 + index);
+        }
+        if index % 7 == 0 {
+            let _ = writeln!(
+                text,
+                "secrets = {{ API_KEY = {{ env = \"API_KEY\" }}, TLS_KEY = {{ file = \"secrets/tls.key\" }} }}"
+            );
+        }
+        if index % 5 == 0 {
+            let _ = writeln!(
+                text,
+                "env = {{ LOG_LEVEL = \"info\", WORKERS = 4, DEBUG = false }}"
+            );
+        }
+        if index % 6 == 0 {
+            let _ = writeln!(
+                text,
+                "rollout = {{ max_surge = 0, max_unavailable = 1, deadline = \"5m\" }}"
+            );
+        }
+        if index > 0 {
+            let mut dependencies = vec![format!("\"s{:03}\"", index - 1)];
+            if index > 10 {
+                dependencies.push(format!("\"s{:03}\"", index / 2));
+            }
+            let _ = writeln!(text, "depends_on = [{}]", dependencies.join(", "));
+        }
+        if index % 10 == 0 {
+            let config = format!("config/s{index:03}");
+            let _ = writeln!(text, "config = \"{config}\"");
+            std::fs::create_dir_all(dir.join(&config)).expect("a config directory");
+            std::fs::write(
+                dir.join(&config).join("base.json"),
+                format!("{{\"name\": \"s{index:03}\", \"limits\": {{\"rps\": {index}}}, \"tags\": [\"a\", \"b\"]}}"),
+            )
+            .expect("base.json");
+            std::fs::write(
+                dir.join(&config).join("prod.json"),
+                "{\"limits\": {\"rps\": 1000}, \"text\": \"prod: \\\"quoted\\\"\\nnew line\"}",
+            )
+            .expect("prod.json");
+        }
+        text.push('\n');
+    }
+    std::fs::write(dir.join("tier.toml"), text).expect("tier.toml");
+}
+
+#[test]
+fn the_sample_app_and_a_large_project_pass_kubernetes_validate() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample-app");
+    let mut files = Vec::new();
+    // prod is the sample app's kubernetes environment; dev and stage render on request.
+    for environment in ["dev", "stage", "prod"] {
+        let path = dir.path().join(format!("sample-app-{environment}.yaml"));
+        let yaml = to_yaml(&rendered(&sample, environment)).expect("prints");
+        std::fs::write(&path, yaml).expect("write the manifests");
+        files.push(path);
+    }
+    let project = dir.path().join("large");
+    large_project(&project);
+    let objects = rendered(&project, "prod");
+    assert_eq!(objects.len(), 1 + 3 * SERVICES);
+    let path = dir.path().join("large-prod.yaml");
+    std::fs::write(&path, to_yaml(&objects).expect("prints")).expect("write the manifests");
+    files.push(path);
+    let files: Vec<&Path> = files.iter().map(|path| path.as_path()).collect();
+    kubernetes_validate(&files);
+}
+
+#[test]
+fn kubernetes_validate_rejects_an_unknown_field() {
+    // The check above is only worth something if the tool really rejects a bad manifest.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\n  colour: blue\n",
+    )
+    .expect("write a manifest");
+    let result = std::panic::catch_unwind(|| kubernetes_validate(&[&path]));
+    let Err(panic) = result else {
+        panic!("kubernetes-validate accepted an unknown field");
+    };
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("'colour' was unexpected"), "{message}");
+}
