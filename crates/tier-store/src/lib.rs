@@ -9,6 +9,7 @@ mod backend;
 mod codec;
 mod embedded;
 mod error;
+pub mod http;
 mod types;
 
 pub use backend::{Backend, WatchStream};

@@ -1,0 +1,192 @@
+//! The store's HTTP/JSON API, served per environment, for services (through `tier-client`),
+//! the CLI and `curl`. `docs/api.md` describes every path; this is the Rust side.
+//!
+//! # What the agent calls
+//!
+//! ```text
+//! let tokens = Tokens::load_or_create(&env_dir.join("tokens.json"), "dev")?;    // 0600 file
+//! let store = Arc::new(EmbeddedStore::open(&env_dir.join("store.redb"), config).await?);
+//! let config = ApiConfig { flags, shutdown: shutdown.clone(), ..ApiConfig::default() };
+//! let listener = TcpListener::bind("127.0.0.1:0").await?;
+//! // replicas get TIER_AGENT_URL=http://<listener address> and TIER_TOKEN=tokens.read_only()
+//! tokio::spawn(http::serve(listener, store.clone(), tokens, config));          // until shutdown
+//!
+//! let registry = Registry::new(store.clone());
+//! let lease = store.grant(Duration::from_secs(10)).await?;                      // keep it alive
+//! registry.register("backend", "1", "127.0.0.1:41234", lease.id).await?;       // when ready
+//! registry.deregister("backend", "1").await?;                                   // when stopped
+//! ```
+//!
+//! `flags` is the environment's resolved `[flags.<name>]`: a map from name to
+//! [`FlagDefault`]. The CLI reads the same tokens with [`Tokens::load`] and speaks HTTP, or
+//! calls [`router`] in-process. [`flag_enabled`] and [`rollout_bucket`] are the one definition
+//! of how a flag evaluates; `tier-client` repeats them and a test keeps the two equal.
+//!
+//! # Layout in the store
+//!
+//! User keys are any key outside `_tier/`. Under it: `_tier/audit/<key>\0<revision>` (one
+//! record per change made through the API), `_tier/flags/<name>` (run-time flag overrides)
+//! and `_tier/services/<service>/<replica>` (lease-bound endpoints). `/v1/kv` refuses keys
+//! under `_tier/` and leaves them out of listings and watches.
+
+mod audit;
+mod error;
+mod flags;
+mod kv;
+mod leases;
+mod registry;
+mod request;
+mod tokens;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, StatusCode};
+use axum::routing::{delete, get, post};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use flags::{FlagDefault, flag_enabled, rollout_bucket};
+pub use registry::{Endpoint, Registry};
+pub use tokens::{Token, TokenError, TokenKind, Tokens};
+
+use crate::backend::Backend;
+use crate::types::{KeyValue, Revision};
+use error::ApiError;
+
+/// Keys under this prefix belong to tier itself.
+pub(crate) const RESERVED_PREFIX: &str = "_tier/";
+pub(crate) const AUDIT_PREFIX: &str = "_tier/audit/";
+pub(crate) const FLAGS_PREFIX: &str = "_tier/flags/";
+pub(crate) const SERVICES_PREFIX: &str = "_tier/services/";
+
+/// The response header with the revision to pass back as `index` in a long-poll.
+pub(crate) const INDEX_HEADER: &str = "x-tier-index";
+
+/// How the API behaves beyond its store and tokens.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// The environment's declared flags: name → default value and description.
+    pub flags: BTreeMap<String, FlagDefault>,
+    /// Cancelled to stop: watches and long-polls end, and [`serve`] returns once every
+    /// connection has closed.
+    pub shutdown: CancellationToken,
+    /// Read only to stamp audit records.
+    pub wall_clock: fn() -> SystemTime,
+}
+
+impl Default for ApiConfig {
+    fn default() -> ApiConfig {
+        ApiConfig {
+            flags: BTreeMap::new(),
+            shutdown: CancellationToken::new(),
+            wall_clock: SystemTime::now,
+        }
+    }
+}
+
+/// The API over `store` for the environment `tokens` belong to, with every path under `/v1`.
+pub fn router<B: Backend>(store: Arc<B>, tokens: Tokens, config: ApiConfig) -> Router {
+    let api = Arc::new(Api {
+        store,
+        tokens,
+        flags: config.flags,
+        shutdown: config.shutdown,
+        wall_clock: config.wall_clock,
+        writes: tokio::sync::Mutex::new(()),
+    });
+    Router::new()
+        .route("/v1/kv", get(kv::list::<B>))
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get::<B>)
+                .put(kv::put::<B>)
+                .delete(kv::delete::<B>)
+                .post(kv::rollback::<B>),
+        )
+        .route("/v1/watch", get(watch::watch::<B>))
+        .route("/v1/leases", post(leases::grant::<B>))
+        .route("/v1/leases/{id}", delete(leases::revoke::<B>))
+        .route("/v1/leases/{id}/keepalive", post(leases::keep_alive::<B>))
+        .route("/v1/flags", get(flags::list::<B>))
+        .route(
+            "/v1/flags/{name}",
+            get(flags::get::<B>)
+                .put(flags::put::<B>)
+                .delete(flags::delete::<B>),
+        )
+        .route("/v1/services/{name}", get(registry::get::<B>))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(request::MAX_BODY_BYTES))
+        .with_state(api)
+}
+
+/// Serves [`router`] on `listener` until `config.shutdown` is cancelled, then lets open
+/// requests finish (watches and long-polls end at once) and returns.
+pub async fn serve<B: Backend>(
+    listener: TcpListener,
+    store: Arc<B>,
+    tokens: Tokens,
+    config: ApiConfig,
+) -> std::io::Result<()> {
+    let shutdown = config.shutdown.clone();
+    axum::serve(listener, router(store, tokens, config))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// What every handler shares.
+pub(crate) struct Api<B> {
+    pub(crate) store: Arc<B>,
+    pub(crate) tokens: Tokens,
+    pub(crate) flags: BTreeMap<String, FlagDefault>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) wall_clock: fn() -> SystemTime,
+    /// Held by each change made through the API from reading the old value to writing the
+    /// audit record, so records of one server see each other's changes in order.
+    pub(crate) writes: tokio::sync::Mutex<()>,
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found(
+        "no_such_path",
+        "no such path; see docs/api.md for the API's paths",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this path does not take that method; see docs/api.md",
+    )
+}
+
+/// A stored value as JSON: the document it holds, or a string when it is not JSON (a value
+/// written by another tool straight into etcd).
+pub(crate) fn decode_value(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// A key as the API shows it.
+pub(crate) fn kv_json(kv: &KeyValue) -> Value {
+    serde_json::json!({
+        "key": kv.key,
+        "value": decode_value(&kv.value),
+        "create_revision": kv.create_revision.0,
+        "mod_revision": kv.mod_revision.0,
+        "version": kv.version,
+        "lease": kv.lease.map(|lease| lease.0),
+    })
+}
+
+pub(crate) fn index_header(revision: Revision) -> [(&'static str, HeaderValue); 1] {
+    [(INDEX_HEADER, HeaderValue::from(revision.0))]
+}
