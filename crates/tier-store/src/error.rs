@@ -31,4 +31,13 @@ pub enum StoreError {
     },
     #[error("store task failed: {0}")]
     Task(String),
+    /// The etcd cluster refused or failed a request, or could not be reached in time.
+    #[error("etcd: {0}")]
+    Etcd(String),
+    /// An `etcd://` address that does not parse.
+    #[error("invalid etcd address {address:?}: {reason}")]
+    InvalidAddress {
+        address: String,
+        reason: &'static str,
+    },
 }

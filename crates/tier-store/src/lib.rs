@@ -9,10 +9,14 @@ mod backend;
 mod codec;
 mod embedded;
 mod error;
+mod etcd;
 pub mod http;
 mod types;
 
 pub use backend::{Backend, WatchStream};
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
 pub use error::StoreError;
+pub use etcd::EtcdConfig;
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdStore;
 pub use types::{CasOutcome, Event, KeyValue, Lease, LeaseId, Range, Revision, Selector};

@@ -1,6 +1,8 @@
 //! The behaviour every `Backend` must show, written once over the trait so the embedded and
-//! etcd backends run the same cases. Each case takes a fresh, empty store; cases assert exact
-//! revisions, so a backend shared between cases (one etcd for all) must run them one at a time.
+//! etcd backends run the same cases. Each case takes a fresh store that nobody else writes to
+//! and counts revisions from the one it starts at (`base`): an empty embedded store starts at
+//! 0, a fresh etcd at 1 (etcd is the reference). Cases assert exact revisions from there, so
+//! a backend shared between cases (one etcd for all) must run them one at a time.
 //!
 //! Use it with `conformance_suite!(factory)`, where `factory` is an async function returning
 //! the store and a guard that keeps its resources alive for the test.
@@ -44,6 +46,7 @@ macro_rules! conformance_suite {
 }
 
 pub async fn put_get_range_delete<B: Backend>(store: B) {
+    let base = start(&store).await;
     assert_eq!(ok(store.get("app/a").await), None);
     ok(store.put("app/a", b"1".to_vec(), None).await);
     ok(store.put("app/b", b"2".to_vec(), None).await);
@@ -54,7 +57,7 @@ pub async fn put_get_range_delete<B: Backend>(store: B) {
 
     let range = ok(store.range("app/").await);
     assert_eq!(keys(&range.kvs), ["app/a", "app/b"]);
-    assert_eq!(range.revision, Revision(4));
+    assert_eq!(range.revision, base.at(4));
     assert_eq!(
         keys(&ok(store.range("app").await).kvs),
         ["app/a", "app/b", "apple"]
@@ -62,45 +65,47 @@ pub async fn put_get_range_delete<B: Backend>(store: B) {
     assert_eq!(ok(store.range("").await).kvs.len(), 4);
     assert!(ok(store.range("nothing/").await).kvs.is_empty());
 
-    assert_eq!(ok(store.delete("app/a").await), Some(Revision(5)));
+    assert_eq!(ok(store.delete("app/a").await), Some(base.at(5)));
     assert_eq!(ok(store.get("app/a").await), None);
     assert_eq!(
         ok(store.delete("app/a").await),
         None,
         "deleting a missing key writes nothing"
     );
-    assert_eq!(ok(store.revisions().await).0, Revision(5));
+    assert_eq!(ok(store.revisions().await).0, base.at(5));
     assert_eq!(keys(&ok(store.range("app/").await).kvs), ["app/b"]);
 }
 
 pub async fn revisions_and_versions<B: Backend>(store: B) {
-    assert_eq!(ok(store.put("k", b"a".to_vec(), None).await), Revision(1));
+    let base = start(&store).await;
+    assert_eq!(ok(store.put("k", b"a".to_vec(), None).await), base.at(1));
     assert_eq!(
         ok(store.put("other", b"x".to_vec(), None).await),
-        Revision(2)
+        base.at(2)
     );
-    assert_eq!(ok(store.put("k", b"b".to_vec(), None).await), Revision(3));
+    assert_eq!(ok(store.put("k", b"b".to_vec(), None).await), base.at(3));
     let kv = some(ok(store.get("k").await));
     assert_eq!(
         (kv.create_revision, kv.mod_revision, kv.version),
-        (Revision(1), Revision(3), 2)
+        (base.at(1), base.at(3), 2)
     );
-    assert_eq!(ok(store.delete("k").await), Some(Revision(4)));
-    assert_eq!(ok(store.put("k", b"c".to_vec(), None).await), Revision(5));
+    assert_eq!(ok(store.delete("k").await), Some(base.at(4)));
+    assert_eq!(ok(store.put("k", b"c".to_vec(), None).await), base.at(5));
     let kv = some(ok(store.get("k").await));
     assert_eq!(
         (kv.create_revision, kv.mod_revision, kv.version),
-        (Revision(5), Revision(5), 1),
+        (base.at(5), base.at(5), 1),
         "a key recreated after a delete starts over"
     );
-    assert_eq!(ok(store.revisions().await).0, Revision(5));
+    assert_eq!(ok(store.revisions().await).0, base.at(5));
 }
 
 pub async fn compare_and_swap<B: Backend>(store: B) {
+    let base = start(&store).await;
     let created = ok(store
         .txn_put_if_mod_revision("k", Revision(0), b"a".to_vec())
         .await);
-    assert_eq!(created, CasOutcome::Written(Revision(1)));
+    assert_eq!(created, CasOutcome::Written(base.at(1)));
     let again = ok(store
         .txn_put_if_mod_revision("k", Revision(0), b"b".to_vec())
         .await);
@@ -112,19 +117,19 @@ pub async fn compare_and_swap<B: Backend>(store: B) {
     };
     assert_eq!(
         (current.value, current.mod_revision),
-        (b"a".to_vec(), Revision(1))
+        (b"a".to_vec(), base.at(1))
     );
 
     let swapped = ok(store
-        .txn_put_if_mod_revision("k", Revision(1), b"c".to_vec())
+        .txn_put_if_mod_revision("k", base.at(1), b"c".to_vec())
         .await);
-    assert_eq!(swapped, CasOutcome::Written(Revision(2)));
+    assert_eq!(swapped, CasOutcome::Written(base.at(2)));
     let stale = ok(store
-        .txn_put_if_mod_revision("k", Revision(1), b"d".to_vec())
+        .txn_put_if_mod_revision("k", base.at(1), b"d".to_vec())
         .await);
     assert!(matches!(stale, CasOutcome::Conflict { current: Some(_) }));
     let missing = ok(store
-        .txn_put_if_mod_revision("missing", Revision(7), b"e".to_vec())
+        .txn_put_if_mod_revision("missing", base.at(7), b"e".to_vec())
         .await);
     assert_eq!(missing, CasOutcome::Conflict { current: None });
 
@@ -132,47 +137,52 @@ pub async fn compare_and_swap<B: Backend>(store: B) {
     assert_eq!((kv.value, kv.version), (b"c".to_vec(), 2));
     assert_eq!(
         ok(store.revisions().await).0,
-        Revision(2),
+        base.at(2),
         "a failed swap writes nothing"
     );
 }
 
 pub async fn watch_from_a_past_revision_then_live<B: Backend>(store: B) {
+    let base = start(&store).await;
     ok(store.put("cfg/a", b"1".to_vec(), None).await);
     ok(store.put("elsewhere", b"x".to_vec(), None).await);
     ok(store.put("cfg/b", b"2".to_vec(), None).await);
     ok(store.delete("cfg/a").await);
 
     let mut prefix = ok(store
-        .watch(Selector::Prefix("cfg/".into()), Revision(1))
+        .watch(Selector::Prefix("cfg/".into()), base.at(1))
         .await);
-    let mut key = ok(store
-        .watch(Selector::Key("cfg/b".into()), Revision(1))
-        .await);
+    let mut key = ok(store.watch(Selector::Key("cfg/b".into()), base.at(1)).await);
     let mut from_now = ok(store
         .watch(Selector::Prefix(String::new()), Revision(0))
         .await);
     let history = next_events(&mut prefix, 3).await;
     assert_eq!(
-        summary(&history),
+        base.relative(&history),
         ["put cfg/a@1", "put cfg/b@3", "delete cfg/a@4"]
     );
-    assert_eq!(summary(&next_events(&mut key, 1).await), ["put cfg/b@3"]);
+    assert_eq!(
+        base.relative(&next_events(&mut key, 1).await),
+        ["put cfg/b@3"]
+    );
 
     ok(store.put("cfg/c", b"3".to_vec(), None).await);
     ok(store.put("cfg/b", b"4".to_vec(), None).await);
     let live = next_events(&mut prefix, 2).await;
-    assert_eq!(summary(&live), ["put cfg/c@5", "put cfg/b@6"]);
+    assert_eq!(base.relative(&live), ["put cfg/c@5", "put cfg/b@6"]);
     let Event::Put(kv) = &live[1] else {
         panic!("expected a put");
     };
     assert_eq!(
         (kv.value.as_slice(), kv.create_revision, kv.version),
-        (&b"4"[..], Revision(3), 2)
+        (&b"4"[..], base.at(3), 2)
     );
-    assert_eq!(summary(&next_events(&mut key, 1).await), ["put cfg/b@6"]);
     assert_eq!(
-        summary(&next_events(&mut from_now, 2).await),
+        base.relative(&next_events(&mut key, 1).await),
+        ["put cfg/b@6"]
+    );
+    assert_eq!(
+        base.relative(&next_events(&mut from_now, 2).await),
         ["put cfg/c@5", "put cfg/b@6"]
     );
 }
@@ -181,6 +191,7 @@ pub async fn watch_resumes_after_disconnect_without_loss_or_duplicates<B: Backen
     store: B,
 ) {
     const WRITES: u64 = 300;
+    let base = start(&store).await;
     let mut writer = {
         let store = store.clone();
         tokio::spawn(async move {
@@ -199,7 +210,7 @@ pub async fn watch_resumes_after_disconnect_without_loss_or_duplicates<B: Backen
         })
     };
     let mut seen: Vec<Revision> = Vec::new();
-    let mut resume_from = Revision(1);
+    let mut resume_from = base.at(1);
     // The last revision, known once the writer has finished.
     let mut last: Option<Revision> = None;
     // Disconnect after every few events and resume from the last revision seen plus one,
@@ -231,11 +242,12 @@ pub async fn watch_resumes_after_disconnect_without_loss_or_duplicates<B: Backen
     let current = ok(store.revisions().await).0;
     // Deletes of keys that were already deleted write nothing, so compare with the revisions
     // that exist rather than with the number of calls.
-    let expected: Vec<Revision> = (1..=current.0).map(Revision).collect();
+    let expected: Vec<Revision> = (base.at(1).0..=current.0).map(Revision).collect();
     assert_eq!(seen, expected, "every revision exactly once, in order");
 }
 
 pub async fn lease_expiry_deletes_attached_keys<B: Backend>(store: B) {
+    let base = start(&store).await;
     let lease = ok(store.grant(Duration::from_secs(1)).await);
     ok(store.put("svc/a", b"1".to_vec(), Some(lease.id)).await);
     ok(store.put("svc/b", b"2".to_vec(), Some(lease.id)).await);
@@ -243,7 +255,7 @@ pub async fn lease_expiry_deletes_attached_keys<B: Backend>(store: B) {
     let kv = some(ok(store.get("svc/a").await));
     assert_eq!(kv.lease, Some(lease.id));
     let mut watch = ok(store
-        .watch(Selector::Prefix("svc/".into()), Revision(4))
+        .watch(Selector::Prefix("svc/".into()), base.at(4))
         .await);
     let mut deleted: Vec<String> = next_events(&mut watch, 2)
         .await
@@ -295,39 +307,39 @@ pub async fn keep_alive_and_revoke<B: Backend>(store: B) {
 }
 
 pub async fn compaction_and_the_compacted_error<B: Backend>(store: B) {
+    let base = start(&store).await;
     for index in 0..10_u8 {
         ok(store.put("k", vec![index], None).await);
     }
-    ok(store.compact(Revision(6)).await);
+    ok(store.compact(base.at(6)).await);
+    assert_eq!(ok(store.revisions().await), (base.at(10), base.at(6)));
     let error = store
-        .watch(Selector::Key("k".into()), Revision(3))
+        .watch(Selector::Key("k".into()), base.at(3))
         .await
         .err();
     assert!(
         matches!(
             error,
-            Some(StoreError::Compacted {
-                requested: Revision(3),
-                compacted: Revision(6)
-            })
+            Some(StoreError::Compacted { requested, compacted })
+                if requested == base.at(3) && compacted == base.at(6)
         ),
         "got {error:?}"
     );
     let message = error.map(|error| error.to_string()).unwrap_or_default();
     assert!(message.contains("compacted"), "{message}");
-    let mut watch = ok(store.watch(Selector::Key("k".into()), Revision(6)).await);
+    let mut watch = ok(store.watch(Selector::Key("k".into()), base.at(6)).await);
     let revisions: Vec<u64> = next_events(&mut watch, 5)
         .await
         .iter()
-        .map(|e| e.revision().0)
+        .map(|e| e.revision().0 - base.0.0)
         .collect();
     assert_eq!(revisions, [6, 7, 8, 9, 10]);
     assert!(matches!(
-        store.compact(Revision(4)).await,
+        store.compact(base.at(4)).await,
         Err(StoreError::Compacted { .. })
     ));
     assert!(matches!(
-        store.compact(Revision(99)).await,
+        store.compact(base.at(99)).await,
         Err(StoreError::FutureRevision { .. })
     ));
     let kv = some(ok(store.get("k").await));
@@ -339,6 +351,7 @@ pub async fn compaction_and_the_compacted_error<B: Backend>(store: B) {
 }
 
 pub async fn bad_input_is_an_error_and_changes_nothing<B: Backend>(store: B) {
+    let base = start(&store).await;
     ok(store.put("k", b"1".to_vec(), None).await);
     assert!(matches!(
         store.put("", b"1".to_vec(), None).await,
@@ -361,8 +374,36 @@ pub async fn bad_input_is_an_error_and_changes_nothing<B: Backend>(store: B) {
         store.grant(Duration::ZERO).await,
         Err(StoreError::InvalidTtl)
     ));
-    assert_eq!(ok(store.revisions().await).0, Revision(1));
+    assert_eq!(ok(store.revisions().await).0, base.at(1));
     assert_eq!(some(ok(store.get("k").await)).value, b"1".to_vec());
+}
+
+/// The revision a case started at; the case's own writes are `at(1)`, `at(2)`, ...
+#[derive(Clone, Copy, Debug)]
+pub struct Base(pub Revision);
+
+impl Base {
+    pub fn at(self, offset: u64) -> Revision {
+        Revision(self.0.0 + offset)
+    }
+
+    /// `summary`, with revisions counted from the base.
+    pub fn relative(self, events: &[Event]) -> Vec<String> {
+        summary(events)
+            .into_iter()
+            .zip(events)
+            .map(|(line, event)| {
+                let absolute = format!("@{}", event.revision());
+                let relative = format!("@{}", event.revision().0 - self.0.0);
+                line.replace(&absolute, &relative)
+            })
+            .collect()
+    }
+}
+
+/// The store's current revision, which the case counts from.
+pub async fn start<B: Backend>(store: &B) -> Base {
+    Base(ok(store.revisions().await).0)
 }
 
 /// Waits for the next `count` events, failing the test after `PATIENCE`.
