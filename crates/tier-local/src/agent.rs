@@ -23,11 +23,12 @@ use tokio_util::sync::CancellationToken;
 use crate::control::{EnvStatus, ReplicaStatus, Request, Response, ServiceState, ServiceStatus};
 use crate::health::{self, Check};
 use crate::logs::{self, LogFile, Stream};
-use crate::paths::{EnvDir, write_atomic};
+use crate::paths::{EnvDir, STORE_PORT, write_atomic};
 use crate::proxy::{self, Endpoint, ProxyEvent};
 use crate::rollout;
 use crate::secrets::{SecretValues, Stash};
 use crate::spawn::{self, Spawn};
+use crate::store::{self, Discovery};
 
 /// How long a replica must stay ready before its earlier failures are forgiven.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
@@ -66,6 +67,7 @@ pub struct Prepared {
     _lock: nix::fcntl::Flock<std::fs::File>,
     control: std::os::unix::net::UnixListener,
     services: Vec<PreparedService>,
+    store: store::Claimed,
 }
 
 struct PreparedService {
@@ -144,6 +146,8 @@ pub fn prepare(options: AgentOptions) -> Result<Prepared, StartError> {
         write_atomic(&dir.config(name.as_str(), &service.config), &text)
             .map_err(|error| fail(format!("service {name}: cannot write its config: {error}")))?;
     }
+    let store = store::claim(&dir, &env, remembered.get(STORE_PORT).copied()).map_err(fail)?;
+    ports.insert(STORE_PORT.to_owned(), store.port());
     let ports_text = serde_json::to_vec_pretty(&ports).unwrap_or_default();
     write_atomic(&dir.ports(), &ports_text)
         .map_err(|error| fail(format!("cannot write {}: {error}", dir.ports().display())))?;
@@ -170,6 +174,7 @@ pub fn prepare(options: AgentOptions) -> Result<Prepared, StartError> {
         _lock: lock,
         control,
         services,
+        store,
     })
 }
 
@@ -309,6 +314,8 @@ struct ServiceRuntime {
     exposed: Option<u16>,
     dependencies: Vec<usize>,
     endpoints: watch::Sender<Arc<Vec<Endpoint>>>,
+    /// Lists the ready replicas in the store's service discovery.
+    discovery: Discovery,
     replicas: Vec<Replica>,
     started_at: Option<Instant>,
     ever_ready: bool,
@@ -369,7 +376,13 @@ impl ServiceRuntime {
             })
             .collect();
         if **self.endpoints.borrow() != ready {
-            self.endpoints.send_replace(Arc::new(ready));
+            let before = self.endpoints.send_replace(Arc::new(ready.clone()));
+            for gone in before.iter().filter(|old| !ready.contains(old)) {
+                self.discovery.gone(&self.name, gone.replica);
+            }
+            for new in ready.iter().filter(|new| !before.contains(new)) {
+                self.discovery.ready(&self.name, new.replica, new.address);
+            }
         }
     }
 }
@@ -395,6 +408,8 @@ struct Agent {
     kit: ProxyKit,
     /// Secret values, in memory only, for the specs that run or are about to.
     secrets: Stash,
+    /// The environment's runtime config store and its API.
+    store: store::Host,
 }
 
 /// What starting another service's proxy takes.
@@ -447,8 +462,16 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
         _lock,
         control,
         services: prepared_services,
+        store,
     } = prepared;
     let environment = options.environment;
+    let store = match store::Host::start(&dir, store, &environment).await {
+        Ok(host) => host,
+        Err(error) => {
+            eprintln!("error: {}: {error}", environment.name);
+            return;
+        }
+    };
     let mut secrets = Stash::default();
     secrets.add(options.secrets);
     let (events, mut inbox) = mpsc::unbounded_channel();
@@ -520,6 +543,7 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
                 .filter_map(|dependency| names.iter().position(|name| name == dependency.as_str()))
                 .collect(),
             endpoints,
+            discovery: store.discovery.clone(),
             replicas: Vec::new(),
             started_at: None,
             ever_ready: false,
@@ -585,6 +609,7 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
         queued_applies: std::collections::VecDeque::new(),
         kit,
         secrets,
+        store,
     };
     let socket = agent.dir.socket();
     agent.reconcile();
@@ -595,6 +620,7 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
         agent.reconcile();
     }
     agent.shut_down(&mut inbox).await;
+    agent.store.stop();
     halt_proxies.cancel();
     drop(agent);
     let _ = std::fs::remove_file(&socket);
@@ -872,6 +898,7 @@ impl Agent {
             proxy_port,
             dependencies: Vec::new(),
             endpoints,
+            discovery: self.store.discovery.clone(),
             replicas: Vec::new(),
             started_at: Some(Instant::now()),
             ever_ready: false,
@@ -1205,6 +1232,8 @@ impl Agent {
         let replica = &service.replicas[position];
         let mut variables = vec![
             ("ENV_NAME".to_owned(), self.env.clone()),
+            ("TIER_AGENT_URL".to_owned(), self.store.url.clone()),
+            ("TIER_TOKEN".to_owned(), self.store.token.clone()),
             ("TIER_SERVICE".to_owned(), service.name.clone()),
             ("TIER_REPLICA".to_owned(), replica.index.to_string()),
             (

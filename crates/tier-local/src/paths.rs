@@ -63,11 +63,32 @@ impl EnvDir {
             .join(format!("{service}-{hash:016x}.json"))
     }
 
-    /// The proxy ports given out last time, reused so `<SERVICE>_URL`s stay stable.
+    /// The proxy ports given out last time, reused so `<SERVICE>_URL`s stay stable. The
+    /// runtime config store's port is there too, under [`STORE_PORT`].
     pub fn ports(&self) -> PathBuf {
         self.root.join("ports.json")
     }
+
+    /// The environment's runtime config store (redb).
+    pub fn store(&self) -> PathBuf {
+        self.root.join("store.redb")
+    }
+
+    /// The store's access tokens (mode 0600).
+    pub fn tokens(&self) -> PathBuf {
+        self.root.join("tokens.json")
+    }
+
+    /// The port the running agent serves the store's API on, if it has served one.
+    pub fn store_port(&self) -> Option<u16> {
+        let bytes = std::fs::read(self.ports()).ok()?;
+        let ports: std::collections::BTreeMap<String, u16> = serde_json::from_slice(&bytes).ok()?;
+        ports.get(STORE_PORT).copied()
+    }
 }
+
+/// The key of the store's port in `ports.json`; no service can have this name.
+pub const STORE_PORT: &str = "_store";
 
 /// Writes a file so that a reader never sees it half-written: a temporary file in the same
 /// directory, synced, then renamed over the old one.

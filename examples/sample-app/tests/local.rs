@@ -471,11 +471,19 @@ fn a_tcp_service_is_balanced_connection_by_connection() {
         .next()
         .and_then(|port| port.parse().ok())
         .unwrap_or(0);
+    let mut replicas = std::collections::BTreeSet::new();
     for _ in 0..10 {
         let (code, body) = http_get(backend_port, "/");
         assert_eq!(code, 200, "{body}");
-        assert_eq!(body, r#"{"text":"development config"}"#);
+        let answer: serde_json::Value = serde_json::from_str(&body).expect("the backend's JSON");
+        assert_eq!(answer["text"], "development config", "{body}");
+        replicas.insert(answer["replica"].as_str().unwrap_or_default().to_owned());
     }
+    // Each new connection may go to another replica: both answered.
+    assert_eq!(
+        replicas.into_iter().collect::<Vec<_>>(),
+        ["backend-1", "backend-2"]
+    );
     // No HTTP proxy in between: no request id is added and nothing is access-logged.
     let access = std::fs::read_to_string(project.path().join(".tier/dev/logs/access.log"))
         .unwrap_or_default();
