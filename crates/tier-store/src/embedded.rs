@@ -5,22 +5,31 @@
 //! (id → time to live and wall-clock expiry) and `lease_keys` ((lease, key) → (), so revoking
 //! a lease does not scan every key).
 //!
-//! Every write is one redb transaction committed with `Durability::Immediate` (fsynced before
-//! `commit` returns) and acknowledged only afterwards. Writers are serialised by one lock held
-//! from `begin_write` until the committed events are broadcast, so broadcast order is revision
-//! order; a watcher that misses broadcasts (it lagged) re-reads the log, which already holds
-//! every broadcast event.
+//! Writes are group-committed: every write (put, delete, compare-and-swap, lease and compaction
+//! operations) is queued to one writer thread, which takes everything queued, applies it in
+//! order inside one redb transaction, commits it with `Durability::Immediate` (fsynced before
+//! `commit` returns), broadcasts the events, and only then answers each caller with its own
+//! revision or outcome. Concurrent writers thus share one fsync, while each write still sees
+//! every earlier one (a compare-and-swap compares against the writes queued before it), and
+//! revisions are handed out in queue order without gaps. A write refused for a reason of its
+//! own (an unknown lease, a compacted revision) changes nothing and does not affect the others
+//! in its batch; if the file fails during a batch, each write of it is retried alone, so every
+//! caller gets the answer its own write deserves. Only the writer thread broadcasts, so
+//! broadcast order is revision order; a watcher that misses broadcasts (it lagged) re-reads the
+//! log, which already holds every broadcast event.
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use futures_util::stream;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +50,9 @@ const NEXT_LEASE: &str = "next_lease";
 
 /// How many committed events a watcher may fall behind before it re-reads the log.
 const BROADCAST_CAPACITY: usize = 1024;
+
+/// The most writes one transaction takes from the queue; more wait for the next commit.
+const MAX_BATCH: usize = 1024;
 
 /// How the embedded store behaves.
 #[derive(Clone, Debug)]
@@ -68,14 +80,89 @@ impl Default for EmbeddedConfig {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
+    writes: Arc<Writes>,
+}
+
+/// The queue to the writer thread. Dropping the last one closes the queue and waits for the
+/// thread to finish, so the file is closed when the last handle is gone.
+struct Writes {
+    queue: Option<mpsc::UnboundedSender<WriteRequest>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Writes {
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(thread) = self.thread.take() {
+            // The thread only ends by finding the queue closed; a panic in it was already
+            // reported to the callers of that batch.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One queued write and where its answer goes.
+struct WriteRequest {
+    op: WriteOp,
+    reply: oneshot::Sender<Result<Outcome, StoreError>>,
+}
+
+/// Every kind of write, so the writer thread can batch them. Times are read by the caller, on
+/// tokio's clock, so paused-time tests hold.
+enum WriteOp {
+    Put {
+        key: String,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+        at: Instant,
+    },
+    Delete {
+        key: String,
+    },
+    PutIfModRevision {
+        key: String,
+        expected: Revision,
+        value: Vec<u8>,
+    },
+    Grant {
+        ttl: Duration,
+        at: Instant,
+    },
+    KeepAlive {
+        id: LeaseId,
+        at: Instant,
+    },
+    Revoke {
+        id: LeaseId,
+    },
+    RevokeExpired {
+        at: Instant,
+    },
+    Compact {
+        revision: Revision,
+    },
+}
+
+/// What a write answers.
+enum Outcome {
+    Written(Revision),
+    Deleted(Option<Revision>),
+    Swap(CasOutcome),
+    Lease(Lease),
+    Done,
+}
+
+/// What changes in memory once a write's transaction is durable.
+enum Effect {
+    None,
+    Deadline(LeaseId, Instant),
+    Forget(Vec<LeaseId>),
 }
 
 struct Inner {
     path: PathBuf,
     database: Database,
     config: EmbeddedConfig,
-    /// Held from `begin_write` until the transaction's events are broadcast.
-    write_lock: Mutex<()>,
     events: broadcast::Sender<Arc<Event>>,
     /// When each live lease expires, on tokio's clock.
     deadlines: Mutex<HashMap<LeaseId, Instant>>,
@@ -118,18 +205,30 @@ impl EmbeddedStore {
             path,
             database,
             config,
-            write_lock: Mutex::new(()),
             events,
             deadlines: Mutex::new(deadlines),
             deadlines_changed: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
         });
+        let (queue, requests) = mpsc::unbounded_channel();
+        let writer = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("tier-store-writer".into())
+            .spawn(move || run_writer(&writer, requests))
+            .map_err(|error| {
+                StoreError::Task(format!("cannot start the writer thread: {error}"))
+            })?;
+        let writes = Arc::new(Writes {
+            queue: Some(queue),
+            thread: Some(thread),
+        });
         tokio::spawn(expire_leases(
             Arc::downgrade(&inner),
+            Arc::downgrade(&writes),
             inner.deadlines_changed.clone(),
             inner.shutdown.clone(),
         ));
-        Ok(EmbeddedStore { inner })
+        Ok(EmbeddedStore { inner, writes })
     }
 
     /// The store file's path.
@@ -137,12 +236,26 @@ impl EmbeddedStore {
         &self.inner.path
     }
 
-    async fn write<T: Send + 'static>(
-        &self,
-        change: impl FnOnce(&mut Writer<'_>, &Inner) -> Result<T, Failure> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let inner = self.inner.clone();
-        run_blocking(move || inner.write(change)).await
+    /// Queues a write and waits until its batch is durable.
+    async fn write(&self, op: WriteOp) -> Result<Outcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let queued = self
+            .writes
+            .queue
+            .as_ref()
+            .map(|queue| queue.send(WriteRequest { op, reply }));
+        if !matches!(queued, Some(Ok(()))) {
+            return Err(StoreError::Task("the store's writer has stopped".into()));
+        }
+        // Waiting on the blocking pool rather than on the channel keeps tokio's paused clock
+        // from jumping ahead while a commit is in flight, as it would for a task that only
+        // awaits another thread (it auto-advances whenever every task is idle).
+        run_blocking(move || {
+            answer.blocking_recv().map_err(|_| {
+                StoreError::Task("the store's writer stopped before the write was committed".into())
+            })?
+        })
+        .await
     }
 
     async fn read<T: Send + 'static>(
@@ -155,53 +268,110 @@ impl EmbeddedStore {
 
     /// Revokes the leases whose deadline is `now` or earlier.
     async fn revoke_expired(&self, now: Instant) -> Result<(), StoreError> {
-        self.write(move |writer, inner| {
-            let mut deadlines = lock(&inner.deadlines);
-            let expired: Vec<LeaseId> = deadlines
-                .iter()
-                .filter(|(_, deadline)| **deadline <= now)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in expired {
-                writer.revoke_lease(id)?;
-                deadlines.remove(&id);
+        self.write(WriteOp::RevokeExpired { at: now })
+            .await
+            .map(drop)
+    }
+}
+
+/// The writer thread: takes everything queued, commits it as one transaction, answers each
+/// caller; until every handle is gone.
+fn run_writer(inner: &Inner, mut requests: mpsc::UnboundedReceiver<WriteRequest>) {
+    while let Some(first) = requests.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
             }
-            Ok(())
-        })
-        .await
+        }
+        // A panic inside redb must not stop the store: the batch's callers see their answer
+        // channel closed (an error), and the next batch starts a new transaction.
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| inner.commit_batch(batch)));
     }
 }
 
 impl Inner {
-    fn write<T>(
-        &self,
-        change: impl FnOnce(&mut Writer<'_>, &Inner) -> Result<T, Failure>,
-    ) -> Result<T, StoreError> {
-        let _serialised = lock(&self.write_lock);
-        let (value, events) = self
-            .write_transaction(change)
-            .map_err(|failure| failure.into_error(&self.path))?;
-        for event in events {
-            // No receiver is not an error: nobody is watching.
-            let _ = self.events.send(Arc::new(event));
+    /// Applies `batch` in order in one transaction, commits it durably, broadcasts its
+    /// events, then answers each request. If the file fails, each request is retried alone.
+    fn commit_batch(&self, batch: Vec<WriteRequest>) {
+        match self.apply_batch(&batch) {
+            Ok((results, events)) => {
+                for event in events {
+                    // No receiver is not an error: nobody is watching.
+                    let _ = self.events.send(Arc::new(event));
+                }
+                let mut deadlines_moved = false;
+                for (request, result) in batch.into_iter().zip(results) {
+                    let answer = result.map(|(outcome, effect)| {
+                        deadlines_moved |= self.take_effect(effect);
+                        outcome
+                    });
+                    // A caller that stopped waiting still had its write committed.
+                    let _ = request.reply.send(answer);
+                }
+                if deadlines_moved {
+                    self.deadlines_changed.notify_one();
+                }
+            }
+            Err(failure) if batch.len() == 1 => {
+                let error = failure.into_error(&self.path);
+                if let Some(request) = batch.into_iter().next() {
+                    let _ = request.reply.send(Err(error));
+                }
+            }
+            Err(_) => {
+                for request in batch {
+                    self.commit_batch(vec![request]);
+                }
+            }
         }
-        Ok(value)
     }
 
-    fn write_transaction<T>(
+    #[expect(
+        clippy::type_complexity,
+        reason = "one result per request plus the batch's events, used once"
+    )]
+    fn apply_batch(
         &self,
-        change: impl FnOnce(&mut Writer<'_>, &Inner) -> Result<T, Failure>,
-    ) -> Result<(T, Vec<Event>), Failure> {
+        batch: &[WriteRequest],
+    ) -> Result<(Vec<Result<(Outcome, Effect), StoreError>>, Vec<Event>), Failure> {
         let mut transaction = self.database.begin_write()?;
         transaction.set_durability(Durability::Immediate)?;
-        let (value, events) = {
+        let (results, events) = {
             let mut writer = Writer::open(&transaction)?;
-            let value = change(&mut writer, self)?;
+            let mut results = Vec::with_capacity(batch.len());
+            for request in batch {
+                match writer.apply(&request.op, self) {
+                    Ok(done) => results.push(Ok(done)),
+                    // Refused before it changed anything; the rest of the batch goes on.
+                    Err(Failure::Store(error)) => results.push(Err(error)),
+                    Err(failure) => return Err(failure),
+                }
+            }
             writer.finish(self.config.history)?;
-            (value, writer.events)
+            (results, writer.events)
         };
         transaction.commit()?;
-        Ok((value, events))
+        Ok((results, events))
+    }
+
+    /// Applies a committed write's change to the lease deadlines; `true` if one was set.
+    fn take_effect(&self, effect: Effect) -> bool {
+        match effect {
+            Effect::None => false,
+            Effect::Deadline(id, deadline) => {
+                lock(&self.deadlines).insert(id, deadline);
+                true
+            }
+            Effect::Forget(ids) => {
+                let mut deadlines = lock(&self.deadlines);
+                for id in ids {
+                    deadlines.remove(&id);
+                }
+                false
+            }
+        }
     }
 
     fn read<T>(
@@ -215,10 +385,10 @@ impl Inner {
             .map_err(|failure| failure.into_error(&self.path))
     }
 
-    fn lease_expired(&self, id: LeaseId) -> bool {
+    fn lease_expired(&self, id: LeaseId, now: Instant) -> bool {
         lock(&self.deadlines)
             .get(&id)
-            .is_none_or(|deadline| *deadline <= Instant::now())
+            .is_none_or(|deadline| *deadline <= now)
     }
 }
 
@@ -264,22 +434,27 @@ impl Backend for EmbeddedStore {
         lease: Option<LeaseId>,
     ) -> Result<Revision, StoreError> {
         check_key(key)?;
-        let key = key.to_owned();
-        self.write(move |writer, inner| {
-            if let Some(id) = lease
-                && inner.lease_expired(id)
-            {
-                return Err(StoreError::LeaseNotFound(id).into());
-            }
-            writer.put_key(&key, value, lease)
-        })
-        .await
+        let op = WriteOp::Put {
+            key: key.to_owned(),
+            value,
+            lease,
+            at: Instant::now(),
+        };
+        match self.write(op).await? {
+            Outcome::Written(revision) => Ok(revision),
+            _ => Err(unexpected()),
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<Option<Revision>, StoreError> {
         check_key(key)?;
-        let key = key.to_owned();
-        self.write(move |writer, _| writer.delete_key(&key)).await
+        let op = WriteOp::Delete {
+            key: key.to_owned(),
+        };
+        match self.write(op).await? {
+            Outcome::Deleted(revision) => Ok(revision),
+            _ => Err(unexpected()),
+        }
     }
 
     async fn txn_put_if_mod_revision(
@@ -289,20 +464,15 @@ impl Backend for EmbeddedStore {
         value: Vec<u8>,
     ) -> Result<CasOutcome, StoreError> {
         check_key(key)?;
-        let key = key.to_owned();
-        self.write(move |writer, _| {
-            let current = writer.stored(&key)?;
-            let current_revision = current
-                .as_ref()
-                .map_or(Revision(0), |record| record.mod_revision);
-            if current_revision != expected {
-                let current = current.map(|record| record.into_key_value(key));
-                return Ok(CasOutcome::Conflict { current });
-            }
-            let lease = current.and_then(|record| record.lease);
-            Ok(CasOutcome::Written(writer.put_key(&key, value, lease)?))
-        })
-        .await
+        let op = WriteOp::PutIfModRevision {
+            key: key.to_owned(),
+            expected,
+            value,
+        };
+        match self.write(op).await? {
+            Outcome::Swap(outcome) => Ok(outcome),
+            _ => Err(unexpected()),
+        }
     }
 
     async fn watch(&self, selector: Selector, from: Revision) -> Result<WatchStream, StoreError> {
@@ -332,72 +502,33 @@ impl Backend for EmbeddedStore {
         if ttl.is_zero() || ttl > MAX_LEASE_TTL {
             return Err(StoreError::InvalidTtl);
         }
-        let ttl_millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let now = Instant::now();
-        let lease = self
-            .write(move |writer, inner| {
-                let id =
-                    LeaseId(i64::try_from(writer.take_lease_id()?).map_err(|_| {
-                        Failure::Corrupt("the lease id counter overflowed".to_owned())
-                    })?);
-                writer.store_lease(id, ttl_millis, (inner.config.wall_clock)())?;
-                lock(&inner.deadlines).insert(id, now + ttl);
-                Ok(Lease { id, ttl })
-            })
-            .await?;
-        self.inner.deadlines_changed.notify_one();
-        Ok(lease)
+        let op = WriteOp::Grant {
+            ttl,
+            at: Instant::now(),
+        };
+        match self.write(op).await? {
+            Outcome::Lease(lease) => Ok(lease),
+            _ => Err(unexpected()),
+        }
     }
 
     async fn keep_alive(&self, id: LeaseId) -> Result<Lease, StoreError> {
-        let now = Instant::now();
-        let lease = self
-            .write(move |writer, inner| {
-                let mut deadlines = lock(&inner.deadlines);
-                let live = deadlines.get(&id).is_some_and(|deadline| *deadline > now);
-                let Some(stored) = writer.lease(id)?.filter(|_| live) else {
-                    return Err(StoreError::LeaseNotFound(id).into());
-                };
-                writer.store_lease(id, stored.ttl_millis, (inner.config.wall_clock)())?;
-                let ttl = Duration::from_millis(stored.ttl_millis);
-                deadlines.insert(id, now + ttl);
-                Ok(Lease { id, ttl })
-            })
-            .await?;
-        self.inner.deadlines_changed.notify_one();
-        Ok(lease)
+        let op = WriteOp::KeepAlive {
+            id,
+            at: Instant::now(),
+        };
+        match self.write(op).await? {
+            Outcome::Lease(lease) => Ok(lease),
+            _ => Err(unexpected()),
+        }
     }
 
     async fn revoke(&self, id: LeaseId) -> Result<(), StoreError> {
-        self.write(move |writer, inner| {
-            if !writer.revoke_lease(id)? {
-                return Err(StoreError::LeaseNotFound(id).into());
-            }
-            lock(&inner.deadlines).remove(&id);
-            Ok(())
-        })
-        .await
+        self.write(WriteOp::Revoke { id }).await.map(drop)
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        self.write(move |writer, _| {
-            if revision > writer.revision {
-                return Err(StoreError::FutureRevision {
-                    requested: revision,
-                    current: writer.revision,
-                }
-                .into());
-            }
-            if revision <= writer.compacted {
-                return Err(StoreError::Compacted {
-                    requested: revision,
-                    compacted: writer.compacted,
-                }
-                .into());
-            }
-            writer.compact_to(revision)
-        })
-        .await
+        self.write(WriteOp::Compact { revision }).await.map(drop)
     }
 
     async fn revisions(&self) -> Result<(Revision, Revision), StoreError> {
@@ -439,6 +570,103 @@ impl<'t> Writer<'t> {
             compacted,
             events: Vec::new(),
         })
+    }
+
+    /// Applies one queued write. A refusal (`Failure::Store`) is returned before anything
+    /// changed, so the rest of the batch can go on.
+    fn apply(&mut self, op: &WriteOp, inner: &Inner) -> Result<(Outcome, Effect), Failure> {
+        match op {
+            WriteOp::Put {
+                key,
+                value,
+                lease,
+                at,
+            } => {
+                if let Some(id) = *lease
+                    && inner.lease_expired(id, *at)
+                {
+                    return Err(StoreError::LeaseNotFound(id).into());
+                }
+                let revision = self.put_key(key, value.clone(), *lease)?;
+                Ok((Outcome::Written(revision), Effect::None))
+            }
+            WriteOp::Delete { key } => Ok((Outcome::Deleted(self.delete_key(key)?), Effect::None)),
+            WriteOp::PutIfModRevision {
+                key,
+                expected,
+                value,
+            } => {
+                let current = self.stored(key)?;
+                let current_revision = current
+                    .as_ref()
+                    .map_or(Revision(0), |record| record.mod_revision);
+                if current_revision != *expected {
+                    let current = current.map(|record| record.into_key_value(key.clone()));
+                    return Ok((
+                        Outcome::Swap(CasOutcome::Conflict { current }),
+                        Effect::None,
+                    ));
+                }
+                let lease = current.and_then(|record| record.lease);
+                let revision = self.put_key(key, value.clone(), lease)?;
+                Ok((Outcome::Swap(CasOutcome::Written(revision)), Effect::None))
+            }
+            WriteOp::Grant { ttl, at } => {
+                let ttl_millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                let id =
+                    LeaseId(i64::try_from(self.take_lease_id()?).map_err(|_| {
+                        Failure::Corrupt("the lease id counter overflowed".to_owned())
+                    })?);
+                self.store_lease(id, ttl_millis, (inner.config.wall_clock)())?;
+                let lease = Lease { id, ttl: *ttl };
+                Ok((Outcome::Lease(lease), Effect::Deadline(id, *at + *ttl)))
+            }
+            WriteOp::KeepAlive { id, at } => {
+                let live = !inner.lease_expired(*id, *at);
+                let Some(stored) = self.lease(*id)?.filter(|_| live) else {
+                    return Err(StoreError::LeaseNotFound(*id).into());
+                };
+                self.store_lease(*id, stored.ttl_millis, (inner.config.wall_clock)())?;
+                let ttl = Duration::from_millis(stored.ttl_millis);
+                let lease = Lease { id: *id, ttl };
+                Ok((Outcome::Lease(lease), Effect::Deadline(*id, *at + ttl)))
+            }
+            WriteOp::Revoke { id } => {
+                if !self.revoke_lease(*id)? {
+                    return Err(StoreError::LeaseNotFound(*id).into());
+                }
+                Ok((Outcome::Done, Effect::Forget(vec![*id])))
+            }
+            WriteOp::RevokeExpired { at } => {
+                let expired: Vec<LeaseId> = lock(&inner.deadlines)
+                    .iter()
+                    .filter(|(_, deadline)| **deadline <= *at)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in &expired {
+                    self.revoke_lease(*id)?;
+                }
+                Ok((Outcome::Done, Effect::Forget(expired)))
+            }
+            WriteOp::Compact { revision } => {
+                if *revision > self.revision {
+                    return Err(StoreError::FutureRevision {
+                        requested: *revision,
+                        current: self.revision,
+                    }
+                    .into());
+                }
+                if *revision <= self.compacted {
+                    return Err(StoreError::Compacted {
+                        requested: *revision,
+                        compacted: self.compacted,
+                    }
+                    .into());
+                }
+                self.compact_to(*revision)?;
+                Ok((Outcome::Done, Effect::None))
+            }
+        }
     }
 
     fn stored(&self, key: &str) -> Result<Option<StoredKey>, Failure> {
@@ -618,7 +846,12 @@ fn recover(database: &Database, wall_now: SystemTime) -> Result<Vec<(LeaseId, Du
 }
 
 /// Revokes leases as their deadlines pass, until the store is dropped.
-async fn expire_leases(store: Weak<Inner>, changed: Arc<Notify>, shutdown: CancellationToken) {
+async fn expire_leases(
+    store: Weak<Inner>,
+    writes: Weak<Writes>,
+    changed: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
     loop {
         let next = match store.upgrade() {
             Some(inner) => lock(&inner.deadlines).values().min().copied(),
@@ -634,8 +867,10 @@ async fn expire_leases(store: Weak<Inner>, changed: Arc<Notify>, shutdown: Cance
             () = shutdown.cancelled() => return,
             () = changed.notified() => {}
             () = wait => {
-                let Some(inner) = store.upgrade() else { return };
-                let store = EmbeddedStore { inner };
+                let (Some(inner), Some(writes)) = (store.upgrade(), writes.upgrade()) else {
+                    return;
+                };
+                let store = EmbeddedStore { inner, writes };
                 if store.revoke_expired(Instant::now()).await.is_err() {
                     // The file is failing; try again later rather than spinning.
                     tokio::select! {
@@ -725,6 +960,10 @@ impl Watcher {
         self.next = self.next.max(current.next());
         Ok(())
     }
+}
+
+fn unexpected() -> StoreError {
+    StoreError::Task("the store's writer answered a different kind of write".into())
 }
 
 fn check_key(key: &str) -> Result<(), StoreError> {

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use conformance::{keys, next_events, ok, some, summary};
-use tier_store::{Backend, EmbeddedConfig, EmbeddedStore, Revision, Selector, StoreError};
+use tier_store::{
+    Backend, CasOutcome, EmbeddedConfig, EmbeddedStore, Revision, Selector, StoreError,
+};
 
 async fn fresh_store() -> (EmbeddedStore, tempfile::TempDir) {
     let directory = ok(tempfile::tempdir().map_err(|error| StoreError::Task(error.to_string())));
@@ -325,5 +327,90 @@ fn sigkill_loses_no_acknowledged_write() {
                 );
             }
         });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_get_distinct_gap_free_revisions_that_survive_reopening() {
+    const WRITERS: u64 = 32;
+    const PUTS: u64 = 40;
+    const INCREMENTS: u64 = 10;
+    let directory = temp_dir();
+    let path = directory.path().join("store.redb");
+    let store = ok(EmbeddedStore::open(&path, keep_all()).await);
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for index in 0..PUTS {
+                    let key = format!("w/{writer}/{}", index % 4);
+                    let value = format!("{writer}-{index}").into_bytes();
+                    let revision = store.put(&key, value.clone(), None).await?;
+                    acknowledged.push((revision, key, value));
+                }
+                // Compare-and-swap increments of one shared counter: every success must have
+                // seen the previous one, batched or not.
+                let mut done = 0;
+                while done < INCREMENTS {
+                    let current = store.get("counter").await?;
+                    let (expected, count) = current.map_or((Revision(0), 0_u64), |kv| {
+                        let count = String::from_utf8_lossy(&kv.value).parse().unwrap_or(0);
+                        (kv.mod_revision, count)
+                    });
+                    let next = (count + 1).to_string().into_bytes();
+                    match store
+                        .txn_put_if_mod_revision("counter", expected, next.clone())
+                        .await?
+                    {
+                        CasOutcome::Written(revision) => {
+                            acknowledged.push((revision, "counter".to_owned(), next));
+                            done += 1;
+                        }
+                        CasOutcome::Conflict { .. } => {}
+                    }
+                }
+                Ok::<_, StoreError>(acknowledged)
+            })
+        })
+        .collect();
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        acknowledged.extend(ok(ok(task
+            .await
+            .map_err(|error| StoreError::Task(error.to_string())))));
+    }
+    acknowledged.sort();
+    let total = WRITERS * (PUTS + INCREMENTS);
+    let revisions: Vec<u64> = acknowledged
+        .iter()
+        .map(|(revision, ..)| revision.0)
+        .collect();
+    assert_eq!(
+        revisions,
+        (1..=total).collect::<Vec<_>>(),
+        "every write its own revision, none skipped"
+    );
+    let counter = some(ok(store.get("counter").await));
+    assert_eq!(
+        counter.value,
+        (WRITERS * INCREMENTS).to_string().into_bytes()
+    );
+    drop(store);
+
+    let store = ok(EmbeddedStore::open(&path, keep_all()).await);
+    assert_eq!(ok(store.revisions().await).0, Revision(total));
+    let mut watch = ok(store
+        .watch(Selector::Prefix(String::new()), Revision(1))
+        .await);
+    let logged = next_events(&mut watch, usize::try_from(total).unwrap_or(0)).await;
+    for ((revision, key, value), event) in acknowledged.iter().zip(&logged) {
+        let tier_store::Event::Put(kv) = event else {
+            panic!("expected a put at {revision}");
+        };
+        assert_eq!(
+            (kv.mod_revision, kv.key.as_str(), kv.value.as_slice()),
+            (*revision, key.as_str(), value.as_slice())
+        );
     }
 }
