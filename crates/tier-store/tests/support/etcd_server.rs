@@ -1,6 +1,10 @@
 //! A real etcd server for tests and benchmarks: `/usr/bin/etcd` (Debian's etcd-server, 3.4)
 //! on free 127.0.0.1 ports with a data directory of its own, healthy before `start` returns,
 //! killed when dropped.
+#![allow(
+    dead_code,
+    reason = "shared by the tests and the benchmark, which each use a different part"
+)]
 
 use std::collections::HashSet;
 use std::net::TcpListener;
@@ -83,12 +87,10 @@ impl EtcdServer {
     }
 
     /// The server's process id (for reading its memory use).
-    #[allow(dead_code, reason = "the benchmark uses it, the tests do not")]
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    #[allow(dead_code, reason = "the benchmark uses it, the tests do not")]
     pub fn data_dir(&self) -> &Path {
         self.data.path()
     }
