@@ -220,12 +220,37 @@ pub fn free_port() -> u16 {
 
 /// A plain HTTP/1.1 GET to 127.0.0.1: the status code and the body.
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    http_call(port, "GET", path, None, None)
+}
+
+/// One HTTP/1.1 request to 127.0.0.1 on a connection of its own, with an optional bearer token
+/// and JSON body: the status code (0 when nothing came back) and the body.
+pub fn http_call(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return (0, "connection refused".to_owned());
     };
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method != "GET" {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
     if stream.write_all(request.as_bytes()).is_err() {
         return (0, "could not send".to_owned());
     }

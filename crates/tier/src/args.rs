@@ -188,6 +188,22 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Runtime config in an environment's store: get, set, rm, ls, watch, history, rollback.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Feature flags at run time: on (optionally for a percentage), off, reset, ls.
+    Flag {
+        #[command(subcommand)]
+        command: FlagCommand,
+    },
+    /// The runtime config store on its own, e.g. in front of etcd beside a kubernetes
+    /// environment.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// The agent of a detached environment (started by `tier up -d` and `tier apply`).
     #[command(hide = true)]
     Agent {
@@ -268,4 +284,145 @@ pub enum SchemaFile {
     Project,
     /// envs/<env>.toml
     Override,
+}
+
+/// Which store a `config` or `flag` command talks to. A local environment's own store is the
+/// default; a kubernetes environment's is the `tier store serve` beside it.
+#[derive(Debug, Args)]
+pub struct StoreTarget {
+    /// The store's URL, when it is not a local environment's own (e.g. port-forwarded
+    /// `tier store serve`).
+    #[arg(long, value_name = "URL", env = "TIER_STORE_URL")]
+    pub store: Option<String>,
+    /// The read-write token for --store.
+    #[arg(long, value_name = "TOKEN", env = "TIER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print a key's value.
+    Get {
+        env: String,
+        key: String,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+    /// Set a key: VALUE is JSON when it parses as JSON, else a string.
+    Set {
+        env: String,
+        key: String,
+        value: String,
+        /// Needed for a protected environment: its name.
+        #[arg(long, value_name = "ENV")]
+        confirm: Option<String>,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+    /// Remove a key.
+    Rm {
+        env: String,
+        key: String,
+        #[arg(long, value_name = "ENV")]
+        confirm: Option<String>,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+    /// List the keys under a prefix (all keys without one).
+    Ls {
+        env: String,
+        prefix: Option<String>,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+    /// Print each change to a key (or, with --prefix, under a prefix) until Ctrl-C.
+    Watch {
+        env: String,
+        key: String,
+        /// Follow every key under KEY.
+        #[arg(long)]
+        prefix: bool,
+        /// Start from this revision (history first), as etcd's watch does.
+        #[arg(long, value_name = "REVISION")]
+        from: Option<u64>,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+    /// Every recorded change to a key: who, when, old and new value.
+    History {
+        env: String,
+        key: String,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+    /// Give a key back the value it had at a revision, as a new change.
+    Rollback {
+        env: String,
+        key: String,
+        #[arg(long, value_name = "REVISION")]
+        to: u64,
+        #[arg(long, value_name = "ENV")]
+        confirm: Option<String>,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FlagCommand {
+    /// Turn a flag on, for everyone or for a percentage of keys.
+    On {
+        env: String,
+        name: String,
+        /// On for this percentage of keys (users, accounts), by a stable hash.
+        #[arg(long, value_name = "0-100", value_parser = clap::value_parser!(u8).range(0..=100))]
+        percent: Option<u8>,
+        #[arg(long, value_name = "ENV")]
+        confirm: Option<String>,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+    /// Turn a flag off.
+    Off {
+        env: String,
+        name: String,
+        #[arg(long, value_name = "ENV")]
+        confirm: Option<String>,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+    /// Drop the run-time setting: the flag is back to its declared default.
+    Reset {
+        env: String,
+        name: String,
+        #[arg(long, value_name = "ENV")]
+        confirm: Option<String>,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+    /// Every declared flag: its value now, its default, whether it was set at run time.
+    Ls {
+        env: String,
+        #[command(flatten)]
+        target: StoreTarget,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Serve the store's HTTP API (docs/api.md) in front of a backend until stopped.
+    Serve {
+        /// etcd://HOST:PORT[,HOST:PORT][/PREFIX], or file:PATH for a store file of its own.
+        #[arg(long, value_name = "BACKEND")]
+        backend: String,
+        /// The environment whose tokens the server accepts.
+        #[arg(long, value_name = "ENV")]
+        env: String,
+        /// The address to listen on (0.0.0.0:7379 in a pod).
+        #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:7379")]
+        listen: String,
+        /// The tokens file (made, mode 0600, when missing). Default: .tier/<env>/tokens.json.
+        #[arg(long, value_name = "FILE")]
+        tokens: Option<PathBuf>,
+    },
 }

@@ -178,7 +178,7 @@ pub fn plan(global: &Global, env: &str, out: Option<&Path>, sets: &[String]) -> 
 
 /// Refuses to change a protected environment unless the user named it with `--confirm`, or
 /// typed its name at a terminal.
-fn confirmed(environment: &Environment, confirm: Option<&str>, action: &str) -> bool {
+pub(super) fn confirmed(environment: &Environment, confirm: Option<&str>, action: &str) -> bool {
     if !environment.protected {
         return true;
     }
@@ -620,7 +620,7 @@ pub fn history(global: &Global, env: &str) -> i32 {
 }
 
 /// `2026-11-26 21:30:01 UTC`, computed without a time zone database.
-fn format_time(unix_ms: u64) -> String {
+pub(super) fn format_time(unix_ms: u64) -> String {
     let seconds = unix_ms / 1000;
     let days = (seconds / 86_400) as i64;
     let rest = seconds % 86_400;

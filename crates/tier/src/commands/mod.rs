@@ -7,6 +7,7 @@ mod inspect;
 mod kube;
 mod local;
 mod schema;
+mod store;
 
 use tier_model::{Problem, Project, Set};
 
@@ -88,6 +89,9 @@ pub fn run(cli: Cli) -> i32 {
             service,
             follow,
         } => local::logs(global, &env, service.as_deref(), follow),
+        Command::Config { command } => store::config(global, &command),
+        Command::Flag { command } => store::flag(global, &command),
+        Command::Store { command } => store::store(global, &command),
         Command::Agent {
             env,
             overrides,

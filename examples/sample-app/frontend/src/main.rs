@@ -1,6 +1,11 @@
 //! The sample app's frontend. `GET /` asks the backend (found by name through `$BACKEND_URL`)
 //! for its text and renders `Hello from <b>{text}</b>!`; when the backend cannot be reached it
 //! says so with a 502 page. `GET /healthz` answers `ok`.
+//!
+//! With the feature flag `show-replica` on (`tier flag on dev show-replica`), the page also
+//! names the backend replica that answered. The flag is read from the environment's runtime
+//! config store through `tier-client`, whose cache a watch keeps current: no restart, no
+//! request per page.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +22,14 @@ use hyper_util::rt::TokioExecutor;
 
 type HttpClient = Client<HttpConnector, Empty<axum::body::Bytes>>;
 
+/// The flag that adds the answering backend replica to the page.
+const SHOW_REPLICA: &str = "show-replica";
+
 struct App {
     backend_url: String,
     client: HttpClient,
+    /// The environment's flags; `None` when no store was handed to this process.
+    flags: Option<tier_client::Flags>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -44,6 +54,7 @@ async fn run() -> Result<(), String> {
     let app = Arc::new(App {
         backend_url,
         client: Client::builder(TokioExecutor::new()).build_http(),
+        flags: flags().await,
     });
     let router = Router::new()
         .route("/", get(root))
@@ -55,12 +66,40 @@ async fn run() -> Result<(), String> {
         .map_err(|error| error.to_string())
 }
 
+/// The flag cache, when the environment has a store; flags are off without one.
+async fn flags() -> Option<tier_client::Flags> {
+    let client = match tier_client::Client::from_env() {
+        Ok(client) => client,
+        Err(why) => {
+            eprintln!("sample-frontend: no runtime config store ({why}); flags are off");
+            return None;
+        }
+    };
+    match client.flags().await {
+        Ok(flags) => Some(flags),
+        Err(why) => {
+            eprintln!("sample-frontend: cannot read flags ({why}); flags are off");
+            None
+        }
+    }
+}
+
 async fn root(State(app): State<Arc<App>>) -> (StatusCode, Html<String>) {
-    match backend_text(&app).await {
-        Ok(text) => (
-            StatusCode::OK,
-            Html(format!("Hello from <b>{}</b>!", escape(&text))),
-        ),
+    match backend_answer(&app).await {
+        Ok(answer) => {
+            let mut page = format!("Hello from <b>{}</b>!", escape(&answer.text));
+            if app
+                .flags
+                .as_ref()
+                .is_some_and(|flags| flags.is_enabled(SHOW_REPLICA))
+            {
+                page.push_str(&format!(
+                    "<p>Served by <code>{}</code>.</p>",
+                    escape(&answer.replica)
+                ));
+            }
+            (StatusCode::OK, Html(page))
+        }
         Err(reason) => (
             StatusCode::BAD_GATEWAY,
             Html(format!(
@@ -72,7 +111,13 @@ async fn root(State(app): State<Arc<App>>) -> (StatusCode, Html<String>) {
     }
 }
 
-async fn backend_text(app: &App) -> Result<String, String> {
+/// What the backend said, and which of its replicas said it.
+struct Answer {
+    text: String,
+    replica: String,
+}
+
+async fn backend_answer(app: &App) -> Result<Answer, String> {
     let uri: axum::http::Uri = app
         .backend_url
         .parse()
@@ -92,10 +137,17 @@ async fn backend_text(app: &App) -> Result<String, String> {
         .to_bytes();
     let json: serde_json::Value =
         serde_json::from_slice(&body).map_err(|_| "it did not answer JSON".to_owned())?;
-    json.get("text")
+    let text = json
+        .get("text")
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned)
-        .ok_or_else(|| "its answer has no text".to_owned())
+        .ok_or_else(|| "its answer has no text".to_owned())?;
+    let replica = json
+        .get("replica")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("an unnamed replica")
+        .to_owned();
+    Ok(Answer { text, replica })
 }
 
 fn escape(text: &str) -> String {
