@@ -59,7 +59,9 @@ pub struct Range {
     pub kvs: Vec<KeyValue>,
 }
 
-/// One change in the store's history. Every revision holds exactly one event.
+/// One change in the store's history. In the embedded store every revision holds exactly one
+/// event; etcd deletes all the keys of an expired or revoked lease in one revision, so a
+/// watcher resumes from `revision.next()` only once it has every event of a revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// The key's new state; its `mod_revision` is the event's revision.
