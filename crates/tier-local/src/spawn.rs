@@ -75,24 +75,36 @@ pub fn spawn_replica(spawn: &Spawn) -> std::io::Result<tokio::process::Child> {
 }
 
 /// Starts a detached agent: a new session, so it outlives the command that started it and
-/// no terminal signal reaches it. Its output goes to `log`.
+/// no terminal signal reaches it. Its output goes to `log`; `input` is written to its stdin,
+/// which is then closed (how secret values reach it without a file or a variable). It gets
+/// only the few variables a program needs, not the shell's: a secret exported for `tier`
+/// does not sit in the agent's environment.
 #[expect(clippy::disallowed_methods, reason = "this is the spawning helper")]
 pub fn spawn_detached(
     program: &Path,
     args: &[OsString],
     dir: &Path,
     log: std::fs::File,
+    input: &[u8],
 ) -> std::io::Result<std::process::Child> {
+    use std::io::Write;
     let mut command = std::process::Command::new(program);
     let stderr = log.try_clone()?;
     command
         .args(args)
         .current_dir(dir)
-        .stdin(Stdio::null())
+        .env_clear()
+        .envs(inherited_environment())
+        .stdin(Stdio::piped())
         .stdout(log)
         .stderr(stderr);
     new_session(&mut command);
-    command.spawn()
+    let mut child = command.spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // An agent that died at once closed its end; its log says why.
+        let _ = stdin.write_all(input);
+    }
+    Ok(child)
 }
 
 /// A few variables a program needs to behave (PATH, HOME, locale); nothing else of the

@@ -12,9 +12,10 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::environment::SecretRef;
+use crate::environment::{Environment, SecretRef};
 use crate::problem::Problem;
 use crate::resolve::Resolved;
+use crate::source::Location;
 
 /// Larger than any password, key or certificate chain; a bigger file is a wrong path.
 pub const MAX_SECRET_BYTES: u64 = 1024 * 1024;
@@ -107,43 +108,59 @@ impl Resolved {
     /// unreadable file or file that others can read is reported at once, each located at its
     /// reference; no value appears in a problem.
     pub fn read_secrets(&self, lookup: &Lookup<'_>) -> Result<Secrets, Vec<Problem>> {
-        let environment = self.environment.name.as_str();
-        let mut secrets = Secrets::default();
-        let mut problems = Vec::new();
-        for (service, declared) in &self.environment.services {
-            for (name, reference) in &declared.secrets {
-                let path = format!("services.{service}.secrets.{name}");
-                let origin = self.origin_of(&format!(
-                    "{path}.{}",
-                    match reference {
-                        SecretRef::Env(_) => "env",
-                        SecretRef::File(_) => "file",
-                    }
-                ));
-                let intro = format!("service `{service}`: secret `{name}` ({reference})");
-                match read_one(reference, lookup) {
-                    Ok(value) => {
-                        secrets
-                            .by_service
-                            .entry(service.to_string())
-                            .or_default()
-                            .insert(name.clone(), value);
-                    }
-                    Err(unreadable) => problems.push(
-                        Problem::new(format!("{intro}: {}", unreadable.message))
-                            .at(origin.location())
-                            .label(unreadable.label)
-                            .help(unreadable.help)
-                            .in_environment(environment),
-                    ),
+        read_all(&self.environment, lookup, |path| {
+            self.origin_of(path).location().cloned()
+        })
+    }
+}
+
+/// [`Resolved::read_secrets`] for an environment read back from state (a rollback, a saved
+/// plan): the same problems, without a place in the project files.
+pub fn read_secrets(
+    environment: &Environment,
+    lookup: &Lookup<'_>,
+) -> Result<Secrets, Vec<Problem>> {
+    read_all(environment, lookup, |_| None)
+}
+
+fn read_all(
+    environment: &Environment,
+    lookup: &Lookup<'_>,
+    locate: impl Fn(&str) -> Option<Location>,
+) -> Result<Secrets, Vec<Problem>> {
+    let name_of_environment = environment.name.as_str();
+    let mut secrets = Secrets::default();
+    let mut problems = Vec::new();
+    for (service, declared) in &environment.services {
+        for (name, reference) in &declared.secrets {
+            let field = match reference {
+                SecretRef::Env(_) => "env",
+                SecretRef::File(_) => "file",
+            };
+            let location = locate(&format!("services.{service}.secrets.{name}.{field}"));
+            let intro = format!("service `{service}`: secret `{name}` ({reference})");
+            match read_one(reference, lookup) {
+                Ok(value) => {
+                    secrets
+                        .by_service
+                        .entry(service.to_string())
+                        .or_default()
+                        .insert(name.clone(), value);
                 }
+                Err(unreadable) => problems.push(
+                    Problem::new(format!("{intro}: {}", unreadable.message))
+                        .at(location.as_ref())
+                        .label(unreadable.label)
+                        .help(unreadable.help)
+                        .in_environment(name_of_environment),
+                ),
             }
         }
-        if problems.is_empty() {
-            Ok(secrets)
-        } else {
-            Err(problems)
-        }
+    }
+    if problems.is_empty() {
+        Ok(secrets)
+    } else {
+        Err(problems)
     }
 }
 

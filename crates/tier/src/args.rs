@@ -213,6 +213,9 @@ pub enum Command {
         /// Run exactly this environment and these programs (written by `tier apply`).
         #[arg(long)]
         spec: Option<PathBuf>,
+        /// Read the secret values, as JSON, from stdin.
+        #[arg(long)]
+        secrets_on_stdin: bool,
     },
     /// Print the JSON Schema of tier.toml or of the override files.
     Schema {

@@ -10,12 +10,13 @@ use console::style;
 use serde_json::json;
 use tier_local::control::{self, ApplyOutcome, ApplyRequest, ClientError, Request, Response};
 use tier_local::paths::EnvDir;
+use tier_local::secrets::SecretValues;
 use tier_model::Environment;
 use tier_model::environment::{Artifact, Runtime};
 use tier_plan::{Deployed, Plan};
 use tier_state::{ArtifactStore, Holder, Origin, Outcome, Revision, State, StateError};
 
-use super::local::{AgentInput, project_root, start_agent, stop_agent, wait_until_ready};
+use super::local::{project_root, start_agent, stop_agent, wait_until_ready, write_spec};
 use super::{FAILURE, SUCCESS, USAGE, resolve_one};
 use crate::args::{Global, Output};
 use crate::output;
@@ -28,6 +29,8 @@ struct Desired {
     environment: Environment,
     artifacts: BTreeMap<String, Artifact>,
     programs: BTreeMap<String, PathBuf>,
+    /// The values of the secrets the environment names, by fingerprint; memory only.
+    secrets: SecretValues,
 }
 
 /// Fixes what each service runs: for the local runtime, a copy of its program in the
@@ -78,6 +81,7 @@ fn fix_artifacts(root: &Path, environment: Environment) -> Result<Desired, Strin
         environment,
         artifacts,
         programs,
+        secrets: SecretValues::default(),
     })
 }
 
@@ -104,16 +108,28 @@ fn make_plan(state: &State, env: &str, desired: &Desired) -> Result<Plan, String
     ))
 }
 
-/// Resolves an environment that can be deployed, or says why not.
-fn deployable(global: &Global, env: &str, sets: &[String]) -> Result<Environment, i32> {
-    let (_, resolved) = resolve_one(global, env, sets)?;
+/// Resolves an environment that can be deployed, with the values of its secrets
+/// (fingerprinted into it), or says why not.
+fn deployable(
+    global: &Global,
+    env: &str,
+    sets: &[String],
+) -> Result<(Environment, SecretValues), i32> {
+    let (project, resolved) = resolve_one(global, env, sets)?;
     if resolved.is_abstract {
         output::error(&format!(
             "environment `{env}` is abstract: it is only a parent and is never deployed"
         ));
         return Err(FAILURE);
     }
-    Ok(resolved.environment)
+    let mut environment = resolved.environment.clone();
+    let secrets = super::secrets::attach_resolved(
+        &project_root(global),
+        &project,
+        &resolved,
+        &mut environment,
+    )?;
+    Ok((environment, secrets))
 }
 
 /// The stored copy of each local service's artifact, for running it again.
@@ -143,8 +159,8 @@ fn stored_programs(
 }
 
 pub fn plan(global: &Global, env: &str, out: Option<&Path>, sets: &[String]) -> i32 {
-    let environment = match deployable(global, env, sets) {
-        Ok(environment) => environment,
+    let (environment, _secrets) = match deployable(global, env, sets) {
+        Ok(found) => found,
         Err(code) => return code,
     };
     let root = project_root(global);
@@ -233,7 +249,7 @@ fn deploy_local(root: &Path, env: &str, desired: &Desired) -> Outcome {
     let request = ApplyRequest {
         environment: desired.environment.clone(),
         programs: desired.programs.clone(),
-        secrets: Default::default(),
+        secrets: desired.secrets.clone(),
     };
     match apply_with_progress(&dir, env, &request) {
         Ok(Response::Applied { outcome, log }) => {
@@ -257,20 +273,17 @@ fn deploy_local(root: &Path, env: &str, desired: &Desired) -> Outcome {
             reason: "the agent answered something else than an apply".to_owned(),
         },
         Err(ClientError::NotRunning) => {
-            // Nothing runs: start an agent on exactly this spec and wait for it.
+            // Nothing runs: start an agent on exactly this spec and wait for it. The values
+            // of secrets go over the agent's stdin, never into the file.
             let spec = dir.root().join("desired.json");
-            let written = serde_json::to_vec_pretty(&request)
-                .map_err(|error| error.to_string())
-                .and_then(|bytes| {
-                    tier_local::paths::write_atomic(&spec, &bytes)
-                        .map_err(|error| error.to_string())
-                });
-            if let Err(why) = written {
-                return Outcome::Failed {
-                    reason: format!("cannot write {}: {why}", spec.display()),
-                };
+            let without_values = ApplyRequest {
+                secrets: SecretValues::default(),
+                ..request
+            };
+            if let Err(why) = write_spec(&spec, &without_values) {
+                return Outcome::Failed { reason: why };
             }
-            if let Err(why) = start_agent(root, env, AgentInput::Spec(&spec)) {
+            if let Err(why) = start_agent(root, env, &spec, &desired.secrets) {
                 return Outcome::Failed { reason: why };
             }
             match wait_until_ready(&dir.socket(), env) {
@@ -487,23 +500,45 @@ pub fn apply(global: &Global, target: &str, confirm: Option<&str>, sets: &[Strin
                 }
             };
             let env = plan.environment.clone();
+            let mut environment = environment;
+            let planned = environment.clone();
+            let secrets = match super::secrets::attach(&root, &mut environment) {
+                Ok(secrets) => secrets,
+                Err(code) => return code,
+            };
+            for (name, service) in &environment.services {
+                let was = planned
+                    .services
+                    .get(name)
+                    .map(|planned| &planned.secret_fingerprints);
+                if was != Some(&service.secret_fingerprints) {
+                    output::error(&format!(
+                        "{env}: a secret of service {name} changed since the plan was made"
+                    ));
+                    output::hint(&format!(
+                        "make a new plan with `tier plan {env} --out FILE`"
+                    ));
+                    return FAILURE;
+                }
+            }
             (
                 env,
                 Desired {
                     environment,
                     artifacts: plan.artifacts.clone(),
                     programs,
+                    secrets,
                 },
                 Some(plan),
             )
         }
         None => {
-            let environment = match deployable(global, target, sets) {
-                Ok(environment) => environment,
+            let (environment, secrets) = match deployable(global, target, sets) {
+                Ok(found) => found,
                 Err(code) => return code,
             };
             match fix_artifacts(&root, environment) {
-                Ok(desired) => (target.to_owned(), desired, None),
+                Ok(desired) => (target.to_owned(), Desired { secrets, ..desired }, None),
                 Err(why) => {
                     output::error(&why);
                     return FAILURE;
@@ -682,12 +717,18 @@ pub fn rollback(global: &Global, env: &str, to: u64, confirm: Option<&str>) -> i
             return FAILURE;
         }
     };
-    let desired = match desired_from_revision(&root, &revision) {
+    let mut desired = match desired_from_revision(&root, &revision) {
         Ok(desired) => desired,
         Err(why) => {
             output::error(&format!("{env}: {why}"));
             return FAILURE;
         }
+    };
+    // The earlier revision's references, with the values they have now: a secret's old value
+    // was never kept.
+    desired.secrets = match super::secrets::attach(&root, &mut desired.environment) {
+        Ok(secrets) => secrets,
+        Err(code) => return code,
     };
     if !confirmed(&desired.environment, confirm, "roll back") {
         return FAILURE;
@@ -713,6 +754,7 @@ fn desired_from_revision(root: &Path, revision: &Revision) -> Result<Desired, St
         environment,
         artifacts: revision.artifacts.clone(),
         programs,
+        secrets: SecretValues::default(),
     })
 }
 
@@ -723,7 +765,7 @@ pub fn promote(
     confirm: Option<&str>,
     sets: &[String],
 ) -> i32 {
-    let (_, resolved) = match resolve_one(global, to, sets) {
+    let (project, resolved) = match resolve_one(global, to, sets) {
         Ok(found) => found,
         Err(code) => return code,
     };
@@ -775,10 +817,17 @@ pub fn promote(
             return FAILURE;
         }
     };
+    let mut environment = resolved.environment.clone();
+    let secrets =
+        match super::secrets::attach_resolved(&root, &project, &resolved, &mut environment) {
+            Ok(secrets) => secrets,
+            Err(code) => return code,
+        };
     let desired = Desired {
-        environment: resolved.environment,
+        environment,
         artifacts,
         programs,
+        secrets,
     };
     if !confirmed(&desired.environment, confirm, "promote to") {
         return FAILURE;

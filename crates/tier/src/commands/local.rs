@@ -8,6 +8,7 @@ use console::style;
 use serde_json::json;
 use tier_local::control::{self, ClientError, EnvStatus, Request, Response, ServiceState};
 use tier_local::paths::EnvDir;
+use tier_local::secrets::SecretValues;
 use tier_model::Environment;
 use tier_model::environment::Runtime;
 
@@ -30,9 +31,14 @@ pub(super) fn pause() {
     std::thread::sleep(POLL_EVERY);
 }
 
-/// Resolves a local environment that can be run, or says why not.
-fn local_environment(global: &Global, env: &str, sets: &[String]) -> Result<Environment, i32> {
-    let (_, resolved) = resolve_one(global, env, sets)?;
+/// Resolves a local environment that can be run, with the values of its secrets (fingerprinted
+/// into it), or says why not.
+fn local_environment(
+    global: &Global,
+    env: &str,
+    sets: &[String],
+) -> Result<(Environment, SecretValues), i32> {
+    let (project, resolved) = resolve_one(global, env, sets)?;
     if resolved.is_abstract {
         output::error(&format!(
             "environment `{env}` is abstract: it is only a parent and is never run"
@@ -47,12 +53,19 @@ fn local_environment(global: &Global, env: &str, sets: &[String]) -> Result<Envi
         output::hint(&format!("`tier apply {env}` deploys it"));
         return Err(FAILURE);
     }
-    Ok(resolved.environment)
+    let mut environment = resolved.environment.clone();
+    let secrets = super::secrets::attach_resolved(
+        &project_root(global),
+        &project,
+        &resolved,
+        &mut environment,
+    )?;
+    Ok((environment, secrets))
 }
 
 pub fn up(global: &Global, env: &str, detach: bool, no_wait: bool, sets: &[String]) -> i32 {
-    let environment = match local_environment(global, env, sets) {
-        Ok(environment) => environment,
+    let (environment, secrets) = match local_environment(global, env, sets) {
+        Ok(found) => found,
         Err(code) => return code,
     };
     let root = project_root(global);
@@ -70,9 +83,9 @@ pub fn up(global: &Global, env: &str, detach: bool, no_wait: bool, sets: &[Strin
         return FAILURE;
     }
     if detach {
-        up_detached(global, &root, env, no_wait, sets)
+        up_detached(global, &root, environment, secrets, no_wait)
     } else {
-        up_foreground(&root, environment, no_wait)
+        up_foreground(&root, environment, secrets, no_wait)
     }
 }
 
@@ -80,9 +93,28 @@ pub(super) fn project_root(global: &Global) -> std::path::PathBuf {
     std::fs::canonicalize(&global.project).unwrap_or_else(|_| global.project.clone())
 }
 
-fn up_detached(global: &Global, root: &Path, env: &str, no_wait: bool, sets: &[String]) -> i32 {
+fn up_detached(
+    global: &Global,
+    root: &Path,
+    environment: Environment,
+    secrets: SecretValues,
+    no_wait: bool,
+) -> i32 {
+    let env = environment.name.to_string();
+    let env = env.as_str();
     let dir = EnvDir::new(root, env);
-    let pid = match start_agent(root, env, AgentInput::Project(sets)) {
+    // The agent runs exactly what was resolved here; the spec file holds no secret value.
+    let spec = dir.root().join("up.json");
+    let request = control::ApplyRequest {
+        environment,
+        programs: std::collections::BTreeMap::new(),
+        secrets: SecretValues::default(),
+    };
+    if let Err(why) = write_spec(&spec, &request) {
+        output::error(&format!("{env}: {why}"));
+        return FAILURE;
+    }
+    let pid = match start_agent(root, env, &spec, &secrets) {
         Ok(pid) => pid,
         Err(why) => {
             output::error(&why);
@@ -109,17 +141,27 @@ fn up_detached(global: &Global, root: &Path, env: &str, no_wait: bool, sets: &[S
     }
 }
 
-/// What a detached agent runs.
-pub(super) enum AgentInput<'a> {
-    /// The project as it resolves now, with these `--set`s.
-    Project(&'a [String]),
-    /// Exactly the environment and programs an apply fixed, from this file.
-    Spec(&'a Path),
+/// Writes what a detached agent is to run (an environment and its programs, never a secret
+/// value) where it will read it.
+pub(super) fn write_spec(path: &Path, request: &control::ApplyRequest) -> Result<(), String> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
+    }
+    let bytes = serde_json::to_vec_pretty(request).map_err(|error| error.to_string())?;
+    tier_local::paths::write_atomic(path, &bytes)
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))
 }
 
-/// Starts the agent of `env` in a new session and waits until it answers; says why not in one
-/// line when it cannot. Answers its pid.
-pub(super) fn start_agent(root: &Path, env: &str, input: AgentInput<'_>) -> Result<u32, String> {
+/// Starts the agent of `env` in a new session on exactly the spec in `spec`, hands it the
+/// secret values over its stdin, and waits until it answers; says why not in one line when it
+/// cannot. Answers its pid.
+pub(super) fn start_agent(
+    root: &Path,
+    env: &str,
+    spec: &Path,
+    secrets: &SecretValues,
+) -> Result<u32, String> {
     let dir = EnvDir::new(root, env);
     std::fs::create_dir_all(dir.root())
         .map_err(|error| format!("{env}: cannot create {}: {error}", dir.root().display()))?;
@@ -127,21 +169,17 @@ pub(super) fn start_agent(root: &Path, env: &str, input: AgentInput<'_>) -> Resu
         .map_err(|error| format!("{env}: cannot write {}: {error}", dir.agent_log().display()))?;
     let program = std::env::current_exe()
         .map_err(|error| format!("cannot find the tier executable: {error}"))?;
-    let mut args: Vec<std::ffi::OsString> =
-        vec!["--project".into(), root.into(), "agent".into(), env.into()];
-    match input {
-        AgentInput::Project(sets) => {
-            for set in sets {
-                args.push("--set".into());
-                args.push(set.into());
-            }
-        }
-        AgentInput::Spec(path) => {
-            args.push("--spec".into());
-            args.push(path.into());
-        }
-    }
-    let mut agent = tier_local::spawn::spawn_detached(&program, &args, root, log)
+    let args: Vec<std::ffi::OsString> = vec![
+        "--project".into(),
+        root.into(),
+        "agent".into(),
+        env.into(),
+        "--spec".into(),
+        spec.into(),
+        "--secrets-on-stdin".into(),
+    ];
+    let input = serde_json::to_vec(secrets).map_err(|error| error.to_string())?;
+    let mut agent = tier_local::spawn::spawn_detached(&program, &args, root, log, &input)
         .map_err(|error| format!("{env}: cannot start the agent: {error}"))?;
     // Wait for the agent to answer, or to die saying why. `try_wait` also reaps it, so a dead
     // agent is not mistaken for a live one.
@@ -268,14 +306,19 @@ pub(super) fn stop_agent(dir: &EnvDir, env: &str) {
     }
 }
 
-fn up_foreground(root: &Path, environment: Environment, no_wait: bool) -> i32 {
+fn up_foreground(
+    root: &Path,
+    environment: Environment,
+    secrets: SecretValues,
+    no_wait: bool,
+) -> i32 {
     let env = environment.name.to_string();
     let prepared = match tier_local::prepare(tier_local::AgentOptions {
         project_root: root.to_path_buf(),
         environment,
         echo: true,
         programs: std::collections::BTreeMap::new(),
-        secrets: Default::default(),
+        secrets,
     }) {
         Ok(prepared) => prepared,
         Err(error) => {
@@ -359,8 +402,31 @@ async fn stop_on_signal(stop: tokio_util::sync::CancellationToken) {
 }
 
 /// The hidden command a detached `up` runs: the agent itself, its output in agent.log.
-pub fn agent(global: &Global, env: &str, sets: &[String], spec: Option<&Path>) -> i32 {
-    let (environment, programs) = match spec {
+pub fn agent(
+    global: &Global,
+    env: &str,
+    sets: &[String],
+    spec: Option<&Path>,
+    secrets_on_stdin: bool,
+) -> i32 {
+    let secrets = if secrets_on_stdin {
+        let mut input = Vec::new();
+        let read = std::io::Read::read_to_end(&mut std::io::stdin(), &mut input)
+            .map_err(|error| error.to_string())
+            .and_then(|_| {
+                serde_json::from_slice::<SecretValues>(&input).map_err(|error| error.to_string())
+            });
+        match read {
+            Ok(secrets) => Some(secrets),
+            Err(why) => {
+                eprintln!("error: {env}: cannot read the secret values on stdin: {why}");
+                return FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let (environment, programs, secrets) = match spec {
         Some(path) => {
             let read = std::fs::read(path)
                 .map_err(|error| error.to_string())
@@ -369,7 +435,11 @@ pub fn agent(global: &Global, env: &str, sets: &[String], spec: Option<&Path>) -
                         .map_err(|error| error.to_string())
                 });
             match read {
-                Ok(request) => (request.environment, request.programs),
+                Ok(request) => (
+                    request.environment,
+                    request.programs,
+                    secrets.unwrap_or_default(),
+                ),
                 Err(why) => {
                     eprintln!("error: {env}: cannot read {}: {why}", path.display());
                     return FAILURE;
@@ -377,24 +447,25 @@ pub fn agent(global: &Global, env: &str, sets: &[String], spec: Option<&Path>) -
             }
         }
         None => match local_environment(global, env, sets) {
-            Ok(environment) => (environment, std::collections::BTreeMap::new()),
+            Ok((environment, secrets)) => (environment, std::collections::BTreeMap::new(), secrets),
             Err(code) => return code,
         },
     };
-    up_foreground_quiet(&project_root(global), environment, programs)
+    up_foreground_quiet(&project_root(global), environment, programs, secrets)
 }
 
 fn up_foreground_quiet(
     root: &Path,
     environment: Environment,
     programs: std::collections::BTreeMap<String, std::path::PathBuf>,
+    secrets: SecretValues,
 ) -> i32 {
     let prepared = match tier_local::prepare(tier_local::AgentOptions {
         project_root: root.to_path_buf(),
         environment,
         echo: false,
         programs,
-        secrets: Default::default(),
+        secrets,
     }) {
         Ok(prepared) => prepared,
         Err(error) => {

@@ -7,6 +7,7 @@ mod inspect;
 mod kube;
 mod local;
 mod schema;
+mod secrets;
 mod store;
 
 use tier_model::{Problem, Project, Set};
@@ -96,7 +97,14 @@ pub fn run(cli: Cli) -> i32 {
             env,
             overrides,
             spec,
-        } => local::agent(global, &env, &overrides.sets, spec.as_deref()),
+            secrets_on_stdin,
+        } => local::agent(
+            global,
+            &env,
+            &overrides.sets,
+            spec.as_deref(),
+            secrets_on_stdin,
+        ),
         Command::Schema { file, out } => schema::schema(file, out.as_deref()),
         Command::Completions { shell } => schema::completions(shell),
     }
