@@ -336,3 +336,72 @@ fn the_sample_apps_protected_prod_needs_confirm_and_a_saved_plan_applies_as_is()
         stale.stderr
     );
 }
+
+#[test]
+fn rollback_applies_an_earlier_revisions_objects_again() {
+    let setup = Setup::shop("prod-admin");
+    setup.run(&["apply", "prod"], 0);
+    setup.run(
+        &["apply", "prod", "--set", "services.api.image=shop-api:2.0"],
+        0,
+    );
+    assert_eq!(setup.image_of("api"), "shop-api:2.0");
+    let run = setup.run(&["rollback", "prod", "--to", "1"], 0);
+    assert!(
+        run.stdout.contains("prod: revision 3 deployed"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(setup.image_of("api"), "shop-api:1.0");
+    let history = setup.json(&["history", "prod", "--output", "json"]);
+    assert_eq!(history[2]["origin"]["kind"], "rollback", "{history:#}");
+    assert_eq!(history[2]["outcome"]["status"], "succeeded", "{history:#}");
+}
+
+#[test]
+fn a_first_deploy_that_fails_is_recorded_as_failed_and_halt_keeps_what_succeeded() {
+    let setup = Setup::shop("prod-admin");
+    let run = setup.run(
+        &[
+            "apply",
+            "prod",
+            "--set",
+            "services.web.image=shop-web:1.0-fail",
+        ],
+        1,
+    );
+    assert!(
+        run.stderr.contains("nothing was deployed before"),
+        "{}",
+        run.stderr
+    );
+    let history = setup.json(&["history", "prod", "--output", "json"]);
+    assert_eq!(history[0]["outcome"]["status"], "failed", "{history:#}");
+    // With on_failure = "halt", a later failure keeps the services that rolled out.
+    setup.run(&["apply", "prod"], 0);
+    let halting = SHOP.replace(
+        "name = \"shop\"\n",
+        "name = \"shop\"\non_failure = \"halt\"\n",
+    );
+    setup.project.write("tier.toml", &halting);
+    let run = setup.run(
+        &[
+            "apply",
+            "prod",
+            "--set",
+            "services.api.image=shop-api:1.1",
+            "--set",
+            "services.web.image=shop-web:2.0-fail",
+        ],
+        1,
+    );
+    assert!(
+        run.stderr.contains("what succeeded was kept"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(setup.image_of("api"), "shop-api:1.1");
+    assert_eq!(setup.image_of("web"), "shop-web:2.0-fail");
+    let history = setup.json(&["history", "prod", "--output", "json"]);
+    assert_eq!(history[2]["outcome"]["status"], "failed", "{history:#}");
+}
