@@ -73,6 +73,10 @@ pub enum Command {
     },
     /// Check every environment; print every problem with its file, line and column.
     Validate {
+        /// Also read this environment's secrets and report each one that cannot be read
+        /// (no other environment's secrets are read).
+        #[arg(long, value_name = "ENV")]
+        env: Option<String>,
         #[command(flatten)]
         overrides: Overrides,
     },

@@ -111,7 +111,7 @@ fn a_canary_reaches_only_its_replica() {
     let (project, _secrets, port) = project();
     let mut printed = Vec::new();
 
-    let validate = run(&project, Some(CANARY), &["validate"]);
+    let validate = run(&project, Some(CANARY), &["validate", "--env", "dev"]);
     assert_eq!(validate.code, 0, "{}", validate.stderr);
     printed.push(validate);
 
@@ -215,6 +215,15 @@ fn a_canary_reaches_only_its_replica() {
     }
 
     // Forced errors: a missing variable, a key file others can read.
+    let unset = run(&project, None, &["validate", "--env", "dev"]);
+    assert_eq!(unset.code, 1);
+    assert!(
+        unset.stderr.contains("envs/dev.toml:2:")
+            && unset.stderr.contains("`SAMPLE_DB_PASSWORD` is not set"),
+        "{}",
+        unset.stderr
+    );
+    printed.push(unset);
     let missing = run(&project, None, &["plan", "dev"]);
     assert_eq!(missing.code, 1);
     assert!(

@@ -10,7 +10,7 @@ use super::{FAILURE, SUCCESS, USAGE, load, parse_sets, report};
 use crate::args::{Format, Global, Output};
 use crate::output;
 
-pub fn validate(global: &Global, sets: &[String]) -> i32 {
+pub fn validate(global: &Global, sets: &[String], secrets_of: Option<&str>) -> i32 {
     let sets = match parse_sets(sets) {
         Ok(sets) => sets,
         Err(code) => return code,
@@ -19,7 +19,23 @@ pub fn validate(global: &Global, sets: &[String]) -> i32 {
         Ok(project) => project,
         Err(code) => return code,
     };
-    let validation = tier_model::validate(&mut project, &sets);
+    let mut validation = tier_model::validate(&mut project, &sets);
+    if validation.problems.is_empty()
+        && let Some(env) = secrets_of
+    {
+        // Only the named environment's secrets are read: checking dev never reads prod's.
+        let root = super::local::project_root(global);
+        let lookup = tier_model::secrets::Lookup::from_process(&root);
+        if project.environment(env).is_none() {
+            output::error(&project.unknown_environment(env));
+            return USAGE;
+        }
+        if let Ok(resolved) = project.resolve(env, &sets)
+            && let Err(problems) = resolved.read_secrets(&lookup)
+        {
+            validation.problems.extend(problems);
+        }
+    }
     if !validation.problems.is_empty() {
         return report(global, &project, &validation.problems);
     }

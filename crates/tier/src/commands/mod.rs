@@ -34,7 +34,9 @@ pub fn run(cli: Cli) -> i32 {
             };
             init::init(&dir, template)
         }
-        Command::Validate { overrides } => inspect::validate(global, &overrides.sets),
+        Command::Validate { env, overrides } => {
+            inspect::validate(global, &overrides.sets, env.as_deref())
+        }
         Command::Envs => inspect::envs(global),
         Command::Render {
             env,
