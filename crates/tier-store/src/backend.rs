@@ -7,7 +7,9 @@ use std::time::Duration;
 use futures_util::Stream;
 
 use crate::error::StoreError;
-use crate::types::{CasOutcome, KeyValue, Lease, LeaseId, Range, Revision, Selector};
+use crate::types::{
+    CasOutcome, Compare, KeyValue, Lease, LeaseId, Op, Range, Revision, Selector, TxnOutcome,
+};
 
 /// The longest lease a backend grants (etcd's limit is about 9e10 seconds; ours is a year).
 pub const MAX_LEASE_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -50,6 +52,18 @@ pub trait Backend: Send + Sync + 'static {
         expected: Revision,
         value: Vec<u8>,
     ) -> impl Future<Output = Result<CasOutcome, StoreError>> + Send;
+
+    /// Applies every operation of `then`, atomically and at one revision, if every comparison
+    /// of `compare` holds; otherwise writes nothing and answers the compared keys as they are
+    /// (etcd's `Txn`, without an else branch). The operations' events share that revision and
+    /// come in the order of `then`; a watcher sees each once. A key may be changed by one
+    /// operation only (`StoreError::InvalidTxn`); an operation refused for its own reason (an
+    /// unknown lease) fails the whole transaction and writes nothing.
+    fn txn(
+        &self,
+        compare: Vec<Compare>,
+        then: Vec<Op>,
+    ) -> impl Future<Output = Result<TxnOutcome, StoreError>> + Send;
 
     /// Every event for `selector` with revision `from` or later: first the retained history,
     /// then live events, in revision order, none missed or repeated. `Revision(0)` starts

@@ -35,6 +35,9 @@ pub(crate) struct StoredLease {
 
 const PUT: u8 = 0;
 const DELETE: u8 = 1;
+/// Several events of one revision (a transaction): a count, then each event's length and
+/// encoding. A revision with one event keeps the single-event form.
+const GROUP: u8 = 2;
 
 pub(crate) fn encode_key(record: &StoredKey) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(33 + record.value.len());
@@ -78,6 +81,49 @@ pub(crate) fn encode_event(event: &Event) -> Vec<u8> {
             bytes
         }
     }
+}
+
+/// The `log` record of one revision's events (one, or a transaction's, in order).
+pub(crate) fn encode_events(events: &[Event]) -> Vec<u8> {
+    if let [event] = events {
+        return encode_event(event);
+    }
+    let mut bytes = vec![GROUP];
+    let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
+    bytes.extend_from_slice(&count.to_le_bytes());
+    for event in events {
+        let encoded = encode_event(event);
+        let length = u32::try_from(encoded.len()).unwrap_or(u32::MAX);
+        bytes.extend_from_slice(&length.to_le_bytes());
+        bytes.extend_from_slice(&encoded);
+    }
+    bytes
+}
+
+/// The events of one `log` record, in order.
+pub(crate) fn decode_events(revision: Revision, bytes: &[u8]) -> Result<Vec<Event>, String> {
+    if bytes.first() != Some(&GROUP) {
+        return Ok(vec![decode_event(revision, bytes)?]);
+    }
+    let mut reader = Reader {
+        bytes: &bytes[1..],
+        what: "event group",
+    };
+    let count = reader.u32()?;
+    let mut events = Vec::new();
+    for _ in 0..count {
+        let length = usize::try_from(reader.u32()?).map_err(|_| reader.short())?;
+        let (head, tail) = reader
+            .bytes
+            .split_at_checked(length)
+            .ok_or_else(|| reader.short())?;
+        reader.bytes = tail;
+        events.push(decode_event(revision, head)?);
+    }
+    if events.is_empty() {
+        return Err(format!("the event group at revision {revision} is empty"));
+    }
+    Ok(events)
 }
 
 pub(crate) fn decode_event(revision: Revision, bytes: &[u8]) -> Result<Event, String> {
@@ -221,6 +267,32 @@ mod tests {
             decode_event(Revision(8), &encode_event(&delete)),
             Ok(delete)
         );
+    }
+
+    #[test]
+    fn a_transactions_events_round_trip_as_one_record() {
+        let put = Event::Put(KeyValue {
+            key: "a".into(),
+            value: b"1".to_vec(),
+            create_revision: Revision(4),
+            mod_revision: Revision(4),
+            version: 1,
+            lease: None,
+        });
+        let delete = Event::Delete {
+            key: "b".into(),
+            revision: Revision(4),
+        };
+        let group = vec![put.clone(), delete.clone()];
+        let bytes = encode_events(&group);
+        assert_eq!(decode_events(Revision(4), &bytes), Ok(group));
+        for length in 0..bytes.len() {
+            assert!(decode_events(Revision(4), &bytes[..length]).is_err());
+        }
+        let single = encode_events(std::slice::from_ref(&put));
+        assert_eq!(single, encode_event(&put), "one event keeps the old layout");
+        assert_eq!(decode_events(Revision(4), &single), Ok(vec![put]));
+        assert!(decode_events(Revision(4), &[GROUP, 0, 0, 0, 0]).is_err());
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! (id → time to live and wall-clock expiry) and `lease_keys` ((lease, key) → (), so revoking
 //! a lease does not scan every key).
 //!
-//! Writes are group-committed: every write (put, delete, compare-and-swap, lease and compaction
-//! operations) is queued to one writer thread, which takes everything queued, applies it in
+//! Writes are group-committed: every write (put, delete, compare-and-swap, transaction, lease
+//! and compaction operations) is queued to one writer thread, which takes everything queued, applies it in
 //! order inside one redb transaction, commits it with `Durability::Immediate` (fsynced before
 //! `commit` returns), broadcasts the events, and only then answers each caller with its own
 //! revision or outcome. Concurrent writers thus share one fsync, while each write still sees
@@ -17,6 +17,10 @@
 //! caller gets the answer its own write deserves. Only the writer thread broadcasts, so
 //! broadcast order is revision order; a watcher that misses broadcasts (it lagged) re-reads the
 //! log, which already holds every broadcast event.
+//!
+//! A transaction ([`Backend::txn`]) is one queued write: its comparisons are checked and its
+//! operations applied at one revision, their events kept in one `log` record in the order of
+//! the operations and broadcast as one message, so a watcher takes a revision whole.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -36,7 +40,10 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{Backend, MAX_LEASE_TTL, WatchStream};
 use crate::codec::{self, StoredKey, StoredLease};
 use crate::error::StoreError;
-use crate::types::{CasOutcome, Event, KeyValue, Lease, LeaseId, Range, Revision, Selector};
+use crate::types::{
+    CasOutcome, Compare, Event, KeyValue, Lease, LeaseId, Op, Range, Revision, Selector,
+    TxnOutcome, check_txn,
+};
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
@@ -124,6 +131,11 @@ enum WriteOp {
         expected: Revision,
         value: Vec<u8>,
     },
+    Txn {
+        compare: Vec<Compare>,
+        then: Vec<Op>,
+        at: Instant,
+    },
     Grant {
         ttl: Duration,
         at: Instant,
@@ -148,6 +160,7 @@ enum Outcome {
     Written(Revision),
     Deleted(Option<Revision>),
     Swap(CasOutcome),
+    Txn(TxnOutcome),
     Lease(Lease),
     Done,
 }
@@ -163,7 +176,8 @@ struct Inner {
     path: PathBuf,
     database: Database,
     config: EmbeddedConfig,
-    events: broadcast::Sender<Arc<Event>>,
+    /// Every committed revision's events (one, or a transaction's), in revision order.
+    events: broadcast::Sender<Arc<Vec<Event>>>,
     /// When each live lease expires, on tokio's clock.
     deadlines: Mutex<HashMap<LeaseId, Instant>>,
     /// Wakes the expiry task when a deadline is added or moved.
@@ -297,9 +311,9 @@ impl Inner {
     fn commit_batch(&self, batch: Vec<WriteRequest>) {
         match self.apply_batch(&batch) {
             Ok((results, events)) => {
-                for event in events {
+                for group in by_revision(events) {
                     // No receiver is not an error: nobody is watching.
-                    let _ = self.events.send(Arc::new(event));
+                    let _ = self.events.send(Arc::new(group));
                 }
                 let mut deadlines_moved = false;
                 for (request, result) in batch.into_iter().zip(results) {
@@ -475,6 +489,19 @@ impl Backend for EmbeddedStore {
         }
     }
 
+    async fn txn(&self, compare: Vec<Compare>, then: Vec<Op>) -> Result<TxnOutcome, StoreError> {
+        check_txn(&compare, &then)?;
+        let op = WriteOp::Txn {
+            compare,
+            then,
+            at: Instant::now(),
+        };
+        match self.write(op).await? {
+            Outcome::Txn(outcome) => Ok(outcome),
+            _ => Err(unexpected()),
+        }
+    }
+
     async fn watch(&self, selector: Selector, from: Revision) -> Result<WatchStream, StoreError> {
         // Subscribe before reading the log, so nothing committed in between is missed.
         let receiver = self.inner.events.subscribe();
@@ -552,6 +579,8 @@ struct Writer<'t> {
     lease_keys: redb::Table<'t, (i64, &'static str), ()>,
     revision: Revision,
     compacted: Revision,
+    /// The revision a transaction's operations all take while it is being applied.
+    open_txn: Option<Revision>,
     events: Vec<Event>,
 }
 
@@ -568,6 +597,7 @@ impl<'t> Writer<'t> {
             lease_keys: transaction.open_table(LEASE_KEYS)?,
             revision,
             compacted,
+            open_txn: None,
             events: Vec::new(),
         })
     }
@@ -610,6 +640,43 @@ impl<'t> Writer<'t> {
                 let lease = current.and_then(|record| record.lease);
                 let revision = self.put_key(key, value.clone(), lease)?;
                 Ok((Outcome::Swap(CasOutcome::Written(revision)), Effect::None))
+            }
+            WriteOp::Txn { compare, then, at } => {
+                let mut current = Vec::with_capacity(compare.len());
+                let mut holds = true;
+                for condition in compare {
+                    let stored = self.stored(&condition.key)?;
+                    let mod_revision = stored
+                        .as_ref()
+                        .map_or(Revision(0), |record| record.mod_revision);
+                    holds &= mod_revision == condition.mod_revision;
+                    current.push(stored.map(|record| record.into_key_value(condition.key.clone())));
+                }
+                if !holds {
+                    let outcome = TxnOutcome::Failed { current };
+                    return Ok((Outcome::Txn(outcome), Effect::None));
+                }
+                // Every refusal before the first change, so a refused transaction writes
+                // nothing and the rest of the batch goes on.
+                for op in then {
+                    if let Op::Put {
+                        lease: Some(id), ..
+                    } = op
+                        && (inner.lease_expired(*id, *at) || self.lease(*id)?.is_none())
+                    {
+                        return Err(StoreError::LeaseNotFound(*id).into());
+                    }
+                }
+                let revision = self.revision.next();
+                self.open_txn = Some(revision);
+                let applied = self.apply_ops(then);
+                self.open_txn = None;
+                let changed = applied?;
+                let revision = if changed { revision } else { self.revision };
+                Ok((
+                    Outcome::Txn(TxnOutcome::Committed { revision }),
+                    Effect::None,
+                ))
             }
             WriteOp::Grant { ttl, at } => {
                 let ttl_millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -669,6 +736,26 @@ impl<'t> Writer<'t> {
         }
     }
 
+    /// Applies a transaction's operations at the open revision; `true` if one changed a key.
+    fn apply_ops(&mut self, then: &[Op]) -> Result<bool, Failure> {
+        let mut changed = false;
+        for op in then {
+            match op {
+                Op::Put { key, value, lease } => {
+                    self.put_key(key, value.clone(), *lease)?;
+                    changed = true;
+                }
+                Op::Delete { key } => changed |= self.delete_key(key)?.is_some(),
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The revision the next change takes: the open transaction's, or the next one.
+    fn next_revision(&self) -> Revision {
+        self.open_txn.unwrap_or_else(|| self.revision.next())
+    }
+
     fn stored(&self, key: &str) -> Result<Option<StoredKey>, Failure> {
         match self.kv.get(key)? {
             Some(record) => Ok(Some(
@@ -699,7 +786,7 @@ impl<'t> Writer<'t> {
             return Err(StoreError::LeaseNotFound(id).into());
         }
         let previous = self.stored(key)?;
-        let revision = self.revision.next();
+        let revision = self.next_revision();
         let (create_revision, version) = match &previous {
             Some(record) => (record.create_revision, record.version.saturating_add(1)),
             None => (revision, 1),
@@ -733,7 +820,7 @@ impl<'t> Writer<'t> {
         if let Some(LeaseId(id)) = previous.lease {
             self.lease_keys.remove((id, key))?;
         }
-        let revision = self.revision.next();
+        let revision = self.next_revision();
         self.append(Event::Delete {
             key: key.to_owned(),
             revision,
@@ -741,11 +828,21 @@ impl<'t> Writer<'t> {
         Ok(Some(revision))
     }
 
+    /// Records an event in the log under its revision, together with the earlier events of
+    /// the same revision (a transaction's).
     fn append(&mut self, event: Event) -> Result<(), Failure> {
-        self.revision = event.revision();
-        self.log
-            .insert(self.revision.0, codec::encode_event(&event).as_slice())?;
+        let revision = event.revision();
+        self.revision = revision;
         self.events.push(event);
+        let first = self
+            .events
+            .iter()
+            .rposition(|event| event.revision() != revision)
+            .map_or(0, |index| index + 1);
+        self.log.insert(
+            revision.0,
+            codec::encode_events(&self.events[first..]).as_slice(),
+        )?;
         Ok(())
     }
 
@@ -888,7 +985,7 @@ struct Watcher {
     store: Weak<Inner>,
     selector: Selector,
     next: Revision,
-    receiver: broadcast::Receiver<Arc<Event>>,
+    receiver: broadcast::Receiver<Arc<Vec<Event>>>,
     pending: VecDeque<Event>,
     finished: bool,
 }
@@ -902,13 +999,20 @@ impl Watcher {
             if self.finished {
                 return None;
             }
-            match self.receiver.recv().await {
-                Ok(event) if event.revision() < self.next => {}
-                Ok(event) if event.revision() == self.next => {
+            let received = self.receiver.recv().await;
+            let revision = match &received {
+                Ok(group) => group.first().map_or(Revision(0), Event::revision),
+                Err(_) => Revision(0),
+            };
+            match received {
+                Ok(_) if revision < self.next => {}
+                Ok(group) if revision == self.next => {
                     self.next = self.next.next();
-                    if self.selector.matches(event.key()) {
-                        return Some(Ok(Event::clone(&event)));
-                    }
+                    let matching = group
+                        .iter()
+                        .filter(|event| self.selector.matches(event.key()))
+                        .cloned();
+                    self.pending.extend(matching);
                 }
                 // A gap (the receiver lagged): the log has everything that was broadcast.
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -946,11 +1050,13 @@ impl Watcher {
                 let mut events = Vec::new();
                 for entry in log.range(from.0..)? {
                     let (revision, record) = entry?;
-                    let event = codec::decode_event(Revision(revision.value()), record.value())
+                    let group = codec::decode_events(Revision(revision.value()), record.value())
                         .map_err(Failure::Corrupt)?;
-                    if selector.matches(event.key()) {
-                        events.push(event);
-                    }
+                    events.extend(
+                        group
+                            .into_iter()
+                            .filter(|event| selector.matches(event.key())),
+                    );
                 }
                 Ok((events, current))
             })
@@ -960,6 +1066,20 @@ impl Watcher {
         self.next = self.next.max(current.next());
         Ok(())
     }
+}
+
+/// Splits a batch's events into one group per revision, in order.
+fn by_revision(events: Vec<Event>) -> Vec<Vec<Event>> {
+    let mut groups: Vec<Vec<Event>> = Vec::new();
+    for event in events {
+        match groups.last_mut() {
+            Some(group) if group.first().map(Event::revision) == Some(event.revision()) => {
+                group.push(event);
+            }
+            _ => groups.push(vec![event]),
+        }
+    }
+    groups
 }
 
 fn unexpected() -> StoreError {

@@ -19,6 +19,9 @@ pub enum StoreError {
     LeaseNotFound(LeaseId),
     #[error("invalid key: {0}")]
     InvalidKey(&'static str),
+    /// A transaction that no backend may apply (a key changed twice).
+    #[error("invalid transaction: {0}")]
+    InvalidTxn(&'static str),
     #[error("invalid lease ttl: it must be more than zero and at most {max} seconds", max = crate::backend::MAX_LEASE_TTL.as_secs())]
     InvalidTtl,
     #[error("store file {path} is corrupt: {detail}")]

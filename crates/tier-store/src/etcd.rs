@@ -109,7 +109,7 @@ mod client {
 
     use etcd_client::{
         Client, CompactionOptions, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn,
-        TxnOp, WatchOptions,
+        TxnOp, TxnOpResponse, WatchOptions,
     };
     use futures_util::stream;
     use tokio::time::Instant;
@@ -117,7 +117,10 @@ mod client {
     use super::EtcdConfig;
     use crate::backend::{Backend, MAX_LEASE_TTL, WatchStream};
     use crate::error::StoreError;
-    use crate::types::{CasOutcome, Event, KeyValue, Lease, LeaseId, Range, Revision, Selector};
+    use crate::types::{
+        self, CasOutcome, Event, KeyValue, Lease, LeaseId, Op, Range, Revision, Selector,
+        TxnOutcome, check_txn,
+    };
 
     /// How many keys one range request asks for; a prefix with more is read in pages, all at
     /// the first page's revision.
@@ -461,6 +464,78 @@ mod client {
                 .map(|kv| self.key_value(kv))
                 .transpose()?;
             Ok(CasOutcome::Conflict { current })
+        }
+
+        async fn txn(
+            &self,
+            compare: Vec<types::Compare>,
+            then: Vec<Op>,
+        ) -> Result<TxnOutcome, StoreError> {
+            check_txn(&compare, &then)?;
+            let mut conditions = Vec::with_capacity(compare.len());
+            let mut reads = Vec::with_capacity(compare.len());
+            for condition in &compare {
+                let key = self.full_key(&condition.key);
+                let expected = to_etcd(condition.mod_revision)?;
+                conditions.push(Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    expected,
+                ));
+                // On failure etcd runs the else branch in the same transaction, so the keys
+                // read are the keys the comparisons saw.
+                reads.push(TxnOp::get(key, None));
+            }
+            let mut lease_of_first_put = None;
+            let operations: Vec<TxnOp> = then
+                .into_iter()
+                .map(|op| match op {
+                    Op::Put { key, value, lease } => {
+                        lease_of_first_put = lease_of_first_put.or(lease);
+                        let options = lease.map(|LeaseId(id)| PutOptions::new().with_lease(id));
+                        TxnOp::put(self.full_key(&key), value, options)
+                    }
+                    Op::Delete { key } => TxnOp::delete(self.full_key(&key), None),
+                })
+                .collect();
+            let txn = Txn::new()
+                .when(conditions)
+                .and_then(operations)
+                .or_else(reads);
+            let mut kv = self.client.kv_client();
+            let response = match within_raw(self.config.request_timeout, kv.txn(txn)).await? {
+                Ok(response) => response,
+                Err(error) => {
+                    return Err(match (rejection(&error), lease_of_first_put) {
+                        (Rejection::LeaseNotFound, Some(id)) => StoreError::LeaseNotFound(id),
+                        _ => etcd_error(&error),
+                    });
+                }
+            };
+            let revision = header_revision(response.header())?;
+            if response.succeeded() {
+                return Ok(TxnOutcome::Committed { revision });
+            }
+            let mut current = Vec::with_capacity(compare.len());
+            for answer in response.op_responses() {
+                let TxnOpResponse::Get(read) = answer else {
+                    return Err(StoreError::Etcd(
+                        "a failed transaction answered something other than its reads".into(),
+                    ));
+                };
+                current.push(
+                    read.kvs()
+                        .first()
+                        .map(|kv| self.key_value(kv))
+                        .transpose()?,
+                );
+            }
+            if current.len() != compare.len() {
+                return Err(StoreError::Etcd(
+                    "a failed transaction answered too few reads".into(),
+                ));
+            }
+            Ok(TxnOutcome::Failed { current })
         }
 
         async fn watch(

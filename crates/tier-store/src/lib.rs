@@ -19,4 +19,6 @@ pub use error::StoreError;
 pub use etcd::EtcdConfig;
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdStore;
-pub use types::{CasOutcome, Event, KeyValue, Lease, LeaseId, Range, Revision, Selector};
+pub use types::{
+    CasOutcome, Compare, Event, KeyValue, Lease, LeaseId, Op, Range, Revision, Selector, TxnOutcome,
+};

@@ -59,9 +59,10 @@ pub struct Range {
     pub kvs: Vec<KeyValue>,
 }
 
-/// One change in the store's history. In the embedded store every revision holds exactly one
-/// event; etcd deletes all the keys of an expired or revoked lease in one revision, so a
-/// watcher resumes from `revision.next()` only once it has every event of a revision.
+/// One change in the store's history. A revision holds the events of one write: one event, or
+/// every event of a [`txn`](crate::Backend::txn) in the order of its operations; etcd also
+/// deletes all the keys of an expired or revoked lease in one revision. A watcher therefore
+/// resumes from `revision.next()` only once it has every event of a revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// The key's new state; its `mod_revision` is the event's revision.
@@ -110,4 +111,76 @@ pub enum CasOutcome {
     /// The key's mod revision differed; nothing was written. `current` is the key as it is
     /// (`None` when it does not exist).
     Conflict { current: Option<KeyValue> },
+}
+
+/// A condition of a transaction: the key's mod revision is `mod_revision` (`Revision(0)`: the
+/// key does not exist). etcd's `Compare` on `MOD`, with `=`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compare {
+    pub key: String,
+    pub mod_revision: Revision,
+}
+
+impl Compare {
+    /// The key's mod revision is `mod_revision`; `Revision(0)` means it does not exist.
+    pub fn mod_revision(key: impl Into<String>, mod_revision: Revision) -> Compare {
+        Compare {
+            key: key.into(),
+            mod_revision,
+        }
+    }
+}
+
+/// A write of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Writes `value` under `key`, attached to `lease` if given (a put without a lease detaches
+    /// the key from any lease, as `put` does).
+    Put {
+        key: String,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    },
+    /// Deletes `key`; nothing happens (and no event is written) when it does not exist.
+    Delete { key: String },
+}
+
+impl Op {
+    pub fn key(&self) -> &str {
+        match self {
+            Op::Put { key, .. } | Op::Delete { key } => key,
+        }
+    }
+}
+
+/// The result of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxnOutcome {
+    /// Every comparison held and every operation was applied, all at `revision` (the current
+    /// revision, unchanged, when no operation changed anything).
+    Committed { revision: Revision },
+    /// A comparison failed; nothing was written. `current` holds each compared key as it was
+    /// when the comparisons were made, in the order of the comparisons (`None`: absent).
+    Failed { current: Vec<Option<KeyValue>> },
+}
+
+/// Refuses a transaction that no backend may apply: an empty key, or a key that two
+/// operations change (etcd refuses that too, "duplicate key given in txn request").
+pub(crate) fn check_txn(compare: &[Compare], then: &[Op]) -> Result<(), crate::StoreError> {
+    let empty = crate::StoreError::InvalidKey("a key must not be empty");
+    if compare.iter().any(|compare| compare.key.is_empty()) {
+        return Err(empty);
+    }
+    let mut changed = std::collections::HashSet::with_capacity(then.len());
+    for op in then {
+        if op.key().is_empty() {
+            return Err(empty);
+        }
+        if !changed.insert(op.key()) {
+            return Err(crate::StoreError::InvalidTxn(
+                "a transaction may change each key only once",
+            ));
+        }
+    }
+    Ok(())
 }

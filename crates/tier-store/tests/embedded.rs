@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use conformance::{keys, next_events, ok, some, summary};
 use tier_store::{
-    Backend, CasOutcome, EmbeddedConfig, EmbeddedStore, Revision, Selector, StoreError,
+    Backend, CasOutcome, Compare, EmbeddedConfig, EmbeddedStore, Op, Revision, Selector,
+    StoreError, TxnOutcome,
 };
 
 async fn fresh_store() -> (EmbeddedStore, tempfile::TempDir) {
@@ -190,6 +191,77 @@ async fn a_watcher_that_lags_behind_the_broadcast_catches_up_from_the_log() {
     let events = next_events(&mut watch, usize::try_from(writes).unwrap_or(0)).await;
     let revisions: Vec<u64> = events.iter().map(|event| event.revision().0).collect();
     assert_eq!(revisions, (1..=writes).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_transactions_share_commits_and_a_lagging_watcher_takes_each_whole() {
+    let directory = temp_dir();
+    let path = directory.path().join("store.redb");
+    let store = ok(EmbeddedStore::open(&path, keep_all()).await);
+    let mut watch = ok(store
+        .watch(Selector::Prefix("k/".into()), Revision(0))
+        .await);
+    // More transactions than the broadcast channel holds, each a change and its record, each
+    // guarded by the key's mod revision read before; the losers of a race read and retry.
+    let writers = 1200_u64;
+    let tasks: Vec<_> = (0..writers)
+        .map(|index| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let key = format!("k/{}", index % 8);
+                loop {
+                    let seen = store
+                        .get(&key)
+                        .await?
+                        .map_or(Revision(0), |kv| kv.mod_revision);
+                    let then = vec![
+                        Op::Put {
+                            key: key.clone(),
+                            value: index.to_le_bytes().to_vec(),
+                            lease: None,
+                        },
+                        Op::Put {
+                            key: format!("log/{index}"),
+                            value: seen.0.to_le_bytes().to_vec(),
+                            lease: None,
+                        },
+                    ];
+                    let compare = vec![Compare::mod_revision(key.clone(), seen)];
+                    if let TxnOutcome::Committed { revision } = store.txn(compare, then).await? {
+                        return Ok::<Revision, StoreError>(revision);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut committed = Vec::new();
+    for task in tasks {
+        committed.push(ok(ok(task
+            .await
+            .map_err(|error| StoreError::Task(error.to_string())))));
+    }
+    committed.sort();
+    assert_eq!(
+        committed,
+        (1..=writers).map(Revision).collect::<Vec<_>>(),
+        "one revision per transaction, no gaps"
+    );
+    let events = next_events(&mut watch, usize::try_from(writers).unwrap_or(0)).await;
+    let revisions: Vec<u64> = events.iter().map(|event| event.revision().0).collect();
+    assert_eq!(revisions, (1..=writers).collect::<Vec<_>>());
+    assert_eq!(ok(store.range("log/").await).kvs.len(), 1200);
+
+    drop(watch);
+    drop(store);
+    let store = ok(EmbeddedStore::open(&path, keep_all()).await);
+    let mut again = ok(store
+        .watch(Selector::Prefix(String::new()), Revision(1))
+        .await);
+    let events = next_events(&mut again, 2400).await;
+    for pair in events.chunks(2) {
+        assert_eq!(pair[0].revision(), pair[1].revision());
+        assert!(pair[0].key().starts_with("k/") && pair[1].key().starts_with("log/"));
+    }
 }
 
 #[tokio::test]

@@ -24,8 +24,8 @@
 //!
 //! # Layout in the store
 //!
-//! User keys are any key outside `_tier/`. Under it: `_tier/audit/<key>\0<revision>` (one
-//! record per change made through the API), `_tier/flags/<name>` (run-time flag overrides)
+//! User keys are any key outside `_tier/`. Under it: `_tier/audit/<key>\0<...>` (one record
+//! per change made through the API, written in one transaction with its change), `_tier/flags/<name>` (run-time flag overrides)
 //! and `_tier/services/<service>/<replica>` (lease-bound endpoints). `/v1/kv` refuses keys
 //! under `_tier/` and leaves them out of listings and watches.
 
@@ -98,7 +98,9 @@ pub fn router<B: Backend>(store: Arc<B>, tokens: Tokens, config: ApiConfig) -> R
         flags: config.flags,
         shutdown: config.shutdown,
         wall_clock: config.wall_clock,
-        writes: tokio::sync::Mutex::new(()),
+        key_locks: (0..KEY_LOCKS)
+            .map(|_| tokio::sync::Mutex::new(()))
+            .collect(),
     });
     Router::new()
         .route("/v1/kv", get(kv::list::<B>))
@@ -148,9 +150,24 @@ pub(crate) struct Api<B> {
     pub(crate) flags: BTreeMap<String, FlagDefault>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) wall_clock: fn() -> SystemTime,
-    /// Held by each change made through the API from reading the old value to writing the
-    /// audit record, so records of one server see each other's changes in order.
-    pub(crate) writes: tokio::sync::Mutex<()>,
+    /// Changes to one key through this server wait for each other (a key hashes to one of
+    /// these), so they do not race each other's transactions; changes to other keys go on and
+    /// share the store's commits. Races with other writers are settled by the transaction's
+    /// comparison.
+    pub(crate) key_locks: Box<[tokio::sync::Mutex<()>]>,
+}
+
+/// How many locks the keys of one server are spread over.
+const KEY_LOCKS: usize = 256;
+
+impl<B> Api<B> {
+    /// The lock that changes to `key` through this server take in turn.
+    pub(crate) fn key_lock(&self, key: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
+        let index = usize::try_from(hash % KEY_LOCKS as u64).unwrap_or(0);
+        &self.key_locks[index]
+    }
 }
 
 async fn not_found() -> ApiError {

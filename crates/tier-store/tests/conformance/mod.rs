@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tier_store::{
-    Backend, CasOutcome, Event, KeyValue, Revision, Selector, StoreError, WatchStream,
+    Backend, CasOutcome, Compare, Event, KeyValue, LeaseId, Op, Revision, Selector, StoreError,
+    TxnOutcome, WatchStream,
 };
 
 /// How long a case waits for something that should happen promptly (an event, an expiry).
@@ -24,6 +25,8 @@ macro_rules! conformance_suite {
             put_get_range_delete,
             revisions_and_versions,
             compare_and_swap,
+            a_transaction_applies_every_op_at_one_revision_or_none,
+            a_watch_sees_a_transactions_events_once_in_order,
             watch_from_a_past_revision_then_live,
             watch_resumes_after_disconnect_without_loss_or_duplicates,
             lease_expiry_deletes_attached_keys,
@@ -139,6 +142,179 @@ pub async fn compare_and_swap<B: Backend>(store: B) {
         ok(store.revisions().await).0,
         base.at(2),
         "a failed swap writes nothing"
+    );
+}
+
+fn put_op(key: &str, value: &[u8]) -> Op {
+    Op::Put {
+        key: key.into(),
+        value: value.to_vec(),
+        lease: None,
+    }
+}
+
+pub async fn a_transaction_applies_every_op_at_one_revision_or_none<B: Backend>(store: B) {
+    let base = start(&store).await;
+    ok(store.put("t/a", b"1".to_vec(), None).await);
+    ok(store.put("t/c", b"gone soon".to_vec(), None).await);
+
+    let committed = ok(store
+        .txn(
+            vec![
+                Compare::mod_revision("t/a", base.at(1)),
+                Compare::mod_revision("t/b", Revision(0)),
+            ],
+            vec![
+                put_op("t/a", b"2"),
+                put_op("t/b", b"3"),
+                Op::Delete { key: "t/c".into() },
+            ],
+        )
+        .await);
+    assert_eq!(
+        committed,
+        TxnOutcome::Committed {
+            revision: base.at(3)
+        }
+    );
+    let a = some(ok(store.get("t/a").await));
+    assert_eq!(
+        (a.value, a.create_revision, a.mod_revision, a.version),
+        (b"2".to_vec(), base.at(1), base.at(3), 2)
+    );
+    let b = some(ok(store.get("t/b").await));
+    assert_eq!(
+        (b.create_revision, b.mod_revision, b.version),
+        (base.at(3), base.at(3), 1)
+    );
+    assert_eq!(ok(store.get("t/c").await), None);
+    assert_eq!(
+        ok(store.revisions().await).0,
+        base.at(3),
+        "every op of a transaction shares one revision"
+    );
+
+    // One comparison fails: nothing is written, and the compared keys come back as they are.
+    let failed = ok(store
+        .txn(
+            vec![
+                Compare::mod_revision("t/b", base.at(3)),
+                Compare::mod_revision("t/a", base.at(1)),
+                Compare::mod_revision("t/missing", base.at(2)),
+            ],
+            vec![put_op("t/a", b"lost"), put_op("t/d", b"lost")],
+        )
+        .await);
+    let TxnOutcome::Failed { current } = failed else {
+        panic!("a stale comparison must fail the transaction, got {failed:?}");
+    };
+    let current: Vec<Option<(String, Revision)>> = current
+        .into_iter()
+        .map(|kv| kv.map(|kv| (kv.key, kv.mod_revision)))
+        .collect();
+    assert_eq!(
+        current,
+        [
+            Some(("t/b".to_owned(), base.at(3))),
+            Some(("t/a".to_owned(), base.at(3))),
+            None
+        ]
+    );
+    assert_eq!(some(ok(store.get("t/a").await)).value, b"2".to_vec());
+    assert_eq!(ok(store.get("t/d").await), None);
+
+    // An op refused for its own reason refuses the whole transaction.
+    let refused = store
+        .txn(
+            Vec::new(),
+            vec![
+                put_op("t/e", b"1"),
+                Op::Put {
+                    key: "t/f".into(),
+                    value: b"1".to_vec(),
+                    lease: Some(LeaseId(424_242)),
+                },
+            ],
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::LeaseNotFound(LeaseId(424_242)))),
+        "{refused:?}"
+    );
+    assert_eq!(ok(store.get("t/e").await), None);
+    let twice = store
+        .txn(Vec::new(), vec![put_op("t/g", b"1"), put_op("t/g", b"2")])
+        .await;
+    assert!(matches!(twice, Err(StoreError::InvalidTxn(_))), "{twice:?}");
+    let empty = store.txn(Vec::new(), vec![put_op("", b"1")]).await;
+    assert!(matches!(empty, Err(StoreError::InvalidKey(_))), "{empty:?}");
+
+    // A transaction that changes nothing takes no revision.
+    let nothing = ok(store
+        .txn(
+            vec![Compare::mod_revision("t/c", Revision(0))],
+            vec![Op::Delete { key: "t/c".into() }],
+        )
+        .await);
+    assert_eq!(
+        nothing,
+        TxnOutcome::Committed {
+            revision: base.at(3)
+        }
+    );
+    assert_eq!(
+        ok(store.revisions().await).0,
+        base.at(3),
+        "failed, refused and empty transactions write nothing"
+    );
+}
+
+pub async fn a_watch_sees_a_transactions_events_once_in_order<B: Backend>(store: B) {
+    let base = start(&store).await;
+    ok(store.put("t/c", b"1".to_vec(), None).await);
+    let mut live = ok(store
+        .watch(Selector::Prefix("t/".into()), Revision(0))
+        .await);
+    let mut key = ok(store.watch(Selector::Key("t/a".into()), base.at(1)).await);
+    let committed = ok(store
+        .txn(
+            vec![Compare::mod_revision("t/c", base.at(1))],
+            vec![
+                put_op("t/b", b"2"),
+                put_op("elsewhere/x", b"not watched"),
+                put_op("t/a", b"3"),
+                Op::Delete { key: "t/c".into() },
+            ],
+        )
+        .await);
+    assert_eq!(
+        committed,
+        TxnOutcome::Committed {
+            revision: base.at(2)
+        }
+    );
+    ok(store.put("t/z", b"4".to_vec(), None).await);
+    let in_order = ["put t/b@2", "put t/a@2", "delete t/c@2", "put t/z@3"];
+    assert_eq!(base.relative(&next_events(&mut live, 4).await), in_order);
+    let mut history = ok(store.watch(Selector::Prefix("t/".into()), base.at(2)).await);
+    assert_eq!(base.relative(&next_events(&mut history, 4).await), in_order);
+    assert_eq!(
+        base.relative(&next_events(&mut key, 1).await),
+        ["put t/a@2"]
+    );
+    // Nothing is delivered twice: the next event after a later write is that write.
+    ok(store.put("t/a", b"5".to_vec(), None).await);
+    assert_eq!(
+        base.relative(&next_events(&mut live, 1).await),
+        ["put t/a@4"]
+    );
+    assert_eq!(
+        base.relative(&next_events(&mut history, 1).await),
+        ["put t/a@4"]
+    );
+    assert_eq!(
+        base.relative(&next_events(&mut key, 1).await),
+        ["put t/a@4"]
     );
 }
 

@@ -36,6 +36,7 @@ pub struct Server {
     /// The read-write token of another environment, prod.
     pub prod: String,
     pub client: reqwest::Client,
+    tokens: Tokens,
     shutdown: CancellationToken,
     serving: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _directory: tempfile::TempDir,
@@ -93,10 +94,30 @@ impl Server {
             read_only: tokens.read_only().expose().to_owned(),
             prod: prod.read_write().expose().to_owned(),
             client: reqwest::Client::new(),
+            tokens,
             shutdown,
             serving: Some(serving),
             _directory: directory,
         }
+    }
+
+    /// A second API server over the same store and tokens (as two `tier store serve` in front
+    /// of one etcd): its URL. It stops with this one.
+    pub async fn another_api(&self) -> String {
+        let listener = ok(TcpListener::bind("127.0.0.1:0").await);
+        let address = ok(listener.local_addr());
+        let config = ApiConfig {
+            flags: declared_flags(),
+            shutdown: self.shutdown.clone(),
+            ..ApiConfig::default()
+        };
+        tokio::spawn(http::serve(
+            listener,
+            self.store.clone(),
+            self.tokens.clone(),
+            config,
+        ));
+        format!("http://{address}")
     }
 
     /// Stops the server and waits until it has returned.
