@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::Serialize;
@@ -89,6 +89,7 @@ pub fn check_context(
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     ConfigMap,
+    Secret,
     Deployment,
     Service,
 }
@@ -97,6 +98,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::ConfigMap => "ConfigMap",
+            Kind::Secret => "Secret",
             Kind::Deployment => "Deployment",
             Kind::Service => "Service",
         }
@@ -164,6 +166,13 @@ impl Cluster {
                 )
                 .await
             }
+            Object::Secret(value) => {
+                patch(
+                    Api::<Secret>::namespaced(self.client.clone(), namespace),
+                    value,
+                )
+                .await
+            }
             Object::Deployment(value) => {
                 patch(
                     Api::<Deployment>::namespaced(self.client.clone(), namespace),
@@ -182,7 +191,7 @@ impl Cluster {
         result.map_err(|source| ClusterError::Api { action, source })
     }
 
-    /// Deletes every ConfigMap, Deployment and Service labelled as this project's and this
+    /// Deletes every ConfigMap, Secret, Deployment and Service labelled as this project's and this
     /// environment's (in any namespace) that `keep` does not hold. Namespaces are never
     /// deleted: one may hold objects tier does not manage.
     pub async fn prune(
@@ -196,6 +205,7 @@ impl Cluster {
                 let kind = match object {
                     Object::Namespace(_) => return None,
                     Object::ConfigMap(_) => Kind::ConfigMap,
+                    Object::Secret(_) => Kind::Secret,
                     Object::Deployment(_) => Kind::Deployment,
                     Object::Service(_) => Kind::Service,
                 };
@@ -204,7 +214,12 @@ impl Cluster {
             .collect();
         let selector = environment_selector(environment);
         let mut found = Vec::new();
-        for kind in [Kind::Service, Kind::Deployment, Kind::ConfigMap] {
+        for kind in [
+            Kind::Service,
+            Kind::Deployment,
+            Kind::Secret,
+            Kind::ConfigMap,
+        ] {
             for (namespace, name) in self.list_labelled(kind, &selector).await? {
                 if !kept.contains(&(kind, namespace.as_str(), name.as_str())) {
                     found.push(Pruned {
@@ -264,6 +279,7 @@ impl Cluster {
         let params = ListParams::default().labels(selector);
         let metadata = match kind {
             Kind::ConfigMap => names(Api::<ConfigMap>::all(self.client.clone()), &params).await,
+            Kind::Secret => names(Api::<Secret>::all(self.client.clone()), &params).await,
             Kind::Deployment => names(Api::<Deployment>::all(self.client.clone()), &params).await,
             Kind::Service => names(Api::<Service>::all(self.client.clone()), &params).await,
         };
@@ -279,6 +295,10 @@ impl Cluster {
         let params = DeleteParams::background();
         let result = match pruned.kind {
             Kind::ConfigMap => Api::<ConfigMap>::namespaced(client, namespace)
+                .delete(&pruned.name, &params)
+                .await
+                .map(drop),
+            Kind::Secret => Api::<Secret>::namespaced(client, namespace)
                 .delete(&pruned.name, &params)
                 .await
                 .map(drop),

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub enum Object {
     Namespace(Namespace),
     ConfigMap(ConfigMap),
+    Secret(Secret),
     Deployment(Box<Deployment>),
     Service(Box<Service>),
 }
@@ -25,6 +26,7 @@ impl Object {
         match self {
             Object::Namespace(_) => "Namespace",
             Object::ConfigMap(_) => "ConfigMap",
+            Object::Secret(_) => "Secret",
             Object::Deployment(_) => "Deployment",
             Object::Service(_) => "Service",
         }
@@ -56,6 +58,7 @@ impl Object {
         match self {
             Object::Namespace(object) => &object.metadata,
             Object::ConfigMap(object) => &object.metadata,
+            Object::Secret(object) => &object.metadata,
             Object::Deployment(object) => &object.metadata,
             Object::Service(object) => &object.metadata,
         }

@@ -2,14 +2,15 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, Namespace, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SecretKeySelector, Service, ServicePort, ServiceSpec, TCPSocketAction,
-    Volume, VolumeMount,
+    ResourceRequirements, Secret, SecretKeySelector, Service, ServicePort, ServiceSpec,
+    TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -26,6 +27,10 @@ pub const CONFIG_DIR: &str = "/etc/tier";
 /// The pod template annotation that carries the sha256 of the service's `config.json`, so a
 /// config change alone rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "tier.dev/config-hash";
+/// The pod template annotation that carries a hash of the service's secret fingerprints, so a
+/// changed secret value alone rolls the pods (a Secret read through `secretKeyRef` is read
+/// only when a container starts).
+pub const SECRETS_HASH_ANNOTATION: &str = "tier.dev/secrets-hash";
 pub const NAME_LABEL: &str = "app.kubernetes.io/name";
 pub const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -40,6 +45,10 @@ pub struct RenderOptions {
     /// The image each named service runs, fixed at apply time (its artifact, e.g. the image a
     /// promotion carries over); a service not named here runs its `image`.
     pub images: BTreeMap<ServiceName, String>,
+    /// The values of the services' secrets, by service and secret name, for the Secret
+    /// objects; `None` renders each value as its reference (`<secret:env:NAME>`), a
+    /// placeholder that is safe to write to disk or commit.
+    pub secret_values: Option<BTreeMap<String, BTreeMap<String, Vec<u8>>>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -61,7 +70,7 @@ pub enum RenderError {
 }
 
 /// The environment's objects in a stable order: the Namespace, then for each service in name
-/// order its ConfigMap, Deployment and Service. Every problem is reported at once.
+/// order its ConfigMap, its Secret (when it declares secrets), Deployment and Service. Every problem is reported at once.
 ///
 /// A kubernetes Deployment always restarts its containers, so a service's `restart` and
 /// `command` (both for the local runtime) do not appear in the manifests.
@@ -102,6 +111,9 @@ pub fn render(
         };
         let config = config_json(&service.config);
         objects.push(Object::ConfigMap(config_map(&context, &config)));
+        if !service.secrets.is_empty() {
+            objects.push(Object::Secret(secret(&context, options)));
+        }
         objects.push(Object::Deployment(Box::new(deployment(
             &context, image, &config,
         ))));
@@ -160,6 +172,52 @@ fn config_map(context: &ServiceContext<'_>, config: &str) -> ConfigMap {
         )])),
         ..ConfigMap::default()
     }
+}
+
+/// The service's Secret (type Opaque): each secret's value, or its reference as a
+/// placeholder when the values were not given.
+fn secret(context: &ServiceContext<'_>, options: &RenderOptions) -> Secret {
+    let values = options.secret_values.as_ref().map(|values| {
+        values
+            .get(context.name.as_str())
+            .cloned()
+            .unwrap_or_default()
+    });
+    let mut secret = Secret {
+        metadata: context.metadata(secret_name(context.name)),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    };
+    match values {
+        Some(values) => {
+            secret.data = Some(
+                context
+                    .service
+                    .secrets
+                    .keys()
+                    .filter_map(|name| {
+                        let value = values.get(name)?;
+                        Some((name.clone(), ByteString(value.clone())))
+                    })
+                    .collect(),
+            );
+        }
+        None => {
+            secret.string_data = Some(
+                context
+                    .service
+                    .secrets
+                    .iter()
+                    .map(|(name, reference)| (name.clone(), reference.to_string()))
+                    .collect(),
+            );
+        }
+    }
+    secret
+}
+
+fn secret_name(service: &ServiceName) -> String {
+    format!("{service}-secrets")
 }
 
 fn deployment(context: &ServiceContext<'_>, image: &str, config: &str) -> Deployment {
@@ -231,10 +289,7 @@ fn deployment(context: &ServiceContext<'_>, image: &str, config: &str) -> Deploy
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(context.labels.clone()),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_HASH_ANNOTATION.to_owned(),
-                        sha256_hex(config.as_bytes()),
-                    )])),
+                    annotations: Some(pod_annotations(service, config)),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -254,6 +309,26 @@ fn deployment(context: &ServiceContext<'_>, image: &str, config: &str) -> Deploy
         }),
         ..Deployment::default()
     }
+}
+
+/// The config hash, and the hash of the secret fingerprints when the values were read.
+fn pod_annotations(service: &environment::Service, config: &str) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::from([(
+        CONFIG_HASH_ANNOTATION.to_owned(),
+        sha256_hex(config.as_bytes()),
+    )]);
+    if !service.secret_fingerprints.is_empty() {
+        let fingerprints: String = service
+            .secret_fingerprints
+            .iter()
+            .map(|(name, fingerprint)| format!("{name}={fingerprint}\n"))
+            .collect();
+        annotations.insert(
+            SECRETS_HASH_ANNOTATION.to_owned(),
+            sha256_hex(fingerprints.as_bytes()),
+        );
+    }
+    annotations
 }
 
 /// A ClusterIP Service on the service's port, or a LoadBalancer on its `expose` port that
@@ -286,7 +361,7 @@ fn kube_service(context: &ServiceContext<'_>) -> Service {
 }
 
 /// The variables of DESIGN.md, then the service's own `env`, then its secrets (read from the
-/// Secret `<service>-secrets`, which tier does not render).
+/// service's Secret `<service>-secrets`).
 fn env_vars(context: &ServiceContext<'_>) -> Vec<EnvVar> {
     let service = context.service;
     let mut vars = vec![
@@ -333,7 +408,7 @@ fn env_vars(context: &ServiceContext<'_>) -> Vec<EnvVar> {
             name: name.clone(),
             value_from: Some(EnvVarSource {
                 secret_key_ref: Some(SecretKeySelector {
-                    name: format!("{}-secrets", context.name),
+                    name: secret_name(context.name),
                     key: name.clone(),
                     ..SecretKeySelector::default()
                 }),

@@ -5,7 +5,10 @@ use std::path::Path;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{EnvVar, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use tier_kube::{CONFIG_HASH_ANNOTATION, Object, RenderError, RenderOptions, render, to_yaml};
+use tier_kube::{
+    CONFIG_HASH_ANNOTATION, NAME_LABEL, Object, RenderError, RenderOptions,
+    SECRETS_HASH_ANNOTATION, render, to_yaml,
+};
 use tier_model::environment::SecretRef;
 use tier_model::quantity::Quantity;
 use tier_model::{Environment, Project, ServiceName};
@@ -262,7 +265,12 @@ fn secrets_come_from_the_service_secret_and_cpu_is_requested() {
     backend.cpu = Some(Quantity::parse_cpu("500m").expect("a cpu quantity"));
     let rendered = objects(&environment);
     let yaml = to_yaml(&rendered).expect("prints");
-    assert!(!yaml.contains("PROD_DB_PASSWORD"), "{yaml}");
+    // Without values the Secret holds the reference as a placeholder; nothing else names it.
+    assert_eq!(
+        yaml.matches("<secret:env:PROD_DB_PASSWORD>").count(),
+        1,
+        "{yaml}"
+    );
     let backend = deployment(&rendered, "backend");
     let reference = env_var(backend, "DATABASE_PASSWORD")
         .value_from
@@ -298,6 +306,7 @@ fn an_image_fixed_by_the_caller_wins() {
             "registry.example/backend@sha256:abc".to_owned(),
         )]
         .into(),
+        ..RenderOptions::default()
     };
     let rendered = render(&environment, &options).expect("renders");
     let image = deployment(&rendered, "backend")
@@ -367,4 +376,105 @@ fn a_derived_namespace_longer_than_a_label_is_refused() {
         matches!(&problems[..], [RenderError::NamespaceTooLong { namespace, .. }] if namespace.len() == 66),
         "{problems:?}"
     );
+}
+
+fn secret<'a>(objects: &'a [Object], name: &str) -> &'a k8s_openapi::api::core::v1::Secret {
+    objects
+        .iter()
+        .find_map(|object| match object {
+            Object::Secret(secret) if secret.metadata.name.as_deref() == Some(name) => Some(secret),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no Secret {name}"))
+}
+
+#[test]
+fn a_service_with_secrets_gets_an_opaque_secret_with_placeholders_or_values() {
+    let mut environment = sample("prod");
+    let backend = environment.services.get_mut("backend").expect("backend");
+    backend.secrets.insert(
+        "DB_PASSWORD".to_owned(),
+        SecretRef::Env("PROD_DB_PASSWORD".to_owned()),
+    );
+
+    let placeholders = objects(&environment);
+    let kinds: Vec<&str> = placeholders
+        .iter()
+        .filter(|object| object.label(NAME_LABEL) == Some("backend"))
+        .map(Object::kind)
+        .collect();
+    assert_eq!(kinds, ["ConfigMap", "Secret", "Deployment", "Service"]);
+    let placeholder = secret(&placeholders, "backend-secrets");
+    assert_eq!(placeholder.type_.as_deref(), Some("Opaque"));
+    assert_eq!(placeholder.data, None);
+    assert_eq!(
+        placeholder
+            .string_data
+            .as_ref()
+            .and_then(|data| data.get("DB_PASSWORD"))
+            .map(String::as_str),
+        Some("<secret:env:PROD_DB_PASSWORD>")
+    );
+    assert!(
+        placeholders
+            .iter()
+            .all(|object| object.label(NAME_LABEL) != Some("frontend") || object.kind() != "Secret"),
+        "a service without secrets has no Secret"
+    );
+
+    let options = RenderOptions {
+        secret_values: Some(
+            [(
+                "backend".to_owned(),
+                [("DB_PASSWORD".to_owned(), b"canary-value".to_vec())].into(),
+            )]
+            .into(),
+        ),
+        ..RenderOptions::default()
+    };
+    let filled = render(&environment, &options).expect("renders");
+    let with_value = secret(&filled, "backend-secrets");
+    assert_eq!(with_value.string_data, None);
+    assert_eq!(
+        with_value
+            .data
+            .as_ref()
+            .and_then(|data| data.get("DB_PASSWORD"))
+            .map(|bytes| bytes.0.as_slice()),
+        Some(&b"canary-value"[..])
+    );
+}
+
+#[test]
+fn a_changed_secret_fingerprint_changes_the_pod_template() {
+    let mut environment = sample("prod");
+    let backend = environment.services.get_mut("backend").expect("backend");
+    backend.secrets.insert(
+        "DB_PASSWORD".to_owned(),
+        SecretRef::Env("PROD_DB_PASSWORD".to_owned()),
+    );
+    let annotation = |environment: &Environment| {
+        deployment(&objects(environment), "backend")
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.template.metadata.as_ref())
+            .and_then(|metadata| metadata.annotations.as_ref())
+            .and_then(|annotations| annotations.get(SECRETS_HASH_ANNOTATION).cloned())
+    };
+    assert_eq!(
+        annotation(&environment),
+        None,
+        "no fingerprint, no annotation"
+    );
+    let backend = environment.services.get_mut("backend").expect("backend");
+    backend
+        .secret_fingerprints
+        .insert("DB_PASSWORD".to_owned(), "hmac:1111".to_owned());
+    let first = annotation(&environment).expect("an annotation");
+    let backend = environment.services.get_mut("backend").expect("backend");
+    backend
+        .secret_fingerprints
+        .insert("DB_PASSWORD".to_owned(), "hmac:2222".to_owned());
+    let second = annotation(&environment).expect("an annotation");
+    assert_ne!(first, second);
 }

@@ -146,7 +146,12 @@ fn the_sample_app_and_a_large_project_pass_kubernetes_validate() {
     let project = dir.path().join("large");
     large_project(&project);
     let objects = rendered(&project, "prod");
-    assert_eq!(objects.len(), 1 + 3 * SERVICES);
+    let with_secrets = objects
+        .iter()
+        .filter(|object| object.kind() == "Secret")
+        .count();
+    assert!(with_secrets > 0, "the large project renders Secrets too");
+    assert_eq!(objects.len(), 1 + 3 * SERVICES + with_secrets);
     let path = dir.path().join("large-prod.yaml");
     std::fs::write(&path, to_yaml(&objects).expect("prints")).expect("write the manifests");
     files.push(path);

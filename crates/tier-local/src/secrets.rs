@@ -47,6 +47,21 @@ impl SecretValues {
     pub fn is_empty(&self) -> bool {
         self.0.values().all(BTreeMap::is_empty)
     }
+
+    /// The values by service and secret name, for a runtime that stores them itself (a
+    /// Kubernetes Secret sent over the API).
+    pub fn by_name(&self) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
+        self.0
+            .iter()
+            .map(|(service, secrets)| {
+                let values = secrets
+                    .iter()
+                    .map(|(name, secret)| (name.clone(), secret.value.clone()))
+                    .collect();
+                (service.clone(), values)
+            })
+            .collect()
+    }
 }
 
 /// What the agent holds: every value a running or soon-running spec may need.

@@ -91,6 +91,10 @@ pub enum Command {
         /// tool) instead of printing them.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// With --format k8s: put the secrets' values in the Secret objects instead of their
+        /// references. Never commit what this writes.
+        #[arg(long)]
+        include_secrets: bool,
         #[command(flatten)]
         overrides: Overrides,
     },

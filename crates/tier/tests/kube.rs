@@ -405,3 +405,114 @@ fn a_first_deploy_that_fails_is_recorded_as_failed_and_halt_keeps_what_succeeded
     let history = setup.json(&["history", "prod", "--output", "json"]);
     assert_eq!(history[2]["outcome"]["status"], "failed", "{history:#}");
 }
+
+/// A service's secrets become its Secret object, with the value sent only over the API: the
+/// manifests `render --out` writes hold the reference, and a changed value rolls the pods.
+#[test]
+fn secrets_go_to_the_cluster_as_a_secret_and_stay_out_of_rendered_files() {
+    let project = TestProject::with_files(&[
+        ("tier.toml", SHOP),
+        (
+            "envs/prod.toml",
+            "[services.api]\nsecrets = { DB_PASSWORD = { env = \"SHOP_DB_PASSWORD\" } }\n",
+        ),
+    ]);
+    let setup = Setup::new(project, "prod-admin");
+    let canary = "canary-3d9f-kube";
+    let apply = |value: &str| {
+        let output = setup
+            .tier(&["apply", "prod"])
+            .env("SHOP_DB_PASSWORD", value)
+            .output()
+            .expect("run tier");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{printed}");
+        assert!(!printed.contains(value), "{printed}");
+        printed
+    };
+    apply(canary);
+
+    let secret = setup
+        .fake
+        .get("secrets", "shop-prod", "api-secrets")
+        .expect("the api's Secret is on the cluster");
+    assert_eq!(secret["type"], "Opaque");
+    let encoded = secret["data"]["DB_PASSWORD"].as_str().unwrap_or_default();
+    assert_eq!(
+        encoded, "Y2FuYXJ5LTNkOWYta3ViZQ==",
+        "base64 of the value: {secret}"
+    );
+    let annotation = |setup: &Setup| {
+        setup
+            .fake
+            .get("deployments", "shop-prod", "api")
+            .and_then(|object| {
+                object["spec"]["template"]["metadata"]["annotations"]["tier.dev/secrets-hash"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .expect("the api's pods carry the secrets hash")
+    };
+    let first = annotation(&setup);
+
+    // A new value: the plan names the secret by fingerprint, and the pods roll.
+    let plan = setup
+        .tier(&["plan", "prod"])
+        .env("SHOP_DB_PASSWORD", "canary-3d9f-other")
+        .output()
+        .expect("run tier");
+    let plan_text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan_text.contains("~ api\n") && plan_text.contains("secret DB_PASSWORD: value changed"),
+        "{plan_text}"
+    );
+    apply("canary-3d9f-other");
+    assert_ne!(annotation(&setup), first);
+
+    let dir = setup.project.path().join("manifests");
+    let dir_arg = dir.display().to_string();
+    let output = setup
+        .tier(&["render", "prod", "--format", "k8s", "--out", &dir_arg])
+        .env("SHOP_DB_PASSWORD", canary)
+        .output()
+        .expect("run tier");
+    assert!(output.status.success());
+    let written = std::fs::read_to_string(dir.join("secret-api-secrets.yaml")).expect("the file");
+    assert!(
+        written.contains("DB_PASSWORD: <secret:env:SHOP_DB_PASSWORD>"),
+        "{written}"
+    );
+    assert!(!written.contains(canary));
+
+    let output = setup
+        .tier(&["render", "prod", "--format", "k8s", "--include-secrets"])
+        .env("SHOP_DB_PASSWORD", canary)
+        .output()
+        .expect("run tier");
+    assert!(output.status.success());
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("DB_PASSWORD: Y2FuYXJ5LTNkOWYta3ViZQ=="),
+        "{printed}"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("keep them out of git"));
+
+    // Without the variable nothing reaches the cluster.
+    let writes = setup.fake.writes();
+    let output = setup
+        .tier(&["apply", "prod"])
+        .env_remove("SHOP_DB_PASSWORD")
+        .output()
+        .expect("run tier");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("envs/prod.toml:2:") && stderr.contains("`SHOP_DB_PASSWORD` is not set"),
+        "{stderr}"
+    );
+    assert_eq!(setup.fake.writes(), writes);
+}

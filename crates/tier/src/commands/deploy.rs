@@ -411,7 +411,7 @@ fn carry_out(
     let kube = match desired.environment.runtime {
         Runtime::Local => None,
         Runtime::Kubernetes => {
-            match super::kube::prepare(&desired.environment, &desired.artifacts) {
+            match super::kube::prepare(&desired.environment, &desired.artifacts, &desired.secrets) {
                 Ok(prepared) => Some(prepared),
                 Err(code) => return code,
             }

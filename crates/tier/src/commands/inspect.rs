@@ -233,9 +233,10 @@ pub fn render(
     env: &str,
     format: Format,
     out: Option<&std::path::Path>,
+    include_secrets: bool,
     sets: &[String],
 ) -> i32 {
-    let (_project, resolved) = match resolve_one(global, env, sets) {
+    let (project, resolved) = match resolve_one(global, env, sets) {
         Ok(found) => found,
         Err(code) => return code,
     };
@@ -250,16 +251,28 @@ pub fn render(
         output::error("--out writes Kubernetes manifests: use it with --format k8s");
         return USAGE;
     }
+    if include_secrets && format != Format::K8s {
+        output::error("--include-secrets fills the Secret objects of --format k8s");
+        return USAGE;
+    }
     let text = match format {
         Format::Json => serde_json::to_string_pretty(&resolved.environment)
             .map(|text| text + "\n")
             .map_err(|e| e.to_string()),
         Format::Yaml => serde_saphyr::to_string(&resolved.environment).map_err(|e| e.to_string()),
         Format::K8s => {
-            let objects = match tier_kube::render(
-                &resolved.environment,
-                &tier_kube::RenderOptions::default(),
-            ) {
+            let mut environment = resolved.environment.clone();
+            let mut options = tier_kube::RenderOptions::default();
+            if include_secrets {
+                let root = super::local::project_root(global);
+                match super::secrets::attach_resolved(&root, &project, &resolved, &mut environment)
+                {
+                    Ok(values) => options.secret_values = Some(values.by_name()),
+                    Err(code) => return code,
+                }
+                output::hint("these manifests hold secret values: keep them out of git");
+            }
+            let objects = match tier_kube::render(&environment, &options) {
                 Ok(objects) => objects,
                 Err(problems) => {
                     for problem in &problems {

@@ -13,6 +13,7 @@ use serde_json::json;
 use tier_kube::{
     Cluster, ClusterError, DeployConfig, DeployFailure, Event, Object, RenderOptions, RolloutState,
 };
+use tier_local::secrets::SecretValues;
 use tier_model::environment::{Artifact, OnFailure, Runtime};
 use tier_model::{Environment, ServiceName};
 use tier_state::{Outcome, Revision};
@@ -27,16 +28,23 @@ pub(super) struct Prepared {
     runtime: tokio::runtime::Runtime,
     cluster: Cluster,
     objects: Vec<Object>,
+    /// The secret values, by service and name, that the Secrets carry (sent only over the
+    /// API); a restore of the previous revision uses them too, since old values are not kept.
+    secret_values: SecretsByName,
 }
+
+type SecretsByName = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
 
 /// Everything that can refuse before a revision is recorded: rendering the objects, reading
 /// the kubeconfig, the context guard and connecting. Prints why and answers the exit code.
 pub(super) fn prepare(
     environment: &Environment,
     artifacts: &BTreeMap<String, Artifact>,
+    secrets: &SecretValues,
 ) -> Result<Prepared, i32> {
     let env = environment.name.as_str();
-    let objects = match render(environment, artifacts) {
+    let secret_values = secrets.by_name();
+    let objects = match render(environment, artifacts, &secret_values) {
         Ok(objects) => objects,
         Err(why) => {
             output::error(&format!("{env}: {why}"));
@@ -51,6 +59,7 @@ pub(super) fn prepare(
         runtime,
         cluster,
         objects,
+        secret_values,
     })
 }
 
@@ -67,6 +76,7 @@ pub(super) fn deploy(
         runtime,
         cluster,
         objects,
+        secret_values,
     } = prepared;
     let failure = match runtime.block_on(deploy_with_progress(&cluster, environment, &objects)) {
         Ok(()) => return Outcome::Succeeded,
@@ -92,7 +102,7 @@ pub(super) fn deploy(
     let restored = serde_json::from_value::<Environment>(previous.spec.clone())
         .map_err(|error| format!("revision {} is unreadable: {error}", previous.number))
         .and_then(|earlier| {
-            let objects = render(&earlier, &previous.artifacts)?;
+            let objects = render(&earlier, &previous.artifacts, &secret_values)?;
             runtime
                 .block_on(deploy_with_progress(&cluster, &earlier, &objects))
                 .map_err(|error| error.to_string())
@@ -242,6 +252,7 @@ pub(super) fn status(global: &Global, env: &str) -> i32 {
 fn render(
     environment: &Environment,
     artifacts: &BTreeMap<String, Artifact>,
+    secret_values: &SecretsByName,
 ) -> Result<Vec<Object>, String> {
     let images = environment
         .services
@@ -251,7 +262,11 @@ fn render(
             (!artifact.digest.is_empty()).then(|| (name.clone(), artifact.digest.clone()))
         })
         .collect();
-    tier_kube::render(environment, &RenderOptions { images }).map_err(|problems| {
+    let options = RenderOptions {
+        images,
+        secret_values: Some(secret_values.clone()),
+    };
+    tier_kube::render(environment, &options).map_err(|problems| {
         problems
             .iter()
             .map(ToString::to_string)

@@ -42,8 +42,16 @@ pub fn run(cli: Cli) -> i32 {
             env,
             format,
             out,
+            include_secrets,
             overrides,
-        } => inspect::render(global, &env, format, out.as_deref(), &overrides.sets),
+        } => inspect::render(
+            global,
+            &env,
+            format,
+            out.as_deref(),
+            include_secrets,
+            &overrides.sets,
+        ),
         Command::Explain {
             env,
             path,
