@@ -7,16 +7,15 @@
 //! throughput with 16 concurrent clients, watch delivery latency with 1,000 watchers on one
 //! prefix (from the start of the put to each watcher's receipt), and memory (peak RSS).
 
-#[path = "../tests/support/etcd_server.rs"]
-mod etcd_server;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tier_store::{Backend, EmbeddedConfig, EmbeddedStore, EtcdStore, Revision, Selector};
+use tier_store::{
+    Backend, EmbeddedConfig, EmbeddedStore, EtcdConfig, EtcdStore, Revision, Selector,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -81,10 +80,10 @@ async fn run() -> Result<(), Failure> {
     };
 
     eprintln!("etcd: a real etcd server on 127.0.0.1, its data in the same directory");
-    let server = etcd_server::EtcdServer::start(Some(directory.path())).await?;
+    let server = tier_test::etcd::EtcdServer::start(Some(directory.path())).await?;
     let etcd_version = etcd_version();
     let etcd = {
-        let store = EtcdStore::connect(server.config("bench"))
+        let store = EtcdStore::connect(EtcdConfig::new(vec![server.endpoint()], "bench"))
             .await
             .map_err(|error| error.to_string())?;
         let client_before = own_rss_kib()?;

@@ -5,12 +5,15 @@
 #![cfg(feature = "etcd")]
 
 mod conformance;
-#[path = "support/etcd_server.rs"]
-mod etcd_server;
 
 use conformance::{keys, next_events, ok, summary};
-use etcd_server::EtcdServer;
 use tier_store::{Backend, EtcdConfig, EtcdStore, Revision, Selector, StoreError};
+use tier_test::etcd::EtcdServer;
+
+/// A store configuration for `server` in `namespace`.
+fn config(server: &EtcdServer, namespace: &str) -> EtcdConfig {
+    EtcdConfig::new(vec![server.endpoint()], namespace)
+}
 
 async fn started() -> EtcdServer {
     match EtcdServer::start(None).await {
@@ -23,9 +26,9 @@ async fn started() -> EtcdServer {
 /// must never see.
 async fn fresh_etcd() -> (EtcdStore, EtcdServer) {
     let server = started().await;
-    let outside = ok(EtcdStore::connect(server.config("")).await);
+    let outside = ok(EtcdStore::connect(config(&server, "")).await);
     ok(outside.put("elsewhere/k", b"not ours".to_vec(), None).await);
-    let store = ok(EtcdStore::connect(server.config("tier/test")).await);
+    let store = ok(EtcdStore::connect(config(&server, "tier/test")).await);
     (store, server)
 }
 
@@ -34,9 +37,9 @@ conformance_suite!(fresh_etcd);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaces_share_one_etcd_without_seeing_each_other() {
     let server = started().await;
-    let dev = ok(EtcdStore::connect(server.config("tier/dev")).await);
-    let prod = ok(EtcdStore::connect(server.config("tier/prod/")).await);
-    let prod_ie = ok(EtcdStore::connect(server.config("tier/prod-ie")).await);
+    let dev = ok(EtcdStore::connect(config(&server, "tier/dev")).await);
+    let prod = ok(EtcdStore::connect(config(&server, "tier/prod/")).await);
+    let prod_ie = ok(EtcdStore::connect(config(&server, "tier/prod-ie")).await);
     assert_eq!(prod.namespace(), "tier/prod/");
     let mut prod_watch = ok(prod
         .watch(Selector::Prefix(String::new()), Revision(0))
@@ -59,7 +62,7 @@ async fn namespaces_share_one_etcd_without_seeing_each_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_resumes_from_its_revision_after_etcd_restarts() {
     let mut server = started().await;
-    let store = ok(EtcdStore::connect(server.config("tier/test")).await);
+    let store = ok(EtcdStore::connect(config(&server, "tier/test")).await);
     let first = ok(store.put("cfg/a", b"1".to_vec(), None).await);
     let mut watch = ok(store.watch(Selector::Prefix("cfg/".into()), first).await);
     assert_eq!(

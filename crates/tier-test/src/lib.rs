@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod etcd;
 pub mod fake_kube;
 
 pub use assert_cmd;

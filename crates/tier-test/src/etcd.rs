@@ -1,20 +1,16 @@
-//! A real etcd server for tests and benchmarks: `/usr/bin/etcd` (Debian's etcd-server, 3.4)
-//! on free 127.0.0.1 ports with a data directory of its own, healthy before `start` returns,
-//! killed when dropped.
-#![allow(
-    dead_code,
-    reason = "shared by the tests and the benchmark, which each use a different part"
-)]
+//! A real etcd server for tests and benchmarks: `/usr/bin/etcd` (Debian's etcd-server, 3.4) on
+//! free 127.0.0.1 ports with a data directory of its own, healthy (its `/health` answers
+//! `"health":"true"`) before `start` returns, killed when dropped. Only the binary is started
+//! here; clients (tier-store's `EtcdStore`, `tier store serve`) connect to [`EtcdServer::endpoint`].
+//!
+//! A missing binary is an error that names the package to install, so a test that needs etcd
+//! fails rather than skips.
 
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::Mutex;
-use std::time::Duration;
-
-use tier_store::{EtcdConfig, EtcdStore};
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How long etcd may take to answer after it was started.
 const STARTUP: Duration = Duration::from_secs(60);
@@ -26,7 +22,8 @@ const ATTEMPTS: usize = 5;
 static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
 pub struct EtcdServer {
-    child: Child,
+    /// `None` only while a restart is starting the next process.
+    child: Option<Child>,
     client_port: u16,
     peer_port: u16,
     data: tempfile::TempDir,
@@ -34,9 +31,17 @@ pub struct EtcdServer {
 
 impl EtcdServer {
     /// Starts etcd with its data under a new temporary directory in `parent` (the system's
-    /// temporary directory when `None`). Fails, naming the package to install, when there is no
-    /// etcd binary.
+    /// temporary directory when `None`), waiting on the blocking pool. Fails, naming the package
+    /// to install, when there is no etcd binary.
     pub async fn start(parent: Option<&Path>) -> Result<EtcdServer, String> {
+        let parent = parent.map(Path::to_path_buf);
+        tokio::task::spawn_blocking(move || EtcdServer::start_blocking(parent.as_deref()))
+            .await
+            .map_err(|error| format!("starting etcd failed: {error}"))?
+    }
+
+    /// [`EtcdServer::start`] for code that is not async.
+    pub fn start_blocking(parent: Option<&Path>) -> Result<EtcdServer, String> {
         let data = match parent {
             Some(parent) => tempfile::tempdir_in(parent),
             None => tempfile::tempdir(),
@@ -47,10 +52,10 @@ impl EtcdServer {
             let client_port = free_port()?;
             let peer_port = free_port()?;
             let mut child = spawn(data.path(), client_port, peer_port)?;
-            match wait_healthy(&mut child, data.path(), client_port).await {
+            match wait_healthy(&mut child, data.path(), client_port) {
                 Ok(()) => {
                     return Ok(EtcdServer {
-                        child,
+                        child: Some(child),
                         client_port,
                         peer_port,
                         data,
@@ -71,9 +76,25 @@ impl EtcdServer {
 
     /// Kills etcd (SIGKILL) and starts it again on the same ports and data, as after a crash.
     pub async fn restart(&mut self) -> Result<(), String> {
-        kill(&mut self.child);
-        self.child = spawn(self.data.path(), self.client_port, self.peer_port)?;
-        wait_healthy(&mut self.child, self.data.path(), self.client_port).await
+        if let Some(mut child) = self.child.take() {
+            kill(&mut child);
+        }
+        let data = self.data.path().to_path_buf();
+        let (client_port, peer_port) = (self.client_port, self.peer_port);
+        let started = tokio::task::spawn_blocking(move || {
+            let mut child = spawn(&data, client_port, peer_port)?;
+            match wait_healthy(&mut child, &data, client_port) {
+                Ok(()) => Ok(child),
+                Err(error) => {
+                    kill(&mut child);
+                    Err(error)
+                }
+            }
+        })
+        .await
+        .map_err(|error| format!("restarting etcd failed: {error}"))??;
+        self.child = Some(started);
+        Ok(())
     }
 
     /// `HOST:PORT` of the client listener.
@@ -81,14 +102,14 @@ impl EtcdServer {
         format!("127.0.0.1:{}", self.client_port)
     }
 
-    /// A store configuration for this server in `namespace`.
-    pub fn config(&self, namespace: &str) -> EtcdConfig {
-        EtcdConfig::new(vec![self.endpoint()], namespace)
+    /// The client listener's port.
+    pub fn client_port(&self) -> u16 {
+        self.client_port
     }
 
-    /// The server's process id (for reading its memory use).
+    /// The server's process id (for reading its memory use); 0 while it restarts.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -98,7 +119,9 @@ impl EtcdServer {
 
 impl Drop for EtcdServer {
     fn drop(&mut self) {
-        kill(&mut self.child);
+        if let Some(child) = &mut self.child {
+            kill(child);
+        }
     }
 }
 
@@ -107,25 +130,28 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
-async fn wait_healthy(child: &mut Child, data: &Path, client_port: u16) -> Result<(), String> {
+#[expect(
+    clippy::disallowed_methods,
+    reason = "waits for an external process to answer, checking every 50 ms with a deadline"
+)]
+fn wait_healthy(child: &mut Child, data: &Path, client_port: u16) -> Result<(), String> {
     let deadline = Instant::now() + STARTUP;
-    let mut config = EtcdConfig::new(vec![format!("127.0.0.1:{client_port}")], "");
-    config.request_timeout = Duration::from_secs(2);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(format!("etcd exited ({status}):\n{}", log_tail(data)));
         }
-        let error = match EtcdStore::connect(config.clone()).await {
-            Ok(_) => return Ok(()),
-            Err(error) => error,
-        };
+        let (status, body) = crate::http_call(client_port, "GET", "/health", None, None);
+        if status == 200 && body.replace(' ', "").contains("\"health\":\"true\"") {
+            return Ok(());
+        }
         if Instant::now() >= deadline {
             return Err(format!(
-                "etcd did not answer within {STARTUP:?} ({error}):\n{}",
+                "etcd did not report itself healthy within {STARTUP:?} (last answer {status}: \
+                 {body}):\n{}",
                 log_tail(data)
             ));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -136,7 +162,7 @@ fn log_tail(data: &Path) -> String {
 }
 
 /// The etcd binary, or an error that says how to install it.
-fn etcd_binary() -> Result<PathBuf, String> {
+pub fn etcd_binary() -> Result<PathBuf, String> {
     let on_path = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .unwrap_or_default()
@@ -166,7 +192,7 @@ fn spawn(data: &Path, client_port: u16, peer_port: u16) -> Result<Child, String>
     let setpriv = Path::new("/usr/bin/setpriv");
     #[expect(
         clippy::disallowed_methods,
-        reason = "tests start a real etcd; tier_local::spawn is for replicas and tier-store must not depend on tier-local"
+        reason = "tests start a real etcd; tier_local::spawn is for replicas and its users must not depend on tier-local"
     )]
     let mut command = if setpriv.is_file() {
         let mut command = std::process::Command::new(setpriv);
@@ -195,13 +221,13 @@ fn spawn(data: &Path, client_port: u16, peer_port: u16) -> Result<Child, String>
 }
 
 /// A port that was free a moment ago and that this process has not handed out before.
-fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, String> {
     let mut handed_out = HANDED_OUT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let handed_out = handed_out.get_or_insert_with(HashSet::new);
     for _ in 0..100 {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
             .map_err(|error| format!("cannot bind a port on 127.0.0.1: {error}"))?;
         let port = listener
             .local_addr()
