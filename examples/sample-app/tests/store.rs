@@ -442,3 +442,95 @@ fn acknowledged_writes_survive_the_agent_killed_with_sigkill() {
     );
     drop(env);
 }
+
+#[test]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the test runs `tier config watch` as a long-lived child and reads its stdout"
+)]
+fn config_watch_prints_each_change_as_it_happens() {
+    use std::io::BufRead;
+    let project = TestProject::sample_app();
+    let port = free_port();
+    let _env = RunningEnv::up(
+        &project,
+        "dev",
+        &[&format!("services.frontend.expose={port}")],
+    );
+    let mut watch = std::process::Command::new(tier_test::tier_binary())
+        .args(["--project"])
+        .arg(project.path())
+        .args(["config", "watch", "dev", "backend/", "--prefix"])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tier config watch");
+    let stdout = watch.stdout.take().expect("its stdout");
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The watch starts from the next change: keep writing until it has seen one, so the
+    // test does not depend on when the stream opened.
+    let mut seen = Vec::new();
+    wait_for(
+        Duration::from_secs(10),
+        "the watch to print a change",
+        || {
+            let _ = tier(&project, &["config", "set", "dev", "backend/ping", "1"]);
+            while let Ok(line) = received.recv_timeout(Duration::from_millis(200)) {
+                seen.push(line);
+            }
+            !seen.is_empty()
+        },
+    );
+    assert!(
+        seen.iter()
+            .all(|line| line.ends_with(" put backend/ping = 1")),
+        "{seen:?}"
+    );
+    let (code, _, stderr) = tier(&project, &["config", "rm", "dev", "backend/ping"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, _) = tier(&project, &["config", "set", "dev", "elsewhere", "1"]);
+    assert_eq!(code, 0);
+    let (code, _, _) = tier(
+        &project,
+        &["config", "set", "dev", "backend/limit", "{\"max\": 3}"],
+    );
+    assert_eq!(code, 0);
+    let mut after = Vec::new();
+    wait_for(Duration::from_secs(10), "the delete and the put", || {
+        while let Ok(line) = received.recv_timeout(Duration::from_millis(100)) {
+            after.push(line);
+        }
+        after.len() >= 2
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(after[0].ends_with(" delete backend/ping"), "{after:?}");
+    assert!(
+        after[1].ends_with(r#" put backend/limit = {"max":3}"#),
+        "{after:?}"
+    );
+    assert!(
+        after.iter().all(|line| !line.contains("elsewhere")),
+        "a key outside the prefix is not printed: {after:?}"
+    );
+    let revisions: Vec<u64> = seen
+        .iter()
+        .chain(&after)
+        .filter_map(|line| line.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(
+        revisions.windows(2).all(|pair| pair[0] < pair[1]),
+        "revisions only grow: {revisions:?}"
+    );
+}
