@@ -11,6 +11,6 @@ mod proxy;
 mod rollout;
 pub mod secrets;
 pub mod spawn;
-mod store;
+pub mod store;
 
 pub use agent::{AgentOptions, Prepared, StartError, is_running, prepare, run};

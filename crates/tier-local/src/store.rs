@@ -48,6 +48,23 @@ pub(crate) fn claim(dir: &EnvDir, env: &str, remembered: Option<u16>) -> Result<
     Ok(Claimed { listener, tokens })
 }
 
+/// The environment's declared flags as the store's API serves their defaults.
+pub fn flag_defaults(environment: &Environment) -> BTreeMap<String, FlagDefault> {
+    environment
+        .flags
+        .iter()
+        .map(|(name, flag)| {
+            (
+                name.clone(),
+                FlagDefault {
+                    value: flag.default.clone(),
+                    description: flag.description.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
 /// A change to what discovery lists.
 enum Registration {
     Ready {
@@ -90,19 +107,7 @@ impl Host {
         let listener = tokio::net::TcpListener::from_std(claimed.listener)
             .map_err(|error| format!("runtime config store: {error}"))?;
         let shutdown = CancellationToken::new();
-        let flags = environment
-            .flags
-            .iter()
-            .map(|(name, flag)| {
-                (
-                    name.clone(),
-                    FlagDefault {
-                        value: flag.default.clone(),
-                        description: flag.description.clone(),
-                    },
-                )
-            })
-            .collect();
+        let flags = flag_defaults(environment);
         let token = claimed.tokens.read_only().expose().to_owned();
         let config = ApiConfig {
             flags,

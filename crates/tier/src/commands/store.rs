@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tier_local::paths::EnvDir;
 use tier_model::Environment;
 use tier_model::environment::Runtime;
-use tier_store::http::{ApiConfig, FlagDefault, Tokens};
+use tier_store::http::{ApiConfig, Tokens};
 use tier_store::{EmbeddedConfig, EmbeddedStore};
 use tokio_util::sync::CancellationToken;
 
@@ -297,7 +297,7 @@ async fn locate(
         .map(|address| address.port())
         .map_err(|error| (format!("{env}: {error}"), None))?;
     let config = ApiConfig {
-        flags: flag_defaults(environment),
+        flags: tier_local::store::flag_defaults(environment),
         shutdown: shutdown.clone(),
         ..ApiConfig::default()
     };
@@ -313,22 +313,6 @@ async fn locate(
         env,
         client,
     })
-}
-
-fn flag_defaults(environment: &Environment) -> BTreeMap<String, FlagDefault> {
-    environment
-        .flags
-        .iter()
-        .map(|(name, flag)| {
-            (
-                name.clone(),
-                FlagDefault {
-                    value: flag.default.clone(),
-                    description: flag.description.clone(),
-                },
-            )
-        })
-        .collect()
 }
 
 /// A key as it goes into a path: each segment percent-encoded, `/` kept.
@@ -717,7 +701,7 @@ fn serve(
     let flags = match super::load(global) {
         Ok(mut project) if project.environment(env).is_some() => project
             .resolve(env, &[])
-            .map(|resolved| flag_defaults(&resolved.environment))
+            .map(|resolved| tier_local::store::flag_defaults(&resolved.environment))
             .unwrap_or_default(),
         _ => BTreeMap::new(),
     };
