@@ -60,6 +60,24 @@ impl Environment {
         }
         waves
     }
+
+    /// The etcd address the store uses on kubernetes: `[store] etcd`, or an `etcd` Service in
+    /// the environment's namespace with the keys under `tier/<project>/<env>`.
+    pub fn store_etcd(&self) -> String {
+        self.store
+            .etcd
+            .clone()
+            .unwrap_or_else(|| format!("etcd://etcd:2379/tier/{}/{}", self.project.name, self.name))
+    }
+
+    /// The image that serves the store on kubernetes: `[store] image`, or
+    /// [`DEFAULT_STORE_IMAGE`].
+    pub fn store_image(&self) -> String {
+        self.store
+            .image
+            .clone()
+            .unwrap_or_else(|| DEFAULT_STORE_IMAGE.to_owned())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,10 +273,24 @@ pub struct Library {
     pub path: String,
 }
 
+/// The runtime config store. Locally each environment's agent serves it; on kubernetes, with
+/// `kubernetes = true`, a Deployment runs `tier store serve` on an etcd cluster beside the
+/// services.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StoreSettings {
     pub kubernetes: bool,
+    /// The etcd cluster's address as written; [`Environment::store_etcd`] gives the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<String>,
+    /// The image with the `tier` binary as written; [`Environment::store_image`] gives the
+    /// default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
+
+/// The image `tier store serve` runs from on kubernetes unless `[store] image` names another:
+/// `tier:<this tier's version>`.
+pub const DEFAULT_STORE_IMAGE: &str = concat!("tier:", env!("CARGO_PKG_VERSION"));
 
 #[cfg(test)]
 mod tests {

@@ -451,6 +451,17 @@ fn build(name: &str, tree: &Node, extends: Option<&str>) -> Environment {
                 .lookup(["store", "kubernetes"])
                 .and_then(Node::as_bool)
                 .unwrap_or(false),
+            // An address that is not etcd's is reported by the schema check, and kept out of
+            // the model.
+            etcd: tree
+                .lookup(["store", "etcd"])
+                .and_then(Node::as_str)
+                .filter(|address| schema::check_etcd_address(address).is_ok())
+                .map(str::to_owned),
+            image: tree
+                .lookup(["store", "image"])
+                .and_then(Node::as_str)
+                .map(str::to_owned),
         },
     }
 }

@@ -28,6 +28,8 @@ pub enum Ty {
     Scalar,
     /// A command: an array of strings, the first the program.
     Command,
+    /// An etcd cluster's address: `etcd://HOST:PORT[,HOST:PORT][/PREFIX]`.
+    EtcdAddress,
     List(&'static Ty),
     Table(&'static [Field]),
     Map {
@@ -276,11 +278,23 @@ pub static FLAG: &[Field] = &[
 
 pub static LIBRARY: &[Field] = &[required("path", &Ty::String, "The library's directory.")];
 
-pub static STORE: &[Field] = &[field(
-    "kubernetes",
-    &Ty::Bool,
-    "Run the runtime config store beside kubernetes environments.",
-)];
+pub static STORE: &[Field] = &[
+    field(
+        "kubernetes",
+        &Ty::Bool,
+        "Run the runtime config store beside kubernetes environments.",
+    ),
+    field(
+        "etcd",
+        &Ty::EtcdAddress,
+        "The etcd cluster the store keeps its keys in on kubernetes, etcd://HOST:PORT[,HOST:PORT][/PREFIX]. Default: etcd://etcd:2379/tier/<project>/<env>, an `etcd` Service in the environment's namespace.",
+    ),
+    field(
+        "image",
+        &Ty::String,
+        "The image with the `tier` binary that serves the store on kubernetes. Default: tier:<tier's version>.",
+    ),
+];
 
 pub static PROJECT: &[Field] = &[
     required("name", &Ty::Name, "The project's name."),
@@ -360,6 +374,38 @@ pub static OVERRIDE_FILE: &[Field] = &[
     ),
     field("flags", &FLAGS, "Flag defaults for this environment."),
 ];
+
+/// What an etcd address looks like, for the JSON Schema; [`check_etcd_address`] is the
+/// same rule with a reason.
+pub const ETCD_ADDRESS_PATTERN: &str = r"^etcd://([^\s,/?#@:]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}(,([^\s,/?#@:]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5})*(/[^\s?#@]*)?$";
+
+const ETCD_ADDRESS_HELP: &str = "write etcd://HOST:PORT, several endpoints separated by commas, and an optional key prefix: etcd = \"etcd://etcd-0:2379,etcd-1:2379/tier/prod\"";
+
+/// Whether `text` is `etcd://HOST:PORT[,HOST:PORT][/PREFIX]`, as `tier store serve --backend`
+/// reads it; the reason when it is not.
+pub fn check_etcd_address(text: &str) -> Result<(), &'static str> {
+    let rest = text
+        .strip_prefix("etcd://")
+        .ok_or("it must start with etcd://")?;
+    if rest.contains(['?', '#', '@']) || rest.chars().any(char::is_whitespace) {
+        return Err("it takes no user, query, fragment or spaces");
+    }
+    let (hosts, _prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    for endpoint in hosts.split(',') {
+        let (host, port) = endpoint
+            .rsplit_once(':')
+            .ok_or("every endpoint needs a port: HOST:PORT")?;
+        let bracketed = host.starts_with('[') && host.ends_with(']');
+        if host.is_empty() || (host.contains(':') && !bracketed) {
+            return Err("an endpoint's host is empty or an IPv6 address without brackets");
+        }
+        match port.parse::<u16>() {
+            Ok(port) if port > 0 => {}
+            _ => return Err("a port must be a number from 1 to 65535"),
+        }
+    }
+    Ok(())
+}
 
 /// Checks keys and types of a whole file. Every problem is reported; nothing stops at the first.
 pub fn check_file(root: &Node, fields: &'static [Field], problems: &mut Vec<Problem>) {
@@ -538,6 +584,21 @@ pub fn check(node: &Node, ty: &Ty, path: &str, problems: &mut Vec<Problem>) {
             Some(items) => {
                 for (index, item) in items.iter().enumerate() {
                     check(item, &Ty::String, &format!("{path}[{index}]"), problems);
+                }
+            }
+        },
+        Ty::EtcdAddress => match node.as_str() {
+            None => problems.push(mismatch("an etcd address such as \"etcd://etcd:2379\"")),
+            Some(text) => {
+                if let Err(why) = check_etcd_address(text) {
+                    problems.push(
+                        Problem::new(format!(
+                            "`{path}`: \"{text}\" is not an etcd address: {why}"
+                        ))
+                        .at(at)
+                        .label("not etcd://HOST:PORT")
+                        .help(ETCD_ADDRESS_HELP),
+                    );
                 }
             }
         },
@@ -744,6 +805,10 @@ fn mismatch_help(node: &Node, ty: &Ty, path: &str) -> String {
             "write the program and its arguments as a list: {}",
             assign("[\"bin/server\", \"--flag\"]")
         ),
+        Ty::EtcdAddress => format!(
+            "write the address in double quotes: {}",
+            assign("\"etcd://etcd:2379\"")
+        ),
         Ty::List(_) => match text {
             Some(text) => format!(
                 "write a list, even of one: {}",
@@ -878,6 +943,7 @@ fn type_schema(ty: &Ty) -> serde_json::Value {
         Ty::Name => json!({ "type": "string", "pattern": names::DNS1035_PATTERN, "maxLength": 63 }),
         Ty::Scalar => json!({ "type": ["string", "number", "boolean"] }),
         Ty::Command => json!({ "type": "array", "items": { "type": "string" }, "minItems": 1 }),
+        Ty::EtcdAddress => json!({ "type": "string", "pattern": ETCD_ADDRESS_PATTERN }),
         Ty::List(item) => json!({ "type": "array", "items": type_schema(item) }),
         Ty::Table(fields) => table_schema(fields),
         Ty::Map { key, value } => json!({
