@@ -1,6 +1,7 @@
-//! An environment's rendered objects carried to a cluster: the Namespace, then services wave
-//! by wave in dependency order (each wave applied, then every Deployment in it waited for),
-//! then the pruning of what the project no longer declares.
+//! An environment's rendered objects carried to a cluster: the Namespace, then the objects
+//! of no service (the runtime config store's, waited for like a wave of their own), then
+//! services wave by wave in dependency order (each wave applied, then every Deployment in it
+//! waited for), then the pruning of what the project no longer declares.
 
 use std::time::Duration;
 
@@ -35,12 +36,16 @@ impl Default for DeployConfig {
 /// What happens during a deploy, for a progress display.
 #[derive(Clone, Debug)]
 pub enum Event {
+    /// The objects that belong to no service (the runtime config store's) are about to be
+    /// applied; these are their Deployments, waited for before the first wave.
+    Shared { deployments: Vec<ServiceName> },
     /// A wave's objects are about to be applied.
     Wave {
         index: usize,
         services: Vec<ServiceName>,
     },
-    /// A Deployment's rollout state, each time it is read.
+    /// A Deployment's rollout state, each time it is read: a service's, or one of
+    /// [`Event::Shared`]'s.
     Rollout {
         service: ServiceName,
         state: RolloutState,
@@ -57,9 +62,10 @@ pub struct DeployFailure {
     pub reason: String,
 }
 
-/// Applies `objects` (rendered from `environment`) with server-side apply and waits for
-/// every Deployment's rollout, wave by wave; when all rolled out, prunes what the
-/// environment no longer declares. Stops at the first wave with a failed rollout and leaves
+/// Applies `objects` (rendered from `environment`) with server-side apply: the Namespace, then
+/// the objects of no service (the runtime config store's) with their Deployments' rollouts
+/// waited for, then the services wave by wave, each wave's rollouts waited for; when all
+/// rolled out, prunes what the environment no longer declares. Stops at the first wave with a failed rollout and leaves
 /// the cluster as it is then: undoing is the caller's choice.
 pub async fn deploy(
     cluster: &Cluster,
@@ -77,6 +83,7 @@ pub async fn deploy(
             cluster.apply(object).await.map_err(general)?;
         }
     }
+    deploy_shared(cluster, environment, objects, config, report).await?;
     for (index, wave) in waves(environment).into_iter().enumerate() {
         report(Event::Wave {
             index,
@@ -123,6 +130,80 @@ pub async fn deploy(
         report(Event::Pruned(object.clone()));
     }
     Ok(pruned)
+}
+
+/// Applies the objects that belong to no service of the environment (the runtime config
+/// store's) and waits for their Deployments, each bounded by its `progressDeadlineSeconds`
+/// plus the grace period. A failure names the Deployment, not a service.
+async fn deploy_shared(
+    cluster: &Cluster,
+    environment: &Environment,
+    objects: &[Object],
+    config: DeployConfig,
+    report: &(dyn Fn(Event) + Sync),
+) -> Result<(), DeployFailure> {
+    let shared: Vec<&Object> = objects
+        .iter()
+        .filter(|object| {
+            !matches!(object, Object::Namespace(_))
+                && !environment
+                    .services
+                    .keys()
+                    .any(|service| of_service(object, service))
+        })
+        .collect();
+    if shared.is_empty() {
+        return Ok(());
+    }
+    let deployments: Vec<(ServiceName, String, Duration)> = shared
+        .iter()
+        .filter_map(|object| {
+            let Object::Deployment(deployment) = object else {
+                return None;
+            };
+            let name = ServiceName::new(object.name()).ok()?;
+            let deadline = deployment
+                .spec
+                .as_ref()
+                .and_then(|spec| spec.progress_deadline_seconds)
+                .and_then(|seconds| u64::try_from(seconds).ok())
+                // Kubernetes' own default.
+                .unwrap_or(600);
+            let namespace = object.namespace().unwrap_or_default().to_owned();
+            Some((name, namespace, Duration::from_secs(deadline)))
+        })
+        .collect();
+    report(Event::Shared {
+        deployments: deployments.iter().map(|(name, ..)| name.clone()).collect(),
+    });
+    for object in &shared {
+        cluster.apply(object).await.map_err(|error| DeployFailure {
+            service: None,
+            reason: error.to_string(),
+        })?;
+    }
+    let waits = deployments
+        .iter()
+        .map(|(name, namespace, deadline)| async move {
+            wait_for_rollout(
+                cluster,
+                namespace.clone(),
+                name,
+                *deadline + config.grace,
+                config.poll,
+                report,
+            )
+            .await
+            .map_err(|failure| DeployFailure {
+                service: None,
+                reason: format!("Deployment {namespace}/{name}: {}", failure.reason),
+            })
+        });
+    join_all(waits)
+        .await
+        .into_iter()
+        .find_map(Result::err)
+        .map_or(Ok(()), Err)
 }
 
 /// The services in rollout waves: dependencies first, or all at once with `ordering = false`.

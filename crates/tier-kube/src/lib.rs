@@ -1,6 +1,7 @@
 //! tier's kubernetes runtime: a resolved [`tier_model::Environment`] becomes typed
-//! k8s-openapi objects (a Namespace, then per service a ConfigMap, a Secret, a Deployment
-//! and a Service), which print as multi-document YAML or one file per object, or go to a cluster
+//! k8s-openapi objects (a Namespace, the runtime config store's Secret, Deployment and
+//! Service with `[store] kubernetes = true`, then per service a ConfigMap, a Secret, a
+//! Deployment and a Service), which print as multi-document YAML or one file per object, or go to a cluster
 //! with server-side apply.
 //!
 //! Rendering and reading a rollout's state are pure: [`render`] and [`rollout_state`] take
@@ -21,7 +22,8 @@ pub use deploy::{DeployConfig, DeployFailure, Event, deploy, waves};
 pub use object::{Object, OutputError, to_yaml, write_dir};
 pub use render::{
     CONFIG_DIR, CONFIG_HASH_ANNOTATION, ENVIRONMENT_LABEL, MANAGED_BY_LABEL, NAME_LABEL,
-    PART_OF_LABEL, RenderError, RenderOptions, SECRETS_HASH_ANNOTATION, config_json, namespace_of,
-    render,
+    PART_OF_LABEL, RenderError, RenderOptions, SECRETS_HASH_ANNOTATION, STORE_NAME, STORE_PORT,
+    STORE_TOKENS_DIR, STORE_TOKENS_PLACEHOLDER, STORE_TOKENS_SECRET, StoreTokens, config_json,
+    namespace_of, render, store_url,
 };
 pub use rollout::{Counts, RolloutState, counts, rollout_state};

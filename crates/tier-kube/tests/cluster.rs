@@ -58,6 +58,14 @@ async fn apply_creates_every_object_with_field_manager_tier_and_waits_wave_by_wa
     let events = Mutex::new(Vec::new());
     let report = |event: Event| {
         let line = match event {
+            Event::Shared { deployments } => format!(
+                "shared: {}",
+                deployments
+                    .iter()
+                    .map(ServiceName::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Event::Wave { index, services } => format!(
                 "wave {index}: {}",
                 services
@@ -228,4 +236,112 @@ async fn the_guard_refuses_another_context_before_any_request() {
         Ok(_) => panic!("the guard let another context through"),
     }
     assert!(fake.requests().is_empty());
+}
+
+/// The sample app's prod with the runtime config store beside it.
+fn with_store(image: Option<&str>) -> Environment {
+    let mut environment = sample_prod();
+    environment.store.kubernetes = true;
+    environment.store.image = image.map(str::to_owned);
+    environment
+}
+
+#[tokio::test]
+async fn the_store_rolls_out_before_the_first_wave_and_stays_until_it_is_switched_off() {
+    let fake = FakeKube::start();
+    let environment = with_store(None);
+    let cluster = connect(&fake, &environment).await;
+    let events = Mutex::new(Vec::new());
+    let report = |event: Event| {
+        let line = match event {
+            Event::Shared { deployments } => format!("shared: {deployments:?}"),
+            Event::Wave { index, .. } => format!("wave {index}"),
+            Event::Rollout { service, state } => format!("{service}: {state:?}"),
+            Event::Pruned(pruned) => format!("pruned {pruned:?}"),
+        };
+        events.lock().expect("events").push(line);
+    };
+    deploy(
+        &cluster,
+        &environment,
+        &objects(&environment),
+        fast(),
+        &report,
+    )
+    .await
+    .expect("deploys");
+    let events = events.into_inner().expect("events");
+    assert_eq!(
+        events[0], "shared: [ServiceName(\"tier-store\")]",
+        "{events:#?}"
+    );
+    let store_done = events
+        .iter()
+        .position(|line| line.starts_with("tier-store: Done"))
+        .expect("the store rolled out");
+    let first_wave = events
+        .iter()
+        .position(|line| line == "wave 0")
+        .expect("a first wave");
+    assert!(store_done < first_wave, "{events:#?}");
+    assert_eq!(
+        fake.names("deployments", NAMESPACE),
+        ["backend", "frontend", "tier-store"]
+    );
+    assert_eq!(fake.names("secrets", NAMESPACE), ["tier-store-tokens"]);
+
+    // Applied again, nothing is pruned: the store's objects are the environment's own.
+    let pruned = deploy(
+        &cluster,
+        &environment,
+        &objects(&environment),
+        fast(),
+        &|_| {},
+    )
+    .await
+    .expect("deploys again");
+    assert!(pruned.is_empty(), "{pruned:?}");
+
+    // Switched off, its objects go like any the project no longer declares.
+    let without = sample_prod();
+    let pruned = deploy(&cluster, &without, &objects(&without), fast(), &|_| {})
+        .await
+        .expect("deploys without the store");
+    let pruned: Vec<String> = pruned
+        .iter()
+        .map(|pruned| format!("{} {}", pruned.kind.as_str(), pruned.name))
+        .collect();
+    assert_eq!(
+        pruned,
+        [
+            "Service tier-store",
+            "Deployment tier-store",
+            "Secret tier-store-tokens"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_does_not_roll_out_fails_the_deploy_before_any_service() {
+    let fake = FakeKube::start();
+    let environment = with_store(Some("tier:0.1.0-fail"));
+    let cluster = connect(&fake, &environment).await;
+    let failure = deploy(
+        &cluster,
+        &environment,
+        &objects(&environment),
+        fast(),
+        &|_| {},
+    )
+    .await
+    .expect_err("the store never becomes available");
+    assert_eq!(failure.service, None);
+    assert!(
+        failure.to_string().starts_with(
+            "Deployment sample-app-prod/tier-store: rollout failed: progress deadline exceeded"
+        ),
+        "{failure}"
+    );
+    assert_eq!(fake.names("deployments", NAMESPACE), ["tier-store"]);
+    assert!(fake.names("configmaps", NAMESPACE).is_empty());
 }

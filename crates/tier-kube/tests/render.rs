@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{EnvVar, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tier_kube::{
     CONFIG_HASH_ANNOTATION, NAME_LABEL, Object, RenderError, RenderOptions,
-    SECRETS_HASH_ANNOTATION, render, to_yaml,
+    SECRETS_HASH_ANNOTATION, STORE_NAME, STORE_TOKENS_PLACEHOLDER, StoreTokens, render, to_yaml,
 };
 use tier_model::environment::SecretRef;
 use tier_model::quantity::Quantity;
@@ -477,4 +477,243 @@ fn a_changed_secret_fingerprint_changes_the_pod_template() {
         .insert("DB_PASSWORD".to_owned(), "hmac:2222".to_owned());
     let second = annotation(&environment).expect("an annotation");
     assert_ne!(first, second);
+}
+
+/// The sample app's prod with `[store] kubernetes = true`.
+fn with_store() -> Environment {
+    let mut environment = sample("prod");
+    environment.store.kubernetes = true;
+    environment
+}
+
+fn tokens() -> StoreTokens {
+    StoreTokens {
+        file: "{\"environment\":\"prod\",\"read_only\":\"tier_prod_ro_canary\",\"read_write\":\"tier_prod_rw_canary\"}\n".to_owned(),
+        read_only: "tier_prod_ro_canary".to_owned(),
+    }
+}
+
+fn pod_spec(deployment: &Deployment) -> &k8s_openapi::api::core::v1::PodSpec {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+        .expect("a pod spec")
+}
+
+#[test]
+fn the_store_comes_right_after_the_namespace_and_belongs_to_no_service() {
+    let rendered = objects(&with_store());
+    assert_eq!(
+        order(&rendered),
+        [
+            "Namespace sample-app-prod",
+            "Secret tier-store-tokens",
+            "Deployment tier-store",
+            "Service tier-store",
+            "ConfigMap backend-config",
+            "Deployment backend",
+            "Service backend",
+            "ConfigMap frontend-config",
+            "Deployment frontend",
+            "Service frontend",
+        ]
+    );
+    for object in &rendered[1..4] {
+        assert_eq!(object.label(NAME_LABEL), Some(STORE_NAME));
+        assert_eq!(object.label("tier.dev/environment"), Some("prod"));
+        assert_eq!(object.namespace(), Some("sample-app-prod"));
+    }
+    insta::assert_snapshot!(to_yaml(&rendered[1..4]).expect("prints"));
+}
+
+#[test]
+fn without_the_store_there_is_no_store_and_no_store_variable() {
+    let rendered = objects(&sample("prod"));
+    assert!(
+        rendered
+            .iter()
+            .all(|object| object.label(NAME_LABEL) != Some(STORE_NAME))
+    );
+    let vars = pod_spec(deployment(&rendered, "backend")).containers[0]
+        .env
+        .as_ref()
+        .expect("variables");
+    assert!(
+        vars.iter()
+            .all(|var| var.name != "TIER_AGENT_URL" && var.name != "TIER_TOKEN"),
+        "{vars:?}"
+    );
+}
+
+#[test]
+fn the_stores_secret_holds_placeholders_unless_the_tokens_are_given() {
+    let environment = with_store();
+    let rendered = objects(&environment);
+    let placeholder = secret(&rendered, "tier-store-tokens");
+    assert_eq!(placeholder.type_.as_deref(), Some("Opaque"));
+    assert_eq!(placeholder.data, None);
+    let expected = [
+        ("read-only".to_owned(), STORE_TOKENS_PLACEHOLDER.to_owned()),
+        (
+            "tokens.json".to_owned(),
+            STORE_TOKENS_PLACEHOLDER.to_owned(),
+        ),
+    ];
+    assert_eq!(placeholder.string_data, Some(expected.into()));
+
+    let options = RenderOptions {
+        store_tokens: Some(tokens()),
+        ..RenderOptions::default()
+    };
+    let filled = render(&environment, &options).expect("renders");
+    let with_tokens = secret(&filled, "tier-store-tokens");
+    assert_eq!(with_tokens.string_data, None);
+    let data = with_tokens.data.as_ref().expect("data");
+    assert_eq!(
+        data.get("read-only").map(|bytes| bytes.0.as_slice()),
+        Some(&b"tier_prod_ro_canary"[..])
+    );
+    assert_eq!(
+        data.get("tokens.json").map(|bytes| bytes.0.as_slice()),
+        Some(tokens().file.as_bytes())
+    );
+    // The tokens are in the Secret only: nothing else carries them.
+    let yaml = to_yaml(&filled[2..]).expect("prints");
+    assert!(!yaml.contains("canary"), "{yaml}");
+    assert_eq!(format!("{:?}", tokens()), "StoreTokens(<redacted>)");
+}
+
+#[test]
+fn the_store_serves_the_environments_etcd_with_its_tokens_file() {
+    let mut environment = with_store();
+    let rendered = objects(&environment);
+    let store = deployment(&rendered, "tier-store");
+    assert_eq!(store.spec.as_ref().and_then(|spec| spec.replicas), Some(1));
+    let pod = pod_spec(store);
+    let container = &pod.containers[0];
+    assert_eq!(container.name, "tier-store");
+    assert_eq!(
+        container.image.as_deref(),
+        Some(concat!("tier:", env!("CARGO_PKG_VERSION")))
+    );
+    assert_eq!(
+        container.args.as_deref().expect("args").join(" "),
+        "store serve --backend etcd://etcd:2379/tier/sample-app/prod --env prod --listen 0.0.0.0:7379 --tokens /etc/tier-store/tokens.json"
+    );
+    let probe = container
+        .readiness_probe
+        .as_ref()
+        .expect("a readiness probe");
+    assert_eq!(
+        probe.tcp_socket.as_ref().map(|tcp| tcp.port.clone()),
+        Some(IntOrString::Int(7379))
+    );
+    let resources = container.resources.as_ref().expect("resources");
+    for quantities in [&resources.requests, &resources.limits] {
+        assert_eq!(
+            quantities
+                .as_ref()
+                .and_then(|quantities| quantities.get("memory"))
+                .map(|memory| memory.0.as_str()),
+            Some("64Mi")
+        );
+    }
+    let mount = &container.volume_mounts.as_ref().expect("mounts")[0];
+    assert_eq!(
+        (mount.mount_path.as_str(), mount.read_only),
+        ("/etc/tier-store", Some(true))
+    );
+    let volume = &pod.volumes.as_ref().expect("volumes")[0];
+    assert_eq!(volume.name, mount.name);
+    let source = volume.secret.as_ref().expect("a Secret volume");
+    assert_eq!(source.secret_name.as_deref(), Some("tier-store-tokens"));
+    assert_eq!(source.default_mode, Some(0o400));
+    let items: Vec<&str> = source
+        .items
+        .iter()
+        .flatten()
+        .map(|item| item.key.as_str())
+        .collect();
+    assert_eq!(items, ["tokens.json"], "the read-only token is not mounted");
+    let service = service(&rendered, "tier-store")
+        .spec
+        .as_ref()
+        .expect("spec");
+    assert_eq!(service.type_.as_deref(), Some("ClusterIP"));
+    let port = &service.ports.as_ref().expect("ports")[0];
+    assert_eq!(
+        (port.port, port.target_port.clone()),
+        (7379, Some(IntOrString::Int(7379)))
+    );
+
+    environment.store.etcd = Some("etcd://etcd-0.db:2379,etcd-1.db:2379/shared".to_owned());
+    environment.store.image = Some("registry.example/tier:0.1.0".to_owned());
+    let rendered = objects(&environment);
+    let container = &pod_spec(deployment(&rendered, "tier-store")).containers[0];
+    assert_eq!(
+        container.image.as_deref(),
+        Some("registry.example/tier:0.1.0")
+    );
+    let args = container.args.as_deref().expect("args");
+    assert_eq!(
+        args[..4],
+        [
+            "store",
+            "serve",
+            "--backend",
+            "etcd://etcd-0.db:2379,etcd-1.db:2379/shared"
+        ]
+    );
+}
+
+#[test]
+fn every_service_reaches_the_store_by_its_cluster_name_with_the_read_only_token() {
+    let rendered = objects(&with_store());
+    for name in ["backend", "frontend"] {
+        let backend = deployment(&rendered, name);
+        assert_eq!(
+            env_var(backend, "TIER_AGENT_URL").value.as_deref(),
+            Some("http://tier-store.sample-app-prod.svc.cluster.local:7379"),
+            "{name}"
+        );
+        let token = env_var(backend, "TIER_TOKEN");
+        assert_eq!(token.value, None);
+        let reference = token
+            .value_from
+            .as_ref()
+            .and_then(|source| source.secret_key_ref.as_ref())
+            .expect("a secret reference");
+        assert_eq!(
+            (reference.name.as_str(), reference.key.as_str()),
+            ("tier-store-tokens", "read-only")
+        );
+    }
+    assert_eq!(
+        tier_kube::store_url("shop-prod"),
+        "http://tier-store.shop-prod.svc.cluster.local:7379"
+    );
+}
+
+#[test]
+fn a_service_named_like_the_store_is_refused_beside_it() {
+    let mut environment = with_store();
+    let backend = environment
+        .services
+        .remove("backend")
+        .expect("the sample app has a backend");
+    environment
+        .services
+        .insert(service_name("tier-store"), backend);
+    let problems = render(&environment, &RenderOptions::default()).expect_err("fails");
+    assert_eq!(
+        problems,
+        [RenderError::StoreNameTaken {
+            environment: "prod".to_owned()
+        }]
+    );
+    assert_eq!(
+        problems[0].to_string(),
+        "service `tier-store` in `prod` has the name of the runtime config store's objects; rename the service, or set `[store] kubernetes = false`"
+    );
 }

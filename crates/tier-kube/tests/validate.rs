@@ -47,10 +47,10 @@ fn kubernetes_validate(files: &[&Path]) {
 
 /// A project that uses every shape the renderer knows: HTTP and TCP probes with their
 /// timings, exposed services, secrets, CPU, extra variables, rollout settings, dependency
-/// chains and app config.
+/// chains, app config, and the runtime config store beside the services.
 fn large_project(dir: &Path) {
     let mut text = String::from(
-        "[project]\nname = \"large\"\n\n[environments.prod]\nruntime = \"kubernetes\"\nkube = { context = \"prod\", namespace = \"large-prod\" }\n\n",
+        "[project]\nname = \"large\"\n\n[environments.prod]\nruntime = \"kubernetes\"\nkube = { context = \"prod\", namespace = \"large-prod\" }\n\n[store]\nkubernetes = true\netcd = \"etcd://etcd-0.etcd:2379,etcd-1.etcd:2379/tier/large/prod\"\nimage = \"registry.example.com:5000/tier:0.1.0\"\n\n",
     );
     for index in 0..SERVICES {
         let _ = writeln!(text, "[services.s{index:03}]");
@@ -148,10 +148,13 @@ fn the_sample_app_and_a_large_project_pass_kubernetes_validate() {
     let objects = rendered(&project, "prod");
     let with_secrets = objects
         .iter()
-        .filter(|object| object.kind() == "Secret")
+        .filter(|object| object.kind() == "Secret" && object.name() != "tier-store-tokens")
         .count();
     assert!(with_secrets > 0, "the large project renders Secrets too");
-    assert_eq!(objects.len(), 1 + 3 * SERVICES + with_secrets);
+    // The Namespace, the store's Secret, Deployment and Service, then the services'.
+    assert_eq!(objects.len(), 1 + 3 + 3 * SERVICES + with_secrets);
+    assert_eq!(objects[2].kind(), "Deployment");
+    assert_eq!(objects[2].name(), "tier-store");
     let path = dir.path().join("large-prod.yaml");
     std::fs::write(&path, to_yaml(&objects).expect("prints")).expect("write the manifests");
     files.push(path);

@@ -411,7 +411,12 @@ fn carry_out(
     let kube = match desired.environment.runtime {
         Runtime::Local => None,
         Runtime::Kubernetes => {
-            match super::kube::prepare(&desired.environment, &desired.artifacts, &desired.secrets) {
+            match super::kube::prepare(
+                root,
+                &desired.environment,
+                &desired.artifacts,
+                &desired.secrets,
+            ) {
                 Ok(prepared) => Some(prepared),
                 Err(code) => return code,
             }

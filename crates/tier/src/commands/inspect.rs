@@ -270,6 +270,14 @@ pub fn render(
                     Ok(values) => options.secret_values = Some(values.by_name()),
                     Err(code) => return code,
                 }
+                // The tokens `tier apply` sends, made now if it has not run yet.
+                match super::kube::store_tokens(&root, &environment) {
+                    Ok(tokens) => options.store_tokens = tokens,
+                    Err(why) => {
+                        output::error(&format!("{env}: {why}"));
+                        return FAILURE;
+                    }
+                }
                 output::hint("these manifests hold secret values: keep them out of git");
             }
             let objects = match tier_kube::render(&environment, &options) {

@@ -2,9 +2,12 @@
 //! `status`. The plan, the lock and the revision records are `deploy.rs`'s, shared with the
 //! local runtime; this file connects (after the kube context guard), carries a revision's
 //! objects to the cluster with tier-kube, restores the previous revision when a rollout
-//! fails, and reads live Deployments for `tier status`.
+//! fails, and reads live Deployments for `tier status`. With `[store] kubernetes = true` it
+//! also hands the cluster the environment's store tokens (`.tier/<env>/tokens.json`, made on
+//! the first apply), over the API only.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use console::style;
@@ -12,7 +15,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 use tier_kube::{
     Cluster, ClusterError, DeployConfig, DeployFailure, Event, Object, RenderOptions, RolloutState,
+    StoreTokens,
 };
+use tier_local::paths::EnvDir;
 use tier_local::secrets::SecretValues;
 use tier_model::environment::{Artifact, OnFailure, Runtime};
 use tier_model::{Environment, ServiceName};
@@ -31,6 +36,8 @@ pub(super) struct Prepared {
     /// The secret values, by service and name, that the Secrets carry (sent only over the
     /// API); a restore of the previous revision uses them too, since old values are not kept.
     secret_values: SecretsByName,
+    /// The project's root, where `.tier/<env>/tokens.json` is.
+    root: PathBuf,
 }
 
 type SecretsByName = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
@@ -38,13 +45,14 @@ type SecretsByName = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
 /// Everything that can refuse before a revision is recorded: rendering the objects, reading
 /// the kubeconfig, the context guard and connecting. Prints why and answers the exit code.
 pub(super) fn prepare(
+    root: &Path,
     environment: &Environment,
     artifacts: &BTreeMap<String, Artifact>,
     secrets: &SecretValues,
 ) -> Result<Prepared, i32> {
     let env = environment.name.as_str();
     let secret_values = secrets.by_name();
-    let objects = match render(environment, artifacts, &secret_values) {
+    let objects = match render(root, environment, artifacts, &secret_values) {
         Ok(objects) => objects,
         Err(why) => {
             output::error(&format!("{env}: {why}"));
@@ -60,6 +68,7 @@ pub(super) fn prepare(
         cluster,
         objects,
         secret_values,
+        root: root.to_owned(),
     })
 }
 
@@ -77,6 +86,7 @@ pub(super) fn deploy(
         cluster,
         objects,
         secret_values,
+        root,
     } = prepared;
     let failure = match runtime.block_on(deploy_with_progress(&cluster, environment, &objects)) {
         Ok(()) => return Outcome::Succeeded,
@@ -102,7 +112,7 @@ pub(super) fn deploy(
     let restored = serde_json::from_value::<Environment>(previous.spec.clone())
         .map_err(|error| format!("revision {} is unreadable: {error}", previous.number))
         .and_then(|earlier| {
-            let objects = render(&earlier, &previous.artifacts, &secret_values)?;
+            let objects = render(&root, &earlier, &previous.artifacts, &secret_values)?;
             runtime
                 .block_on(deploy_with_progress(&cluster, &earlier, &objects))
                 .map_err(|error| error.to_string())
@@ -248,8 +258,36 @@ pub(super) fn status(global: &Global, env: &str) -> i32 {
     SUCCESS
 }
 
-/// The objects of an environment, each service running its recorded artifact (its image).
+/// The environment's store tokens for the store's Secret: `.tier/<env>/tokens.json`, made
+/// (mode 0600) when missing, so `tier config <env> --store URL` works with its read-write
+/// token. `None` without `[store] kubernetes = true`.
+pub(super) fn store_tokens(
+    root: &Path,
+    environment: &Environment,
+) -> Result<Option<StoreTokens>, String> {
+    if !environment.store.kubernetes {
+        return Ok(None);
+    }
+    let env = environment.name.as_str();
+    let path = EnvDir::new(root, env).tokens();
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
+    }
+    let tokens = tier_store::http::Tokens::load_or_create(&path, env)
+        .map_err(|error| format!("the store's tokens: {error}"))?;
+    let file = std::fs::read_to_string(&path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    Ok(Some(StoreTokens {
+        file,
+        read_only: tokens.read_only().expose().to_owned(),
+    }))
+}
+
+/// The objects of an environment, each service running its recorded artifact (its image),
+/// with the store's real tokens.
 fn render(
+    root: &Path,
     environment: &Environment,
     artifacts: &BTreeMap<String, Artifact>,
     secret_values: &SecretsByName,
@@ -265,6 +303,7 @@ fn render(
     let options = RenderOptions {
         images,
         secret_values: Some(secret_values.clone()),
+        store_tokens: store_tokens(root, environment)?,
     };
     tier_kube::render(environment, &options).map_err(|problems| {
         problems
@@ -346,23 +385,17 @@ impl Progress {
 
     fn show(&self, event: Event) {
         match event {
+            Event::Shared { deployments } => match &self.bars {
+                Some(_) => self.spinners(deployments),
+                None => {
+                    let names: Vec<String> = deployments.iter().map(ToString::to_string).collect();
+                    eprintln!("  runtime config store: {}", names.join(", "));
+                }
+            },
             Event::Wave { index, services } => {
                 let names: Vec<String> = services.iter().map(ToString::to_string).collect();
                 match &self.bars {
-                    Some((multi, bars)) => {
-                        let mut bars = bars.lock().unwrap_or_else(|poison| poison.into_inner());
-                        for service in services {
-                            let bar = multi.add(ProgressBar::new_spinner());
-                            bar.set_style(
-                                ProgressStyle::with_template("  {spinner} {prefix} {msg}")
-                                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                            );
-                            bar.set_prefix(service.to_string());
-                            bar.set_message("applied");
-                            bar.enable_steady_tick(std::time::Duration::from_millis(120));
-                            bars.insert(service, bar);
-                        }
-                    }
+                    Some(_) => self.spinners(services),
                     None => eprintln!("  wave {}: {}", index + 1, names.join(", ")),
                 }
             }
@@ -420,6 +453,25 @@ impl Progress {
                     None => eprintln!("{line}"),
                 }
             }
+        }
+    }
+
+    /// A spinner per Deployment about to roll out (on a terminal only).
+    fn spinners(&self, names: Vec<ServiceName>) {
+        let Some((multi, bars)) = &self.bars else {
+            return;
+        };
+        let mut bars = bars.lock().unwrap_or_else(|poison| poison.into_inner());
+        for name in names {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("  {spinner} {prefix} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_prefix(name.to_string());
+            bar.set_message("applied");
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bars.insert(name, bar);
         }
     }
 
