@@ -1,6 +1,10 @@
 //! The sample app's backend. `GET /` answers `{"text": ..., "replica": "backend-N"}`: the
 //! `text` of the merged JSON config that tier hands it in `$TIER_CONFIG`, and which replica
 //! answered. `GET /healthz` answers `ok`.
+//!
+//! It listens on `$PORT` on 127.0.0.1 (the local runtime's proxy is on the same machine), or on
+//! every interface in a Kubernetes pod, where kubelet's probes and the Service reach the pod's
+//! own address: see [`listen_host`].
 
 use std::sync::Arc;
 
@@ -30,11 +34,12 @@ async fn run() -> Result<(), String> {
         .ok_or_else(|| format!("{config_path} has no string `text`"))?
         .to_owned();
     let port = std::env::var("PORT").map_err(|_| "PORT is not set".to_owned())?;
-    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
+    let host = listen_host(std::env::var_os("KUBERNETES_SERVICE_HOST").is_some());
+    let listener = tokio::net::TcpListener::bind(format!("{host}:{port}"))
         .await
-        .map_err(|error| format!("cannot listen on 127.0.0.1:{port}: {error}"))?;
+        .map_err(|error| format!("cannot listen on {host}:{port}: {error}"))?;
     let replica = std::env::var("TIER_REPLICA").unwrap_or_default();
-    eprintln!("sample-backend replica {replica} listening on 127.0.0.1:{port}");
+    eprintln!("sample-backend replica {replica} listening on {host}:{port}");
     let app = Router::new()
         .route("/", get(root))
         .route("/healthz", get(|| async { "ok" }))
@@ -68,5 +73,26 @@ async fn shutdown() {
     tokio::select! {
         _ = terminate.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// The interface to listen on: every one in a Kubernetes pod (`KUBERNETES_SERVICE_HOST` is
+/// set in every pod), only the loopback interface otherwise.
+fn listen_host(in_kubernetes_pod: bool) -> &'static str {
+    if in_kubernetes_pod {
+        "0.0.0.0"
+    } else {
+        "127.0.0.1"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listens_on_every_interface_only_in_a_kubernetes_pod() {
+        assert_eq!(listen_host(true), "0.0.0.0");
+        assert_eq!(listen_host(false), "127.0.0.1");
     }
 }

@@ -6,6 +6,10 @@
 //! names the backend replica that answered. The flag is read from the environment's runtime
 //! config store through `tier-client`, whose cache a watch keeps current: no restart, no
 //! request per page.
+//!
+//! It listens on `$PORT` on 127.0.0.1 (the local runtime's proxy is on the same machine), or on
+//! every interface in a Kubernetes pod, where kubelet's probes and the Service reach the pod's
+//! own address: see [`listen_host`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,12 +48,13 @@ async fn run() -> Result<(), String> {
     let backend_url =
         std::env::var("BACKEND_URL").map_err(|_| "BACKEND_URL is not set".to_owned())?;
     let port = std::env::var("PORT").map_err(|_| "PORT is not set".to_owned())?;
-    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
+    let host = listen_host(std::env::var_os("KUBERNETES_SERVICE_HOST").is_some());
+    let listener = tokio::net::TcpListener::bind(format!("{host}:{port}"))
         .await
-        .map_err(|error| format!("cannot listen on 127.0.0.1:{port}: {error}"))?;
+        .map_err(|error| format!("cannot listen on {host}:{port}: {error}"))?;
     let replica = std::env::var("TIER_REPLICA").unwrap_or_default();
     eprintln!(
-        "sample-frontend replica {replica} listening on 127.0.0.1:{port}, backend at {backend_url}"
+        "sample-frontend replica {replica} listening on {host}:{port}, backend at {backend_url}"
     );
     let app = Arc::new(App {
         backend_url,
@@ -178,10 +183,26 @@ async fn shutdown() {
     }
 }
 
+/// The interface to listen on: every one in a Kubernetes pod (`KUBERNETES_SERVICE_HOST` is
+/// set in every pod), only the loopback interface otherwise.
+fn listen_host(in_kubernetes_pod: bool) -> &'static str {
+    if in_kubernetes_pod {
+        "0.0.0.0"
+    } else {
+        "127.0.0.1"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn escapes_html() {
         assert_eq!(super::escape("<b>&\"'"), "&lt;b&gt;&amp;&quot;&#39;");
+    }
+
+    #[test]
+    fn listens_on_every_interface_only_in_a_kubernetes_pod() {
+        assert_eq!(super::listen_host(true), "0.0.0.0");
+        assert_eq!(super::listen_host(false), "127.0.0.1");
     }
 }
