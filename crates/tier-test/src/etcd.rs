@@ -31,22 +31,44 @@ pub struct EtcdServer {
 
 impl EtcdServer {
     /// Starts etcd with its data under a new temporary directory in `parent` (the system's
-    /// temporary directory when `None`), waiting on the blocking pool. Fails, naming the package
-    /// to install, when there is no etcd binary.
+    /// temporary directory when `None`). Fails, naming the package to install, when there is no
+    /// etcd binary.
+    ///
+    /// etcd is started from the calling thread and dies with it (the parent-death signal
+    /// follows the thread that forked), so call this from a thread that outlives the server:
+    /// a test's or a runtime's own, not the blocking pool's.
     pub async fn start(parent: Option<&Path>) -> Result<EtcdServer, String> {
-        let parent = parent.map(Path::to_path_buf);
-        tokio::task::spawn_blocking(move || EtcdServer::start_blocking(parent.as_deref()))
-            .await
-            .map_err(|error| format!("starting etcd failed: {error}"))?
+        let data = data_dir(parent)?;
+        let mut last_error = String::new();
+        for _ in 0..ATTEMPTS {
+            let client_port = free_port()?;
+            let peer_port = free_port()?;
+            let mut child = spawn(data.path(), client_port, peer_port)?;
+            match wait_healthy_async(&mut child, data.path(), client_port).await {
+                Ok(()) => {
+                    return Ok(EtcdServer {
+                        child: Some(child),
+                        client_port,
+                        peer_port,
+                        data,
+                    });
+                }
+                Err(error) => {
+                    last_error = error;
+                    kill(&mut child);
+                    // etcd keeps its peer address in its data: start the next ports afresh.
+                    let _ = std::fs::remove_dir_all(data.path().join("member"));
+                }
+            }
+        }
+        Err(format!(
+            "etcd did not start after {ATTEMPTS} attempts: {last_error}"
+        ))
     }
 
     /// [`EtcdServer::start`] for code that is not async.
     pub fn start_blocking(parent: Option<&Path>) -> Result<EtcdServer, String> {
-        let data = match parent {
-            Some(parent) => tempfile::tempdir_in(parent),
-            None => tempfile::tempdir(),
-        }
-        .map_err(|error| format!("cannot create etcd's data directory: {error}"))?;
+        let data = data_dir(parent)?;
         let mut last_error = String::new();
         for _ in 0..ATTEMPTS {
             let client_port = free_port()?;
@@ -79,22 +101,10 @@ impl EtcdServer {
         if let Some(mut child) = self.child.take() {
             kill(&mut child);
         }
-        let data = self.data.path().to_path_buf();
-        let (client_port, peer_port) = (self.client_port, self.peer_port);
-        let started = tokio::task::spawn_blocking(move || {
-            let mut child = spawn(&data, client_port, peer_port)?;
-            match wait_healthy(&mut child, &data, client_port) {
-                Ok(()) => Ok(child),
-                Err(error) => {
-                    kill(&mut child);
-                    Err(error)
-                }
-            }
-        })
-        .await
-        .map_err(|error| format!("restarting etcd failed: {error}"))??;
-        self.child = Some(started);
-        Ok(())
+        let mut child = spawn(self.data.path(), self.client_port, self.peer_port)?;
+        let healthy = wait_healthy_async(&mut child, self.data.path(), self.client_port).await;
+        self.child = Some(child);
+        healthy
     }
 
     /// `HOST:PORT` of the client listener.
@@ -125,9 +135,44 @@ impl Drop for EtcdServer {
     }
 }
 
+fn data_dir(parent: Option<&Path>) -> Result<tempfile::TempDir, String> {
+    match parent {
+        Some(parent) => tempfile::tempdir_in(parent),
+        None => tempfile::tempdir(),
+    }
+    .map_err(|error| format!("cannot create etcd's data directory: {error}"))
+}
+
 fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// What one look at a starting etcd found.
+enum Health {
+    Ready,
+    /// Not yet: the last answer, for the error when the wait runs out.
+    NotYet(String),
+}
+
+/// Asks etcd's `/health` once; an exited etcd is an error with its log.
+fn check_health(child: &mut Child, data: &Path, client_port: u16) -> Result<Health, String> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Err(format!("etcd exited ({status}):\n{}", log_tail(data)));
+    }
+    let (status, body) = crate::http_call(client_port, "GET", "/health", None, None);
+    if status == 200 && body.replace(' ', "").contains("\"health\":\"true\"") {
+        Ok(Health::Ready)
+    } else {
+        Ok(Health::NotYet(format!("{status}: {body}")))
+    }
+}
+
+fn not_healthy(data: &Path, last: &str) -> String {
+    format!(
+        "etcd did not report itself healthy within {STARTUP:?} (last answer {last}):\n{}",
+        log_tail(data)
+    )
 }
 
 #[expect(
@@ -137,21 +182,32 @@ fn kill(child: &mut Child) {
 fn wait_healthy(child: &mut Child, data: &Path, client_port: u16) -> Result<(), String> {
     let deadline = Instant::now() + STARTUP;
     loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("etcd exited ({status}):\n{}", log_tail(data)));
-        }
-        let (status, body) = crate::http_call(client_port, "GET", "/health", None, None);
-        if status == 200 && body.replace(' ', "").contains("\"health\":\"true\"") {
-            return Ok(());
-        }
+        let last = match check_health(child, data, client_port)? {
+            Health::Ready => return Ok(()),
+            Health::NotYet(last) => last,
+        };
         if Instant::now() >= deadline {
-            return Err(format!(
-                "etcd did not report itself healthy within {STARTUP:?} (last answer {status}: \
-                 {body}):\n{}",
-                log_tail(data)
-            ));
+            return Err(not_healthy(data, &last));
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn wait_healthy_async(
+    child: &mut Child,
+    data: &Path,
+    client_port: u16,
+) -> Result<(), String> {
+    let deadline = Instant::now() + STARTUP;
+    loop {
+        let last = match check_health(child, data, client_port)? {
+            Health::Ready => return Ok(()),
+            Health::NotYet(last) => last,
+        };
+        if Instant::now() >= deadline {
+            return Err(not_healthy(data, &last));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
