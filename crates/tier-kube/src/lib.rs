@@ -24,6 +24,6 @@ pub use render::{
     CONFIG_DIR, CONFIG_HASH_ANNOTATION, ENVIRONMENT_LABEL, MANAGED_BY_LABEL, NAME_LABEL,
     PART_OF_LABEL, RenderError, RenderOptions, SECRETS_HASH_ANNOTATION, STORE_NAME, STORE_PORT,
     STORE_TOKENS_DIR, STORE_TOKENS_PLACEHOLDER, STORE_TOKENS_SECRET, StoreTokens, config_json,
-    namespace_of, render, store_url,
+    flags_json, namespace_of, render, store_url,
 };
 pub use rollout::{Counts, RolloutState, counts, rollout_state};

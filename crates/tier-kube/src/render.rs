@@ -486,6 +486,24 @@ fn env_vars(context: &ServiceContext<'_>) -> Vec<EnvVar> {
     vars
 }
 
+/// The environment's declared flags as `tier store serve --flags` reads them: one JSON object,
+/// name to `{"default": …, "description": …}`, keys sorted.
+pub fn flags_json(environment: &Environment) -> String {
+    let flags: serde_json::Map<String, serde_json::Value> = environment
+        .flags
+        .iter()
+        .map(|(name, flag)| {
+            let mut declared = serde_json::Map::new();
+            declared.insert("default".to_owned(), flag.default.clone());
+            if let Some(description) = &flag.description {
+                declared.insert("description".to_owned(), description.clone().into());
+            }
+            (name.clone(), serde_json::Value::Object(declared))
+        })
+        .collect();
+    sorted(&serde_json::Value::Object(flags)).to_string()
+}
+
 /// The store's address inside the cluster, as the services get it in `TIER_AGENT_URL`.
 pub fn store_url(namespace: &str) -> String {
     format!("http://{STORE_NAME}.{namespace}.svc.cluster.local:{STORE_PORT}")
@@ -539,25 +557,30 @@ fn store_objects(
     }
     let memory = BTreeMap::from([("memory".to_owned(), Quantity("64Mi".to_owned()))]);
     let port = i32::from(STORE_PORT);
+    let mut args: Vec<String> = [
+        "store",
+        "serve",
+        "--backend",
+        &environment.store_etcd(),
+        "--env",
+        environment.name.as_str(),
+        "--listen",
+        &format!("0.0.0.0:{STORE_PORT}"),
+        "--tokens",
+        &format!("{STORE_TOKENS_DIR}/{TOKENS_FILE_KEY}"),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    // The declared flags travel in the pod spec (the project is not in the image), so a
+    // changed default rolls the store.
+    if !environment.flags.is_empty() {
+        args.push("--flags".to_owned());
+        args.push(flags_json(environment));
+    }
     let container = Container {
         name: STORE_NAME.to_owned(),
         image: Some(environment.store_image()),
-        args: Some(
-            [
-                "store",
-                "serve",
-                "--backend",
-                &environment.store_etcd(),
-                "--env",
-                environment.name.as_str(),
-                "--listen",
-                &format!("0.0.0.0:{STORE_PORT}"),
-                "--tokens",
-                &format!("{STORE_TOKENS_DIR}/{TOKENS_FILE_KEY}"),
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-        ),
+        args: Some(args),
         ports: Some(vec![ContainerPort {
             name: Some("http".to_owned()),
             container_port: port,

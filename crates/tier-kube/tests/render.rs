@@ -597,10 +597,15 @@ fn the_store_serves_the_environments_etcd_with_its_tokens_file() {
         container.image.as_deref(),
         Some(concat!("tier:", env!("CARGO_PKG_VERSION")))
     );
+    let args = container.args.as_deref().expect("args");
     assert_eq!(
-        container.args.as_deref().expect("args").join(" "),
+        args[..10].join(" "),
         "store serve --backend etcd://etcd:2379/tier/sample-app/prod --env prod --listen 0.0.0.0:7379 --tokens /etc/tier-store/tokens.json"
     );
+    // The project's declared flags go with it: the project is not in the store's image.
+    assert_eq!(args[10], "--flags");
+    let flags: serde_json::Value = serde_json::from_str(&args[11]).expect("flags as JSON");
+    assert_eq!(flags["show-replica"]["default"], false, "{flags}");
     let probe = container
         .readiness_probe
         .as_ref()

@@ -435,5 +435,9 @@ pub enum StoreCommand {
         /// The tokens file (made, mode 0600, when missing). Default: .tier/<env>/tokens.json.
         #[arg(long, value_name = "FILE")]
         tokens: Option<PathBuf>,
+        /// The declared flags, as JSON: {"name": {"default": false, "description": "..."}}.
+        /// Default: the project's, when the environment is in it.
+        #[arg(long, value_name = "JSON")]
+        flags: Option<String>,
     },
 }

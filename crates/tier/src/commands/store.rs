@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tier_local::paths::EnvDir;
 use tier_model::Environment;
 use tier_model::environment::Runtime;
-use tier_store::http::{ApiConfig, Tokens};
+use tier_store::http::{ApiConfig, FlagDefault, Tokens};
 use tier_store::{EmbeddedConfig, EmbeddedStore};
 use tokio_util::sync::CancellationToken;
 
@@ -110,7 +110,15 @@ pub fn store(global: &Global, command: &StoreCommand) -> i32 {
             env,
             listen,
             tokens,
-        } => serve(global, backend, env, listen, tokens.as_deref()),
+            flags,
+        } => serve(
+            global,
+            backend,
+            env,
+            listen,
+            tokens.as_deref(),
+            flags.as_deref(),
+        ),
     }
 }
 
@@ -693,17 +701,28 @@ fn serve(
     env: &str,
     listen: &str,
     tokens: Option<&std::path::Path>,
+    declared: Option<&str>,
 ) -> i32 {
     if tier_model::EnvName::new(env).is_err() {
         output::error(&format!("`{env}` is not an environment name"));
         return USAGE;
     }
-    let flags = match super::load(global) {
-        Ok(mut project) if project.environment(env).is_some() => project
-            .resolve(env, &[])
-            .map(|resolved| tier_local::store::flag_defaults(&resolved.environment))
-            .unwrap_or_default(),
-        _ => BTreeMap::new(),
+    let flags = match declared {
+        Some(text) => match parse_flags(text) {
+            Ok(flags) => flags,
+            Err(why) => {
+                output::error(&format!("--flags: {why}"));
+                output::hint(r#"--flags '{"new-ui": {"default": false, "description": "..."}}'"#);
+                return USAGE;
+            }
+        },
+        None => match super::load(global) {
+            Ok(mut project) if project.environment(env).is_some() => project
+                .resolve(env, &[])
+                .map(|resolved| tier_local::store::flag_defaults(&resolved.environment))
+                .unwrap_or_default(),
+            _ => BTreeMap::new(),
+        },
     };
     let tokens_path = tokens.map_or_else(
         || EnvDir::new(&global.project, env).tokens(),
@@ -768,6 +787,31 @@ fn serve(
             Err(error) => failed(&format!("{env}: the store's API stopped: {error}")),
         }
     })
+}
+
+/// `--flags`: a JSON object of flag name to `{"default": …, "description": …}`.
+fn parse_flags(text: &str) -> Result<BTreeMap<String, FlagDefault>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Declared {
+        default: Value,
+        #[serde(default)]
+        description: Option<String>,
+    }
+    let declared: BTreeMap<String, Declared> =
+        serde_json::from_str(text).map_err(|error| format!("not a map of flags: {error}"))?;
+    Ok(declared
+        .into_iter()
+        .map(|(name, flag)| {
+            (
+                name,
+                FlagDefault {
+                    value: flag.default,
+                    description: flag.description,
+                },
+            )
+        })
+        .collect())
 }
 
 #[cfg(feature = "etcd")]
