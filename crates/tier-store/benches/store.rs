@@ -1,13 +1,17 @@
-//! The config store's backends side by side: the embedded redb store and a real etcd 3.4 (via
+//! The config store side by side: the embedded redb store and a real etcd 3.4 (via
 //! `EtcdStore`), both durable (redb `Durability::Immediate`; etcd fsyncs its WAL by default),
-//! measured in one run on one machine. Run through `bash bench/store.sh`, which prints the
-//! machine and this program's table.
+//! and the HTTP API as services reach it (`tier store serve --backend file:PATH`, a separate
+//! process, every change written with its audit record), measured in one run on one machine.
+//! Run through `bash bench/store.sh`, which builds the `tier` binary, prints the machine and
+//! this program's table.
 //!
 //! Figures: sequential put latency (one client, each put durable before the next), put
 //! throughput with 16 concurrent clients, watch delivery latency with 1,000 watchers on one
-//! prefix (from the start of the put to each watcher's receipt), and memory (peak RSS).
+//! prefix (from the start of the put to each watcher's receipt; through the API, 1,000 SSE
+//! streams), and memory (peak RSS).
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -96,6 +100,16 @@ async fn run() -> Result<(), Failure> {
         figures
     };
 
+    drop(server);
+
+    eprintln!("api: tier store serve --backend file:PATH, HTTP/1.1 on 127.0.0.1");
+    let api = {
+        let server = ApiServer::start(directory.path()).await?;
+        let mut figures = measure_api("tier store serve (HTTP API, file)", &server.api).await?;
+        figures.rss = format!("{} API server process", peak_rss(server.child.id())?);
+        figures
+    };
+
     println!();
     println!("etcd: {etcd_version}");
     println!(
@@ -107,7 +121,7 @@ async fn run() -> Result<(), Failure> {
         "| backend | put p50 ms | put p99 ms | puts/s ({CLIENTS} clients) | watch p50 ms | watch p99 ms ({WATCHERS} watchers) | peak RSS |"
     );
     println!("|---|---:|---:|---:|---:|---:|---|");
-    for figures in [&embedded, &etcd] {
+    for figures in [&embedded, &etcd, &api] {
         println!(
             "| {} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | {} |",
             figures.name,
@@ -216,6 +230,290 @@ async fn watch_latencies<B: Backend + Clone>(
     for index in 0..WATCHED_PUTS {
         let started = Instant::now();
         let revision = put(store, &format!("watched/{}", index % 10), value.to_vec()).await?;
+        let mut seen = 0;
+        while seen < WATCHERS {
+            let received = tokio::time::timeout(PATIENCE, deliveries.recv()).await;
+            match received {
+                Ok(Some((delivered_revision, at))) if delivered_revision == revision => {
+                    latencies.push(at.saturating_duration_since(started));
+                    seen += 1;
+                }
+                Ok(Some((other, _))) => {
+                    return Err(format!(
+                        "a watcher got revision {other} while {revision} was due"
+                    ));
+                }
+                Ok(None) | Err(_) => {
+                    return Err(format!(
+                        "only {seen} of {WATCHERS} watchers got revision {revision} within {PATIENCE:?}"
+                    ));
+                }
+            }
+        }
+    }
+    for watcher in watchers {
+        watcher.abort();
+    }
+    latencies.sort();
+    Ok(latencies)
+}
+
+/// `tier store serve` over a store file of its own, killed when dropped.
+struct ApiServer {
+    child: Child,
+    api: Arc<Api>,
+}
+
+/// Where the API is and how to call it.
+struct Api {
+    url: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl ApiServer {
+    async fn start(directory: &Path) -> Result<ApiServer, Failure> {
+        let binary = match std::env::var_os("TIER_BIN") {
+            Some(binary) => PathBuf::from(binary),
+            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/tier"),
+        };
+        if !binary.is_file() {
+            return Err(format!(
+                "no tier binary at {} (set TIER_BIN, or run bash bench/store.sh, which builds it)",
+                binary.display()
+            ));
+        }
+        let port = tier_test::etcd::free_port()?;
+        let tokens = directory.join("api-tokens.json");
+        let log = std::fs::File::create(directory.join("api.log"))
+            .map_err(|error| format!("cannot create the API server's log: {error}"))?;
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the benchmark measures the real tier binary as a server"
+        )]
+        let mut command = std::process::Command::new(&binary);
+        command
+            .args(["store", "serve", "--env", "bench"])
+            .arg("--backend")
+            .arg(format!("file:{}", directory.join("api.redb").display()))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--tokens")
+            .arg(&tokens)
+            .arg("-C")
+            .arg(directory)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = command
+            .spawn()
+            .map_err(|error| format!("cannot start {}: {error}", binary.display()))?;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(usize::MAX)
+            .build()
+            .map_err(|error| error.to_string())?;
+        let mut server = ApiServer {
+            child,
+            api: Arc::new(Api {
+                url: format!("http://127.0.0.1:{port}"),
+                token: String::new(),
+                client,
+            }),
+        };
+        let url = server.api.url.clone();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(format!("tier store serve exited ({status})"));
+            }
+            let answer = server
+                .api
+                .client
+                .get(format!("{url}/v1/kv/ping"))
+                .send()
+                .await;
+            if answer.is_ok_and(|answer| answer.status() == reqwest::StatusCode::UNAUTHORIZED) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "tier store serve did not answer within {PATIENCE:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let text = std::fs::read_to_string(&tokens)
+            .map_err(|error| format!("cannot read {}: {error}", tokens.display()))?;
+        let file: serde_json::Value =
+            serde_json::from_str(&text).map_err(|error| format!("tokens file: {error}"))?;
+        let token = file["read_write"]
+            .as_str()
+            .ok_or("the tokens file has no read_write token")?
+            .to_owned();
+        server.api = Arc::new(Api {
+            url,
+            token,
+            client: server.api.client.clone(),
+        });
+        Ok(server)
+    }
+}
+
+impl Api {
+    /// `PUT /v1/kv/<key>`: the change's revision.
+    async fn put(&self, key: &str, value: &serde_json::Value) -> Result<Revision, Failure> {
+        let request = self
+            .client
+            .put(format!("{}/v1/kv/{key}", self.url))
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({ "value": value }))
+            .send();
+        let response = tokio::time::timeout(PATIENCE, request)
+            .await
+            .map_err(|_| format!("a put took longer than {PATIENCE:?}"))?
+            .map_err(|error| error.to_string())?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.map_err(|error| error.to_string())?;
+        match body["revision"].as_u64() {
+            Some(revision) if status.is_success() => Ok(Revision(revision)),
+            _ => Err(format!("a put was refused ({status}): {body}")),
+        }
+    }
+
+    async fn revision(&self) -> Result<Revision, Failure> {
+        let response = self
+            .client
+            .get(format!("{}/v1/kv?prefix=nothing/", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|error| error.to_string())?;
+        let body: serde_json::Value = response.json().await.map_err(|error| error.to_string())?;
+        body["revision"]
+            .as_u64()
+            .map(Revision)
+            .ok_or_else(|| format!("a listing without a revision: {body}"))
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The same figures as [`measure`], through the HTTP API.
+async fn measure_api(name: &'static str, server: &Arc<Api>) -> Result<Figures, Failure> {
+    let value = serde_json::Value::String("v".repeat(VALUE_BYTES));
+    for index in 0..100 {
+        server.put(&format!("warm/{index}"), &value).await?;
+    }
+
+    let mut latencies = Vec::with_capacity(SEQUENTIAL_PUTS);
+    for index in 0..SEQUENTIAL_PUTS {
+        let started = Instant::now();
+        server.put(&format!("seq/{}", index % 100), &value).await?;
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    eprintln!("  {name}: sequential puts done");
+
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + THROUGHPUT_FOR;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let server = server.clone();
+            let done = done.clone();
+            let value = value.clone();
+            tokio::spawn(async move {
+                let mut index = 0_u64;
+                while Instant::now() < deadline {
+                    server
+                        .put(&format!("load/{client}/{}", index % 100), &value)
+                        .await?;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    index += 1;
+                }
+                Ok::<(), Failure>(())
+            })
+        })
+        .collect();
+    for client in clients {
+        client
+            .await
+            .map_err(|error| format!("a client task failed: {error}"))??;
+    }
+    let elapsed = started.elapsed();
+    let puts_per_second = done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64();
+    eprintln!("  {name}: {puts_per_second:.0} puts/s");
+
+    let watch = api_watch_latencies(server, &value).await?;
+    eprintln!("  {name}: watch latencies done");
+    Ok(Figures {
+        name,
+        put_p50: percentile(&latencies, 50),
+        put_p99: percentile(&latencies, 99),
+        puts_per_second,
+        watch_p50: percentile(&watch, 50),
+        watch_p99: percentile(&watch, 99),
+        rss: String::new(),
+    })
+}
+
+/// `WATCHERS` SSE streams on one prefix through the API, then one put at a time; every
+/// (put, watcher) delivery latency, sorted.
+async fn api_watch_latencies(
+    server: &Api,
+    value: &serde_json::Value,
+) -> Result<Vec<Duration>, Failure> {
+    let (delivered, mut deliveries) = mpsc::unbounded_channel::<(Revision, Instant)>();
+    let from = server.revision().await?.next();
+    let mut watchers = Vec::with_capacity(WATCHERS);
+    for _ in 0..WATCHERS {
+        let response = server
+            .client
+            .get(format!(
+                "{}/v1/watch?prefix=watched/&from={from}",
+                server.url
+            ))
+            .bearer_auth(&server.token)
+            .send()
+            .await
+            .map_err(|error| format!("opening a watch: {error}"))?;
+        if !response.status().is_success() {
+            return Err(format!("a watch was refused: {}", response.status()));
+        }
+        let delivered = delivered.clone();
+        watchers.push(tokio::spawn(async move {
+            let mut response = response;
+            let mut buffer = String::new();
+            while let Ok(Some(chunk)) = response.chunk().await {
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find("\n\n") {
+                    let block: String = buffer.drain(..end + 2).collect();
+                    let revision = block
+                        .lines()
+                        .find_map(|line| line.strip_prefix("id:"))
+                        .and_then(|id| id.trim().parse().ok());
+                    if let Some(revision) = revision
+                        && delivered
+                            .send((Revision(revision), Instant::now()))
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(WATCHERS * WATCHED_PUTS);
+    for index in 0..WATCHED_PUTS {
+        let started = Instant::now();
+        let revision = server
+            .put(&format!("watched/{}", index % 10), value)
+            .await?;
         let mut seen = 0;
         while seen < WATCHERS {
             let received = tokio::time::timeout(PATIENCE, deliveries.recv()).await;
