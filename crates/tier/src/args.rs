@@ -185,7 +185,7 @@ pub enum Command {
         confirm: Option<String>,
     },
     /// Services of each running local environment: version, ready/desired, restarts, URL, and
-    /// why anything is not running.
+    /// why anything is not running; for a kubernetes environment named, its live Deployments.
     Status { env: Option<String> },
     /// Replica output, merged in time order and prefixed `service-N |`.
     Logs {
