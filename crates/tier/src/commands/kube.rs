@@ -23,7 +23,7 @@ use tier_model::environment::{Artifact, OnFailure, Runtime};
 use tier_model::{Environment, ServiceName};
 use tier_state::{Outcome, Revision};
 
-use super::{FAILURE, SUCCESS, USAGE, resolve_one};
+use super::{FAILURE, SUCCESS, Threads, USAGE, resolve_one};
 use crate::args::{Global, Output};
 use crate::output;
 
@@ -59,7 +59,7 @@ pub(super) fn prepare(
             return Err(FAILURE);
         }
     };
-    let runtime = runtime()?;
+    let runtime = super::runtime(Threads::One)?;
     let cluster = runtime
         .block_on(Cluster::connect(environment))
         .map_err(|error| refused(env, &error))?;
@@ -161,7 +161,7 @@ pub(super) fn status(global: &Global, env: &str) -> i32 {
     if environment.runtime != Runtime::Kubernetes {
         return FAILURE;
     }
-    let Ok(runtime) = runtime() else {
+    let Ok(runtime) = super::runtime(Threads::One) else {
         return FAILURE;
     };
     let namespace = tier_kube::namespace_of(&environment);
@@ -312,16 +312,6 @@ fn render(
             .collect::<Vec<_>>()
             .join("; ")
     })
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, i32> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| {
-            output::error(&format!("cannot start the kubernetes client: {error}"));
-            FAILURE
-        })
 }
 
 /// Prints a cluster error with its hint; the exit code of a refusal.

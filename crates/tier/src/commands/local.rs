@@ -12,7 +12,7 @@ use tier_local::secrets::SecretValues;
 use tier_model::Environment;
 use tier_model::environment::Runtime;
 
-use super::{FAILURE, SUCCESS, USAGE, load, resolve_one};
+use super::{FAILURE, SUCCESS, Threads, USAGE, load, resolve_one, stop_on_signal};
 use crate::args::{Global, Output};
 use crate::output;
 
@@ -327,15 +327,9 @@ fn up_foreground(
         }
     };
     let socket = prepared.dir().socket();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(Threads::AllCores) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            output::error(&format!("cannot start the runtime: {error}"));
-            return FAILURE;
-        }
+        Err(code) => return code,
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -384,21 +378,6 @@ fn up_foreground(
     } else {
         SUCCESS
     }
-}
-
-async fn stop_on_signal(stop: tokio_util::sync::CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
-    stop.cancel();
 }
 
 /// The hidden command a detached `up` runs: the agent itself, its output in agent.log.
@@ -473,15 +452,9 @@ fn up_foreground_quiet(
             return FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(Threads::AllCores) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the runtime: {error}");
-            return FAILURE;
-        }
+        Err(code) => return code,
     };
     let stop = tokio_util::sync::CancellationToken::new();
     runtime.block_on(async {

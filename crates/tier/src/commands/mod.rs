@@ -120,6 +120,42 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
+/// How a command's tokio runtime runs: on the calling thread (a client that waits on one
+/// thing at a time), or on every core (an agent or a server).
+#[derive(Clone, Copy)]
+enum Threads {
+    One,
+    AllCores,
+}
+
+/// A tokio runtime for one command, or the failure exit code after saying why.
+fn runtime(threads: Threads) -> Result<tokio::runtime::Runtime, i32> {
+    let mut builder = match threads {
+        Threads::One => tokio::runtime::Builder::new_current_thread(),
+        Threads::AllCores => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all().build().map_err(|error| {
+        output::error(&format!("cannot start the runtime: {error}"));
+        FAILURE
+    })
+}
+
+/// Cancels `stop` on Ctrl-C or SIGTERM: how foreground agents and servers are stopped.
+async fn stop_on_signal(stop: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    stop.cancel();
+}
+
 /// Reads the project, or says why not and which exit code that is.
 fn load(global: &crate::args::Global) -> Result<Project, i32> {
     match Project::load(&global.project) {

@@ -18,7 +18,7 @@ use tier_store::{EmbeddedConfig, EmbeddedStore};
 use tokio_util::sync::CancellationToken;
 
 use super::inspect::resolve_one;
-use super::{FAILURE, SUCCESS, USAGE};
+use super::{FAILURE, SUCCESS, Threads, USAGE, stop_on_signal};
 use crate::args::{ConfigCommand, FlagCommand, Global, Output, StoreCommand, StoreTarget};
 use crate::output;
 
@@ -196,15 +196,9 @@ where
         return FAILURE;
     }
     let environment = resolved.environment;
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(Threads::One) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            output::error(&format!("cannot start the runtime: {error}"));
-            return FAILURE;
-        }
+        Err(code) => return code,
     };
     let client = match reqwest::Client::builder().build() {
         Ok(client) => client,
@@ -737,12 +731,9 @@ fn serve(
         Ok(tokens) => tokens,
         Err(error) => return failed(&format!("{env}: {error}")),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(Threads::AllCores) {
         Ok(runtime) => runtime,
-        Err(error) => return failed(&format!("cannot start the runtime: {error}")),
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let listener = match tokio::net::TcpListener::bind(listen).await {
@@ -854,17 +845,4 @@ async fn serve_etcd(
     output::error("this tier was built without the etcd backend");
     output::hint("build it with `cargo build --release --features etcd` (needs protoc)");
     Err(FAILURE)
-}
-
-async fn stop_on_signal(stop: CancellationToken) {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => return,
-        };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    stop.cancel();
 }
