@@ -4,7 +4,7 @@
 //!
 //! It listens on `$PORT` on 127.0.0.1 (the local runtime's proxy is on the same machine), or on
 //! every interface in a Kubernetes pod, where kubelet's probes and the Service reach the pod's
-//! own address: see [`listen_host`].
+//! own address: see [`sample_app::listen`].
 
 use std::sync::Arc;
 
@@ -33,13 +33,9 @@ async fn run() -> Result<(), String> {
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| format!("{config_path} has no string `text`"))?
         .to_owned();
-    let port = std::env::var("PORT").map_err(|_| "PORT is not set".to_owned())?;
-    let host = listen_host(std::env::var_os("KUBERNETES_SERVICE_HOST").is_some());
-    let listener = tokio::net::TcpListener::bind(format!("{host}:{port}"))
-        .await
-        .map_err(|error| format!("cannot listen on {host}:{port}: {error}"))?;
+    let (listener, address) = sample_app::listen().await?;
     let replica = std::env::var("TIER_REPLICA").unwrap_or_default();
-    eprintln!("sample-backend replica {replica} listening on {host}:{port}");
+    eprintln!("sample-backend replica {replica} listening on {address}");
     let app = Router::new()
         .route("/", get(root))
         .route("/healthz", get(|| async { "ok" }))
@@ -48,7 +44,7 @@ async fn run() -> Result<(), String> {
             replica: format!("backend-{replica}"),
         }));
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
+        .with_graceful_shutdown(sample_app::shutdown())
         .await
         .map_err(|error| error.to_string())
 }
@@ -61,38 +57,4 @@ struct Answer {
 
 async fn root(State(answer): State<Arc<Answer>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "text": answer.text, "replica": answer.replica }))
-}
-
-/// Ends on SIGTERM or Ctrl-C, so the supervisor's stop is a clean exit.
-async fn shutdown() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => return std::future::pending().await,
-        };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
-/// The interface to listen on: every one in a Kubernetes pod (`KUBERNETES_SERVICE_HOST` is
-/// set in every pod), only the loopback interface otherwise.
-fn listen_host(in_kubernetes_pod: bool) -> &'static str {
-    if in_kubernetes_pod {
-        "0.0.0.0"
-    } else {
-        "127.0.0.1"
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listens_on_every_interface_only_in_a_kubernetes_pod() {
-        assert_eq!(listen_host(true), "0.0.0.0");
-        assert_eq!(listen_host(false), "127.0.0.1");
-    }
 }

@@ -9,7 +9,7 @@
 //!
 //! It listens on `$PORT` on 127.0.0.1 (the local runtime's proxy is on the same machine), or on
 //! every interface in a Kubernetes pod, where kubelet's probes and the Service reach the pod's
-//! own address: see [`listen_host`].
+//! own address: see [`sample_app::listen`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,15 +47,9 @@ async fn main() {
 async fn run() -> Result<(), String> {
     let backend_url =
         std::env::var("BACKEND_URL").map_err(|_| "BACKEND_URL is not set".to_owned())?;
-    let port = std::env::var("PORT").map_err(|_| "PORT is not set".to_owned())?;
-    let host = listen_host(std::env::var_os("KUBERNETES_SERVICE_HOST").is_some());
-    let listener = tokio::net::TcpListener::bind(format!("{host}:{port}"))
-        .await
-        .map_err(|error| format!("cannot listen on {host}:{port}: {error}"))?;
+    let (listener, address) = sample_app::listen().await?;
     let replica = std::env::var("TIER_REPLICA").unwrap_or_default();
-    eprintln!(
-        "sample-frontend replica {replica} listening on {host}:{port}, backend at {backend_url}"
-    );
+    eprintln!("sample-frontend replica {replica} listening on {address}, backend at {backend_url}");
     let app = Arc::new(App {
         backend_url,
         client: Client::builder(TokioExecutor::new()).build_http(),
@@ -66,7 +60,7 @@ async fn run() -> Result<(), String> {
         .route("/healthz", get(|| async { "ok" }))
         .with_state(app);
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown())
+        .with_graceful_shutdown(sample_app::shutdown())
         .await
         .map_err(|error| error.to_string())
 }
@@ -170,39 +164,10 @@ fn escape(text: &str) -> String {
     escaped
 }
 
-/// Ends on SIGTERM or Ctrl-C, so the supervisor's stop is a clean exit.
-async fn shutdown() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => return std::future::pending().await,
-        };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
-/// The interface to listen on: every one in a Kubernetes pod (`KUBERNETES_SERVICE_HOST` is
-/// set in every pod), only the loopback interface otherwise.
-fn listen_host(in_kubernetes_pod: bool) -> &'static str {
-    if in_kubernetes_pod {
-        "0.0.0.0"
-    } else {
-        "127.0.0.1"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn escapes_html() {
         assert_eq!(super::escape("<b>&\"'"), "&lt;b&gt;&amp;&quot;&#39;");
-    }
-
-    #[test]
-    fn listens_on_every_interface_only_in_a_kubernetes_pod() {
-        assert_eq!(super::listen_host(true), "0.0.0.0");
-        assert_eq!(super::listen_host(false), "127.0.0.1");
     }
 }
