@@ -260,6 +260,31 @@ fn a_canary_reaches_only_its_replica() {
 }
 
 #[test]
+fn up_hands_the_value_to_its_replica_and_nowhere_else() {
+    let (project, _secrets, _port) = project();
+    let up = run(&project, Some(CANARY), &["up", "dev", "-d"]);
+    assert_eq!(up.code, 0, "{}{}", up.stdout, up.stderr);
+    let (status_run, running) = status(&project);
+    let backend = environ(replica_pid(&running, "backend"));
+    let agent = environ(running["agent_pid"].as_u64().expect("the agent's pid"));
+    let down = run(&project, Some(CANARY), &["down", "dev"]);
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    assert!(backend.contains(&format!("DB_PASSWORD={CANARY}")));
+    assert!(backend.contains(&format!("TLS_KEY={FILE_CANARY}")));
+    assert!(!agent.is_empty() && !agent.contains(CANARY) && !agent.contains(FILE_CANARY));
+    for output in [&up, &status_run, &down] {
+        assert!(!output.stdout.contains(CANARY) && !output.stderr.contains(CANARY));
+    }
+    assert!(!files_holding(&project.path().join(".tier"), "development config").is_empty());
+    for canary in [CANARY, FILE_CANARY] {
+        assert_eq!(
+            files_holding(&project.path().join(".tier"), canary),
+            Vec::<String>::new()
+        );
+    }
+}
+
+#[test]
 fn dev_never_reads_the_secrets_only_prod_declares() {
     let (project, _secrets, _port) = project();
     // PROD_DB_PASSWORD is unset in every run; dev's commands do not care.

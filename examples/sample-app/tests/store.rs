@@ -115,6 +115,26 @@ fn a_flag_turned_on_changes_the_page_without_a_restart() {
         || http_get(port, "/").1 == "Hello from <b>development config</b>!",
     );
 
+    // A rollout to every key, then to none: the page asks without a key, so it follows
+    // 100% and 0%.
+    let (code, stdout, stderr) = tier(
+        &project,
+        &["flag", "on", "dev", "show-replica", "--percent", "100"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("show-replica is on for 100%"), "{stdout}");
+    wait_for(Duration::from_secs(10), "a 100% rollout to show", || {
+        http_get(port, "/").1.contains("Served by")
+    });
+    let (code, _, stderr) = tier(
+        &project,
+        &["flag", "on", "dev", "show-replica", "--percent", "0"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    wait_for(Duration::from_secs(10), "a 0% rollout to hide", || {
+        http_get(port, "/").1 == "Hello from <b>development config</b>!"
+    });
+
     let (code, _, stderr) = tier(&project, &["flag", "on", "dev", "show-replicas"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("did you mean `show-replica`"), "{stderr}");
