@@ -122,14 +122,7 @@ fn deployable(
         ));
         return Err(FAILURE);
     }
-    let mut environment = resolved.environment.clone();
-    let secrets = super::secrets::attach_resolved(
-        &project_root(global),
-        &project,
-        &resolved,
-        &mut environment,
-    )?;
-    Ok((environment, secrets))
+    super::secrets::attach_resolved(&project_root(global), &project, &resolved)
 }
 
 /// The stored copy of each local service's artifact, for running it again.
@@ -822,12 +815,10 @@ pub fn promote(
             return FAILURE;
         }
     };
-    let mut environment = resolved.environment.clone();
-    let secrets =
-        match super::secrets::attach_resolved(&root, &project, &resolved, &mut environment) {
-            Ok(secrets) => secrets,
-            Err(code) => return code,
-        };
+    let (environment, secrets) = match super::secrets::attach_resolved(&root, &project, &resolved) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
     let desired = Desired {
         environment,
         artifacts,

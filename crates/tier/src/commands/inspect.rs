@@ -265,9 +265,11 @@ pub fn render(
             let mut options = tier_kube::RenderOptions::default();
             if include_secrets {
                 let root = super::local::project_root(global);
-                match super::secrets::attach_resolved(&root, &project, &resolved, &mut environment)
-                {
-                    Ok(values) => options.secret_values = Some(values.by_name()),
+                match super::secrets::attach_resolved(&root, &project, &resolved) {
+                    Ok((fingerprinted, values)) => {
+                        environment = fingerprinted;
+                        options.secret_values = Some(values.by_name());
+                    }
                     Err(code) => return code,
                 }
                 // The tokens `tier apply` sends, made now if it has not run yet.

@@ -53,14 +53,7 @@ fn local_environment(
         output::hint(&format!("`tier apply {env}` deploys it"));
         return Err(FAILURE);
     }
-    let mut environment = resolved.environment.clone();
-    let secrets = super::secrets::attach_resolved(
-        &project_root(global),
-        &project,
-        &resolved,
-        &mut environment,
-    )?;
-    Ok((environment, secrets))
+    super::secrets::attach_resolved(&project_root(global), &project, &resolved)
 }
 
 pub fn up(global: &Global, env: &str, detach: bool, no_wait: bool, sets: &[String]) -> i32 {

@@ -14,22 +14,23 @@ use super::FAILURE;
 use crate::output;
 
 /// Reads the secrets of a freshly resolved environment, reporting each unreadable one at its
-/// reference in the project files, and fingerprints them into `environment`.
+/// reference in the project files: the environment with their fingerprints, and the values.
 pub(super) fn attach_resolved(
     root: &Path,
     project: &Project,
     resolved: &Resolved,
-    environment: &mut Environment,
-) -> Result<SecretValues, i32> {
-    if no_secrets(environment) {
-        return Ok(SecretValues::default());
+) -> Result<(Environment, SecretValues), i32> {
+    let mut environment = resolved.environment.clone();
+    if no_secrets(&environment) {
+        return Ok((environment, SecretValues::default()));
     }
     let lookup = Lookup::from_process(root);
     let secrets = resolved.read_secrets(&lookup).map_err(|problems| {
         output::problems(&problems, &project.sources);
         FAILURE
     })?;
-    fingerprint(root, environment, &secrets)
+    let values = fingerprint(root, &mut environment, &secrets)?;
+    Ok((environment, values))
 }
 
 /// Reads the secrets an environment from state refers to (a rollback, a promotion, a saved
