@@ -4,8 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -86,23 +89,61 @@ pub fn check_context(
 }
 
 /// A kind of object tier manages, for listing and deleting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     ConfigMap,
     Secret,
     Deployment,
     Service,
+    ServiceAccount,
+    Ingress,
+    /// A kind from the project's `manifests`.
+    Other {
+        api_version: String,
+        kind: String,
+    },
 }
 
 impl Kind {
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             Kind::ConfigMap => "ConfigMap",
             Kind::Secret => "Secret",
             Kind::Deployment => "Deployment",
             Kind::Service => "Service",
+            Kind::ServiceAccount => "ServiceAccount",
+            Kind::Ingress => "Ingress",
+            Kind::Other { kind, .. } => kind,
         }
     }
+
+    /// The kind an object is pruned as; `None` for a Namespace (never pruned) and a
+    /// PersistentVolumeClaim (kept, as a StatefulSet keeps its claims: it holds data).
+    fn of(object: &Object) -> Option<Kind> {
+        Some(match object {
+            Object::Namespace(_) | Object::PersistentVolumeClaim(_) => return None,
+            Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::Secret(_) => Kind::Secret,
+            Object::Deployment(_) => Kind::Deployment,
+            Object::Service(_) => Kind::Service,
+            Object::ServiceAccount(_) => Kind::ServiceAccount,
+            Object::Ingress(_) => Kind::Ingress,
+            Object::Other(object) => {
+                let types = object.types.as_ref()?;
+                Kind::Other {
+                    api_version: types.api_version.clone(),
+                    kind: types.kind.clone(),
+                }
+            }
+        })
+    }
+}
+
+/// The API resource of a kind from the project's manifests: group and version from its
+/// apiVersion, the plural guessed as Kubernetes names its own (lowercase, `s`, `es`, `ies`).
+fn api_resource(api_version: &str, kind: &str) -> ApiResource {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
 }
 
 /// An object tier deleted because the project no longer declares it.
@@ -187,6 +228,43 @@ impl Cluster {
                 )
                 .await
             }
+            Object::ServiceAccount(value) => {
+                patch(
+                    Api::<ServiceAccount>::namespaced(self.client.clone(), namespace),
+                    value,
+                )
+                .await
+            }
+            Object::PersistentVolumeClaim(value) => {
+                patch(
+                    Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
+                        self.client.clone(),
+                        namespace,
+                    ),
+                    &**value,
+                )
+                .await
+            }
+            Object::Ingress(value) => {
+                patch(
+                    Api::<Ingress>::namespaced(self.client.clone(), namespace),
+                    &**value,
+                )
+                .await
+            }
+            Object::Other(value) => {
+                let types = value.types.clone().unwrap_or_default();
+                let resource = api_resource(&types.api_version, &types.kind);
+                patch(
+                    Api::<DynamicObject>::namespaced_with(
+                        self.client.clone(),
+                        namespace,
+                        &resource,
+                    ),
+                    &**value,
+                )
+                .await
+            }
         };
         result.map_err(|source| ClusterError::Api { action, source })
     }
@@ -202,28 +280,34 @@ impl Cluster {
         let kept: BTreeSet<(Kind, &str, &str)> = keep
             .iter()
             .filter_map(|object| {
-                let kind = match object {
-                    Object::Namespace(_) => return None,
-                    Object::ConfigMap(_) => Kind::ConfigMap,
-                    Object::Secret(_) => Kind::Secret,
-                    Object::Deployment(_) => Kind::Deployment,
-                    Object::Service(_) => Kind::Service,
-                };
-                Some((kind, object.namespace().unwrap_or_default(), object.name()))
+                Some((
+                    Kind::of(object)?,
+                    object.namespace().unwrap_or_default(),
+                    object.name(),
+                ))
             })
             .collect();
         let selector = environment_selector(environment);
         let mut found = Vec::new();
-        for kind in [
+        let mut kinds = vec![
+            Kind::Ingress,
             Kind::Service,
             Kind::Deployment,
             Kind::Secret,
             Kind::ConfigMap,
-        ] {
-            for (namespace, name) in self.list_labelled(kind, &selector).await? {
-                if !kept.contains(&(kind, namespace.as_str(), name.as_str())) {
+            Kind::ServiceAccount,
+        ];
+        // A kind of the project's own manifests is listed while some object of it is kept.
+        for (kind, ..) in &kept {
+            if matches!(kind, Kind::Other { .. }) && !kinds.contains(kind) {
+                kinds.push(kind.clone());
+            }
+        }
+        for kind in kinds {
+            for (namespace, name) in self.list_labelled(&kind, &selector).await? {
+                if !kept.contains(&(kind.clone(), namespace.as_str(), name.as_str())) {
                     found.push(Pruned {
-                        kind,
+                        kind: kind.clone(),
                         namespace,
                         name,
                     });
@@ -273,15 +357,22 @@ impl Cluster {
 
     async fn list_labelled(
         &self,
-        kind: Kind,
+        kind: &Kind,
         selector: &str,
     ) -> Result<Vec<(String, String)>, ClusterError> {
         let params = ListParams::default().labels(selector);
+        let client = self.client.clone();
         let metadata = match kind {
-            Kind::ConfigMap => names(Api::<ConfigMap>::all(self.client.clone()), &params).await,
-            Kind::Secret => names(Api::<Secret>::all(self.client.clone()), &params).await,
-            Kind::Deployment => names(Api::<Deployment>::all(self.client.clone()), &params).await,
-            Kind::Service => names(Api::<Service>::all(self.client.clone()), &params).await,
+            Kind::ConfigMap => names(Api::<ConfigMap>::all(client), &params).await,
+            Kind::Secret => names(Api::<Secret>::all(client), &params).await,
+            Kind::Deployment => names(Api::<Deployment>::all(client), &params).await,
+            Kind::Service => names(Api::<Service>::all(client), &params).await,
+            Kind::ServiceAccount => names(Api::<ServiceAccount>::all(client), &params).await,
+            Kind::Ingress => names(Api::<Ingress>::all(client), &params).await,
+            Kind::Other { api_version, kind } => {
+                let resource = api_resource(api_version, kind);
+                names(Api::<DynamicObject>::all_with(client, &resource), &params).await
+            }
         };
         metadata.map_err(|source| ClusterError::Api {
             action: format!("list the {}s labelled {selector}", kind.as_str()),
@@ -293,7 +384,7 @@ impl Cluster {
         let client = self.client.clone();
         let namespace = pruned.namespace.as_str();
         let params = DeleteParams::background();
-        let result = match pruned.kind {
+        let result = match &pruned.kind {
             Kind::ConfigMap => Api::<ConfigMap>::namespaced(client, namespace)
                 .delete(&pruned.name, &params)
                 .await
@@ -310,6 +401,21 @@ impl Cluster {
                 .delete(&pruned.name, &params)
                 .await
                 .map(drop),
+            Kind::ServiceAccount => Api::<ServiceAccount>::namespaced(client, namespace)
+                .delete(&pruned.name, &params)
+                .await
+                .map(drop),
+            Kind::Ingress => Api::<Ingress>::namespaced(client, namespace)
+                .delete(&pruned.name, &params)
+                .await
+                .map(drop),
+            Kind::Other { api_version, kind } => {
+                let resource = api_resource(api_version, kind);
+                Api::<DynamicObject>::namespaced_with(client, namespace, &resource)
+                    .delete(&pruned.name, &params)
+                    .await
+                    .map(drop)
+            }
         };
         match result {
             // Already gone: what pruning wanted.

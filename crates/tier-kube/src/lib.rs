@@ -11,19 +11,26 @@
 
 mod cluster;
 mod deploy;
+mod network;
 mod object;
+mod patch;
 mod render;
 mod rollout;
+mod store;
+mod workload;
 
 pub use cluster::{
     Cluster, ClusterError, FIELD_MANAGER, Kind, Pruned, check_context, environment_selector,
 };
 pub use deploy::{DeployConfig, DeployFailure, Event, deploy, waves};
+pub use network::EXTERNAL_SUFFIX;
 pub use object::{Object, OutputError, to_yaml, write_dir};
+pub use patch::{PatchEffect, PatchError};
 pub use render::{
     CONFIG_DIR, CONFIG_HASH_ANNOTATION, ENVIRONMENT_LABEL, MANAGED_BY_LABEL, NAME_LABEL,
-    PART_OF_LABEL, RenderError, RenderOptions, SECRETS_HASH_ANNOTATION, STORE_NAME, STORE_PORT,
-    STORE_TOKENS_DIR, STORE_TOKENS_PLACEHOLDER, STORE_TOKENS_SECRET, StoreTokens, config_json,
-    flags_json, namespace_of, render, store_url,
+    PART_OF_LABEL, POD_SECURITY_AUDIT, POD_SECURITY_ENFORCE, POD_SECURITY_WARN, RenderError,
+    RenderOptions, Rendered, SECRETS_HASH_ANNOTATION, STORE_NAME, STORE_PORT, STORE_TOKENS_DIR,
+    STORE_TOKENS_PLACEHOLDER, STORE_TOKENS_SECRET, StoreTokens, config_json, flags_json,
+    namespace_of, render, render_with_patches, store_url,
 };
 pub use rollout::{Counts, RolloutState, counts, rollout_state};

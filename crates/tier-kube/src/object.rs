@@ -3,13 +3,18 @@
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::DynamicObject;
 use serde::{Deserialize, Serialize};
 
 /// One Kubernetes object as tier renders it. Serialises as the object itself (with its
 /// `apiVersion` and `kind`), and reads back from that form. Deployments and Services are
-/// boxed: they are several times the size of the others.
+/// boxed: they are several times the size of the others. `Other` is an object of the
+/// project's own `manifests`, of any kind, kept as written (with tier's namespace and labels).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Object {
@@ -18,17 +23,28 @@ pub enum Object {
     Secret(Secret),
     Deployment(Box<Deployment>),
     Service(Box<Service>),
+    ServiceAccount(ServiceAccount),
+    PersistentVolumeClaim(Box<PersistentVolumeClaim>),
+    Ingress(Box<Ingress>),
+    Other(Box<DynamicObject>),
 }
 
 impl Object {
     /// The object's `kind`, as Kubernetes spells it.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &str {
         match self {
             Object::Namespace(_) => "Namespace",
             Object::ConfigMap(_) => "ConfigMap",
             Object::Secret(_) => "Secret",
             Object::Deployment(_) => "Deployment",
             Object::Service(_) => "Service",
+            Object::ServiceAccount(_) => "ServiceAccount",
+            Object::PersistentVolumeClaim(_) => "PersistentVolumeClaim",
+            Object::Ingress(_) => "Ingress",
+            Object::Other(object) => object
+                .types
+                .as_ref()
+                .map_or("Unknown", |types| types.kind.as_str()),
         }
     }
 
@@ -54,13 +70,31 @@ impl Object {
             .map(String::as_str)
     }
 
-    fn metadata(&self) -> &ObjectMeta {
+    pub fn metadata(&self) -> &ObjectMeta {
         match self {
             Object::Namespace(object) => &object.metadata,
             Object::ConfigMap(object) => &object.metadata,
             Object::Secret(object) => &object.metadata,
             Object::Deployment(object) => &object.metadata,
             Object::Service(object) => &object.metadata,
+            Object::ServiceAccount(object) => &object.metadata,
+            Object::PersistentVolumeClaim(object) => &object.metadata,
+            Object::Ingress(object) => &object.metadata,
+            Object::Other(object) => &object.metadata,
+        }
+    }
+
+    pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::Namespace(object) => &mut object.metadata,
+            Object::ConfigMap(object) => &mut object.metadata,
+            Object::Secret(object) => &mut object.metadata,
+            Object::Deployment(object) => &mut object.metadata,
+            Object::Service(object) => &mut object.metadata,
+            Object::ServiceAccount(object) => &mut object.metadata,
+            Object::PersistentVolumeClaim(object) => &mut object.metadata,
+            Object::Ingress(object) => &mut object.metadata,
+            Object::Other(object) => &mut object.metadata,
         }
     }
 
@@ -75,7 +109,7 @@ impl Object {
 pub enum OutputError {
     #[error("cannot write {kind} `{name}` as YAML: {source}")]
     Yaml {
-        kind: &'static str,
+        kind: String,
         name: String,
         source: serde_saphyr::SerializeError,
     },
@@ -121,7 +155,7 @@ pub fn write_dir(objects: &[Object], dir: &Path) -> Result<Vec<PathBuf>, OutputE
 
 fn object_yaml(object: &Object) -> Result<String, OutputError> {
     serde_saphyr::to_string(object).map_err(|source| OutputError::Yaml {
-        kind: object.kind(),
+        kind: object.kind().to_owned(),
         name: object.name().to_owned(),
         source,
     })

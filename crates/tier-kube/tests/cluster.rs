@@ -98,13 +98,16 @@ async fn apply_creates_every_object_with_field_manager_tier_and_waits_wave_by_wa
         fake.names("deployments", NAMESPACE),
         ["backend", "frontend"]
     );
-    assert_eq!(fake.names("services", NAMESPACE), ["backend", "frontend"]);
+    assert_eq!(
+        fake.names("services", NAMESPACE),
+        ["backend", "frontend", "frontend-external"]
+    );
     let applies: Vec<_> = fake
         .requests()
         .into_iter()
         .filter(|seen| seen.method == "PATCH")
         .collect();
-    assert_eq!(applies.len(), 7);
+    assert_eq!(applies.len(), 8);
     assert!(
         applies
             .iter()
@@ -177,6 +180,7 @@ async fn a_service_the_project_no_longer_declares_is_pruned_and_nothing_else() {
         pruned,
         [
             "Service sample-app-prod/frontend",
+            "Service sample-app-prod/frontend-external",
             "Deployment sample-app-prod/frontend",
             "ConfigMap sample-app-prod/frontend-config",
         ]

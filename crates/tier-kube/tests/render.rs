@@ -95,6 +95,7 @@ fn objects_come_in_a_stable_order() {
             "ConfigMap frontend-config",
             "Deployment frontend",
             "Service frontend",
+            "Service frontend-external",
         ]
     );
     assert_eq!(rendered, objects(&sample("prod")));
@@ -129,6 +130,7 @@ fn write_dir_writes_one_readable_file_per_object() {
             "configmap-frontend-config.yaml",
             "deployment-frontend.yaml",
             "service-frontend.yaml",
+            "service-frontend-external.yaml",
         ]
     );
     for (path, object) in written.iter().zip(&rendered) {
@@ -214,12 +216,22 @@ fn the_config_hash_ignores_key_order() {
 }
 
 #[test]
-fn expose_gives_a_load_balancer_and_moves_the_url() {
+fn expose_adds_a_load_balancer_beside_the_internal_service() {
     let mut environment = sample("prod");
     let rendered = objects(&environment);
-    let frontend = service(&rendered, "frontend").spec.as_ref().expect("spec");
-    assert_eq!(frontend.type_.as_deref(), Some("LoadBalancer"));
-    let port = &frontend.ports.as_ref().expect("ports")[0];
+    let internal = service(&rendered, "frontend").spec.as_ref().expect("spec");
+    assert_eq!(internal.type_.as_deref(), Some("ClusterIP"));
+    let port = &internal.ports.as_ref().expect("ports")[0];
+    assert_eq!(
+        (port.port, port.target_port.clone()),
+        (8081, Some(IntOrString::Int(8081)))
+    );
+    let external = service(&rendered, "frontend-external")
+        .spec
+        .as_ref()
+        .expect("spec");
+    assert_eq!(external.type_.as_deref(), Some("LoadBalancer"));
+    let port = &external.ports.as_ref().expect("ports")[0];
     assert_eq!(
         (port.port, port.target_port.clone()),
         (8080, Some(IntOrString::Int(8081)))
@@ -233,24 +245,32 @@ fn expose_gives_a_load_balancer_and_moves_the_url() {
         Some("http://backend.sample-app-prod.svc.cluster.local:8080")
     );
 
-    environment
-        .services
-        .get_mut("backend")
-        .expect("backend")
-        .expose = Some(9000);
+    // Exposing the backend leaves how other services call it alone; a service_port moves it.
+    let backend = environment.services.get_mut("backend").expect("backend");
+    backend.expose = Some(9000);
+    backend.service_port = Some(80);
     let rendered = objects(&environment);
-    let backend = service(&rendered, "backend").spec.as_ref().expect("spec");
-    assert_eq!(backend.type_.as_deref(), Some("LoadBalancer"));
-    let port = &backend.ports.as_ref().expect("ports")[0];
+    let external = service(&rendered, "backend-external")
+        .spec
+        .as_ref()
+        .expect("spec");
+    assert_eq!(external.type_.as_deref(), Some("LoadBalancer"));
+    let port = &external.ports.as_ref().expect("ports")[0];
     assert_eq!(
         (port.port, port.target_port.clone()),
         (9000, Some(IntOrString::Int(8080)))
+    );
+    let internal = service(&rendered, "backend").spec.as_ref().expect("spec");
+    let port = &internal.ports.as_ref().expect("ports")[0];
+    assert_eq!(
+        (port.port, port.target_port.clone()),
+        (80, Some(IntOrString::Int(8080)))
     );
     assert_eq!(
         env_var(deployment(&rendered, "frontend"), "BACKEND_URL")
             .value
             .as_deref(),
-        Some("http://backend.sample-app-prod.svc.cluster.local:9000")
+        Some("http://backend.sample-app-prod.svc.cluster.local:80")
     );
 }
 
@@ -263,6 +283,7 @@ fn secrets_come_from_the_service_secret_and_cpu_is_requested() {
         SecretRef::Env("PROD_DB_PASSWORD".to_owned()),
     );
     backend.cpu = Some(Quantity::parse_cpu("500m").expect("a cpu quantity"));
+    backend.cpu_limit = None;
     let rendered = objects(&environment);
     let yaml = to_yaml(&rendered).expect("prints");
     // Without values the Secret holds the reference as a placeholder; nothing else names it.
@@ -517,6 +538,7 @@ fn the_store_comes_right_after_the_namespace_and_belongs_to_no_service() {
             "ConfigMap frontend-config",
             "Deployment frontend",
             "Service frontend",
+            "Service frontend-external",
         ]
     );
     for object in &rendered[1..4] {

@@ -45,8 +45,9 @@ fn kubernetes_validate(files: &[&Path]) {
     );
 }
 
-/// A project that uses every shape the renderer knows: HTTP and TCP probes with their
-/// timings, exposed services, secrets, CPU, extra variables, rollout settings, dependency
+/// A project that uses every shape the renderer knows: HTTP, TCP, gRPC and exec probes with
+/// their timings, startup and liveness probes, limits, security, service accounts, volumes,
+/// named ports, labels and annotations, hosts, exposed services, secrets, CPU, extra variables, rollout settings, dependency
 /// chains, app config, and the runtime config store beside the services.
 fn large_project(dir: &Path) {
     let mut text = String::from(
@@ -104,6 +105,33 @@ fn large_project(dir: &Path) {
                 "rollout = {{ max_surge = 0, max_unavailable = 1, deadline = \"5m\" }}"
             );
         }
+        if index % 6 == 0 {
+            let _ = writeln!(text, "cpu_limit = \"1\"\nmemory_limit = \"1Gi\"");
+        }
+        if index % 8 == 3 {
+            let port = 8000 + index;
+            let _ = writeln!(
+                text,
+                "security = {{ run_as_user = 1000, run_as_group = 1000, fs_group = 1000, read_only_root_filesystem = true, capabilities_add = [\"NET_BIND_SERVICE\"] }}\n\
+                 service_account = {{ name = \"sa{index:03}\", annotations = {{ \"iam.example.com/role\" = \"r{index}\" }} }}\n\
+                 startup = {{ grpc = {port}, service = \"s{index:03}\", failure_threshold = 30, interval = \"1s\" }}\n\
+                 liveness = {{ exec = [\"/bin/check\", \"--quick\"], initial_delay = \"5s\", success_threshold = 1 }}\n\
+                 ports = {{ metrics = {} }}\n\
+                 service_port = 80\n\
+                 labels = {{ team = \"t{}\" }}\n\
+                 annotations = {{ \"example.com/owner\" = \"team {}\" }}\n\
+                 pod_annotations = {{ \"prometheus.io/scrape\" = \"true\" }}\n\
+                 termination_grace = \"5s\"\n\
+                 args = [\"--port\", \"{port}\"]\n\
+                 volumes = {{ scratch = {{ mount = \"/tmp\", empty_dir = {{ medium = \"memory\", size_limit = \"64Mi\" }} }}, data = {{ mount = \"/data\", claim = {{ size = \"1Gi\", storage_class = \"fast\" }} }}, certs = {{ mount = \"/certs\", secret = \"certs\", read_only = true }} }}",
+                9000 + index,
+                index % 3,
+                index % 3,
+            );
+        }
+        if index % 50 == 9 {
+            let _ = writeln!(text, "host = \"s{index:03}.example.com\"");
+        }
         if index > 0 {
             let mut dependencies = vec![format!("\"s{:03}\"", index - 1)];
             if index > 10 {
@@ -152,7 +180,15 @@ fn the_sample_app_and_a_large_project_pass_kubernetes_validate() {
         .count();
     assert!(with_secrets > 0, "the large project renders Secrets too");
     // The Namespace, the store's Secret, Deployment and Service, then the services'.
-    assert_eq!(objects.len(), 1 + 3 + 3 * SERVICES + with_secrets);
+    let count = |kind: &str| {
+        objects
+            .iter()
+            .filter(|object| object.kind() == kind)
+            .count()
+    };
+    assert_eq!(count("Deployment"), 1 + SERVICES);
+    assert!(count("ServiceAccount") > 0 && count("PersistentVolumeClaim") > 0);
+    assert!(count("Ingress") > 0);
     assert_eq!(objects[2].kind(), "Deployment");
     assert_eq!(objects[2].name(), "tier-store");
     let path = dir.path().join("large-prod.yaml");

@@ -15,15 +15,17 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use tier_model::Environment;
-use tier_model::environment::{Probe, Protocol, Restart, Service};
+use tier_model::address::{self, Addresses};
+use tier_model::environment::{Health, Probe, Protocol, Restart, Service, VolumeSource};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{EnvStatus, ReplicaStatus, Request, Response, ServiceState, ServiceStatus};
-use crate::health::{self, Check};
+use crate::health::Check;
 use crate::logs::{self, LogFile, Stream};
 use crate::paths::{EnvDir, STORE_PORT, write_atomic};
+use crate::probes::{ProbeKind, ProbePlan, Timed, run_probes};
 use crate::proxy::{self, Endpoint, ProxyEvent};
 use crate::rollout;
 use crate::secrets::{SecretValues, Stash};
@@ -38,8 +40,6 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(15);
 /// How long a replica gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// How often a replica that is not ready yet is probed.
-const STARTUP_PROBE_EVERY: Duration = Duration::from_millis(100);
 
 /// What to run.
 pub struct AgentOptions {
@@ -141,8 +141,11 @@ pub fn prepare(options: AgentOptions) -> Result<Prepared, StartError> {
         });
     }
 
+    let addresses =
+        LocalAddresses::new(&options.environment, |service| ports.get(service).copied());
     for (name, service) in &options.environment.services {
-        let text = serde_json::to_vec_pretty(&service.config).unwrap_or_else(|_| b"{}".to_vec());
+        let config = address::substitute_json(&service.config, &addresses);
+        let text = serde_json::to_vec_pretty(&config).unwrap_or_else(|_| b"{}".to_vec());
         write_atomic(&dir.config(name.as_str(), &service.config), &text)
             .map_err(|error| fail(format!("service {name}: cannot write its config: {error}")))?;
     }
@@ -252,6 +255,7 @@ enum Event {
         service: usize,
         replica: u32,
         generation: u64,
+        kind: ProbeKind,
         result: Result<(), String>,
     },
     RestartDue {
@@ -292,6 +296,11 @@ struct Replica {
     ready_since: Option<Instant>,
     started_at: Instant,
     probe_failures: u32,
+    /// Failed liveness (or startup) probes in a row.
+    liveness_failures: u32,
+    /// Why the agent killed the replica itself (a failed liveness or startup probe), for the
+    /// exit it then reports.
+    killed_because: Option<String>,
     last_probe: Option<String>,
     last_exit: Option<String>,
     last_output: Arc<Mutex<Option<String>>>,
@@ -626,6 +635,89 @@ pub async fn run(prepared: Prepared, stop: CancellationToken) {
     let _ = std::fs::remove_file(&socket);
 }
 
+/// Where services are reached on this machine: their proxies on 127.0.0.1.
+struct LocalAddresses {
+    ports: BTreeMap<String, (u16, Protocol)>,
+}
+
+impl LocalAddresses {
+    fn new(environment: &Environment, proxy_port: impl Fn(&str) -> Option<u16>) -> LocalAddresses {
+        LocalAddresses {
+            ports: environment
+                .services
+                .iter()
+                .filter_map(|(name, service)| {
+                    Some((
+                        name.to_string(),
+                        (proxy_port(name.as_str())?, service.protocol),
+                    ))
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Addresses for LocalAddresses {
+    fn host_port(&self, service: &str) -> Option<(String, u16)> {
+        self.ports
+            .get(service)
+            .map(|(port, _)| ("127.0.0.1".to_owned(), *port))
+    }
+
+    fn scheme(&self, service: &str) -> &'static str {
+        match self.ports.get(service) {
+            Some((_, Protocol::Tcp)) => "tcp",
+            _ => "http",
+        }
+    }
+}
+
+/// A name as part of a variable: `grpc-web` is `GRPC_WEB`.
+fn variable_name(name: &str) -> String {
+    name.to_ascii_uppercase().replace('-', "_")
+}
+
+/// Makes the directories of a replica's volumes: a `claim` (and a `secret`, empty here) is
+/// kept across restarts, an `empty_dir` starts empty every time.
+fn prepare_volumes(
+    dir: &EnvDir,
+    service: &str,
+    replica: u32,
+    spec: &Service,
+) -> std::io::Result<()> {
+    for (name, volume) in &spec.volumes {
+        match &volume.source {
+            VolumeSource::EmptyDir { .. } => {
+                let path = dir.volume(service, name, Some(replica));
+                match std::fs::remove_dir_all(&path) {
+                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(error);
+                    }
+                    _ => {}
+                }
+                std::fs::create_dir_all(&path)?;
+            }
+            VolumeSource::Claim { .. } | VolumeSource::Secret { .. } => {
+                std::fs::create_dir_all(dir.volume(service, name, None))?;
+            }
+            VolumeSource::Config { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// Takes a replica out of rotation and kills its process group: a failed liveness or
+/// startup probe means the process is wedged, so it gets no grace period. Its exit then
+/// restarts it by its policy.
+fn kill_for(replica: &mut Replica, why: String) {
+    replica.phase = Phase::Unready;
+    replica.stop_probe.cancel();
+    if let Some(pid) = replica.pid {
+        replica.killed_because = Some(why);
+        spawn::signal_group(pid, Signal::SIGKILL);
+    }
+}
+
 impl Agent {
     /// Handles one event; true when the agent should stop.
     fn handle(&mut self, event: Event) -> bool {
@@ -643,8 +735,9 @@ impl Agent {
                 service,
                 replica,
                 generation,
+                kind,
                 result,
-            } => self.probed(service, replica, generation, result),
+            } => self.probed(service, replica, generation, kind, result),
             Event::RestartDue {
                 service,
                 replica,
@@ -850,7 +943,12 @@ impl Agent {
         program: PathBuf,
         environment: &Environment,
     ) -> Result<(), String> {
-        let text = serde_json::to_vec_pretty(&spec.config).unwrap_or_else(|_| b"{}".to_vec());
+        let addresses = LocalAddresses::new(environment, |service| {
+            self.find(service)
+                .map(|index| self.services[index].proxy_port)
+        });
+        let config = address::substitute_json(&spec.config, &addresses);
+        let text = serde_json::to_vec_pretty(&config).unwrap_or_else(|_| b"{}".to_vec());
         write_atomic(&self.dir.config(name, &spec.config), &text)
             .map_err(|error| format!("{name}: cannot write its config: {error}"))?;
         if let Some(index) = self.find(name) {
@@ -1031,6 +1129,8 @@ impl Agent {
             ready_since: None,
             started_at: Instant::now(),
             probe_failures: 0,
+            liveness_failures: 0,
+            killed_because: None,
             last_probe: None,
             last_exit: None,
             last_output: Arc::new(Mutex::new(None)),
@@ -1076,6 +1176,8 @@ impl Agent {
         replica.ready_since = None;
         replica.started_at = Instant::now();
         replica.probe_failures = 0;
+        replica.liveness_failures = 0;
+        replica.killed_because = None;
         replica.stop_probe = CancellationToken::new();
         let port = match free_port() {
             Ok(port) => port,
@@ -1115,11 +1217,33 @@ impl Agent {
         let command = spec.command.clone().unwrap_or_default();
         let spawn = Spawn {
             program: replica.program.as_ref().clone(),
-            args: command.iter().skip(1).cloned().collect(),
+            args: command
+                .iter()
+                .skip(1)
+                .chain(spec.args.iter().flatten())
+                .cloned()
+                .collect(),
             dir: self.root.clone(),
             env: variables,
         };
+        let probe_command = |argv: &[String]| Spawn {
+            program: spawn::find_program(argv.first().map_or("", String::as_str), &self.root)
+                .unwrap_or_else(|_| PathBuf::from(argv.first().map_or("", String::as_str))),
+            args: argv.iter().skip(1).cloned().collect(),
+            dir: self.root.clone(),
+            env: spawn.env.clone(),
+        };
         let source = format!("{name}-{}", replica.index);
+        if let Err(error) = prepare_volumes(&self.dir, &name, replica.index, &spec) {
+            let _ = self.events.send(Event::Exited {
+                service: service_index,
+                replica: replica_id,
+                generation,
+                success: false,
+                how: format!("cannot make its volumes: {error}"),
+            });
+            return;
+        }
         let mut child = match spawn::spawn_replica(&spawn) {
             Ok(child) => child,
             Err(error) => {
@@ -1178,50 +1302,76 @@ impl Agent {
                 how,
             });
         });
-        let check = match spec.health.as_ref().and_then(|health| health.probe()) {
-            Some(Probe::Http(path)) => Check::Http {
-                path: path.to_owned(),
-            },
-            Some(Probe::Tcp(port)) => Check::Tcp { port },
-            None => Check::Tcp { port },
+        let to_check = |health: &Health| -> Check {
+            match health.probe(spec.port) {
+                Some(Probe::Http {
+                    path,
+                    port: probe_port,
+                    headers,
+                }) => Check::Http {
+                    path: path.to_owned(),
+                    // The declared port means the replica's own port here, since every
+                    // replica listens on the PORT it was given.
+                    port: (probe_port != spec.port).then_some(probe_port),
+                    headers: headers.clone(),
+                },
+                Some(Probe::Tcp(probe_port)) if probe_port == spec.port => Check::Tcp { port },
+                Some(Probe::Tcp(probe_port)) => Check::Tcp { port: probe_port },
+                Some(Probe::Grpc {
+                    port: probe_port,
+                    service,
+                }) => Check::Grpc {
+                    port: if probe_port == spec.port {
+                        port
+                    } else {
+                        probe_port
+                    },
+                    service: service.to_owned(),
+                },
+                Some(Probe::Exec(argv)) => Check::Exec(probe_command(argv)),
+                None => Check::Tcp { port },
+            }
         };
-        let check = match check {
-            // A tcp probe on the service's declared port means the replica's own port here,
-            // since every replica listens on the PORT it was given.
-            Check::Tcp { port: probe_port } if probe_port == spec.port => Check::Tcp { port },
-            other => other,
+        let plan = ProbePlan {
+            readiness: spec.health.as_ref().map_or_else(
+                || Timed {
+                    check: if spec.service {
+                        Check::Tcp { port }
+                    } else {
+                        Check::Running
+                    },
+                    interval: Duration::from_secs(2),
+                    timeout: Duration::from_secs(1),
+                    initial_delay: Duration::ZERO,
+                },
+                |health| Timed::of(health, to_check(health)),
+            ),
+            liveness: spec
+                .liveness
+                .as_ref()
+                .map(|health| Timed::of(health, to_check(health))),
+            startup: spec
+                .startup
+                .as_ref()
+                .map(|health| Timed::of(health, to_check(health))),
         };
-        let (interval, timeout) = spec
-            .health
-            .as_ref()
-            .map_or((Duration::from_secs(2), Duration::from_secs(1)), |health| {
-                (health.interval.to_std(), health.timeout.to_std())
-            });
         let events = self.events.clone();
         let stop = replica.stop_probe.clone();
-        tokio::spawn(async move {
-            let mut passed = false;
-            loop {
-                let wait = if passed {
-                    interval
-                } else {
-                    STARTUP_PROBE_EVERY
-                };
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(wait) => {}
-                }
-                let result = health::probe(&check, port, timeout).await;
-                passed = passed || result.is_ok();
-                let event = Event::Probe {
+        let send = move |kind: ProbeKind, result: Result<(), String>| {
+            events
+                .send(Event::Probe {
                     service: service_index,
                     replica: replica_id,
                     generation,
+                    kind,
                     result,
-                };
-                if events.send(event).is_err() {
-                    return;
-                }
+                })
+                .is_ok()
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = run_probes(plan, port, send) => {}
             }
         });
     }
@@ -1252,12 +1402,33 @@ impl Agent {
             );
             variables.push((variable, dependency.url()));
         }
+        let addresses = LocalAddresses::new(&self.current, |name| {
+            self.find(name).map(|index| self.services[index].proxy_port)
+        });
+        for (name, port) in &replica.spec.ports {
+            variables.push((format!("PORT_{}", variable_name(name)), port.to_string()));
+        }
+        for (name, volume) in &replica.spec.volumes {
+            let path = match &volume.source {
+                VolumeSource::Config { dir, .. } => self.root.join(dir),
+                VolumeSource::EmptyDir { .. } => {
+                    self.dir.volume(&service.name, name, Some(replica.index))
+                }
+                VolumeSource::Claim { .. } | VolumeSource::Secret { .. } => {
+                    self.dir.volume(&service.name, name, None)
+                }
+            };
+            variables.push((
+                format!("TIER_VOLUME_{}", variable_name(name)),
+                path.display().to_string(),
+            ));
+        }
         variables.extend(
             replica
                 .spec
                 .env
                 .iter()
-                .map(|(key, value)| (key.clone(), value.clone())),
+                .map(|(key, value)| (key.clone(), address::substitute(value, &addresses))),
         );
         variables
     }
@@ -1267,6 +1438,7 @@ impl Agent {
         service_index: usize,
         replica_id: u32,
         generation: u64,
+        kind: ProbeKind,
         result: Result<(), String>,
     ) {
         let service = &mut self.services[service_index];
@@ -1276,18 +1448,16 @@ impl Agent {
         else {
             return;
         };
-        let threshold = replica
-            .spec
-            .health
-            .as_ref()
-            .map_or(3, |health| health.failure_threshold);
         if replica.generation != generation
+            || replica.killed_because.is_some()
             || matches!(replica.phase, Phase::Backoff | Phase::Exited)
         {
             return;
         }
-        match result {
-            Ok(()) => {
+        let threshold =
+            |health: Option<&Health>| health.map_or(3, |health| health.failure_threshold);
+        match (kind, result) {
+            (ProbeKind::Readiness, Ok(())) => {
                 replica.probe_failures = 0;
                 replica.last_probe = None;
                 if replica.phase != Phase::Ready {
@@ -1301,11 +1471,42 @@ impl Agent {
                     replica.failures_in_a_row = 0;
                 }
             }
-            Err(why) => {
+            (ProbeKind::Readiness, Err(why)) => {
                 replica.probe_failures += 1;
                 replica.last_probe = Some(why);
-                if replica.phase == Phase::Ready && replica.probe_failures >= threshold {
+                let limit = threshold(replica.spec.health.as_ref());
+                if replica.phase == Phase::Ready && replica.probe_failures >= limit {
                     replica.phase = Phase::Unready;
+                }
+                // Without a `liveness` of its own, `health` is the liveness check too, as on
+                // kubernetes, once the replica has been ready.
+                let implicit_liveness = replica.spec.liveness.is_none()
+                    && replica.spec.health.is_some()
+                    && replica.ready_since.is_some();
+                if implicit_liveness && replica.probe_failures >= limit {
+                    let why = replica.last_probe.clone().unwrap_or_default();
+                    kill_for(
+                        replica,
+                        format!("health failed {limit} times in a row ({why})"),
+                    );
+                }
+            }
+            (ProbeKind::Liveness | ProbeKind::Startup, Ok(())) => {
+                replica.liveness_failures = 0;
+            }
+            (kind @ (ProbeKind::Liveness | ProbeKind::Startup), Err(why)) => {
+                replica.liveness_failures += 1;
+                let (name, health) = match kind {
+                    ProbeKind::Startup => ("startup", replica.spec.startup.as_ref()),
+                    _ => ("liveness", replica.spec.liveness.as_ref()),
+                };
+                replica.last_probe = Some(format!("{name}: {why}"));
+                let limit = threshold(health);
+                if replica.liveness_failures >= limit {
+                    kill_for(
+                        replica,
+                        format!("{name} probe failed {limit} times in a row ({why})"),
+                    );
                 }
             }
         }
@@ -1354,6 +1555,10 @@ impl Agent {
             .lock()
             .ok()
             .and_then(|line| line.clone());
+        let how = match replica.killed_because.take() {
+            Some(why) => format!("killed by tier: {why}"),
+            None => how,
+        };
         replica.last_exit = Some(match output {
             Some(line) if !success => format!("{how}: {line}"),
             _ => how,
@@ -1417,7 +1622,17 @@ impl Agent {
                     .filter_map(|replica| replica.pid)
                     .collect::<Vec<u32>>()
             };
-            let deadline = tokio::time::Instant::now() + STOP_GRACE;
+            let grace = in_wave
+                .iter()
+                .map(|index| {
+                    self.services[*index]
+                        .spec
+                        .termination_grace
+                        .map_or(STOP_GRACE, |grace| grace.to_std())
+                })
+                .max()
+                .unwrap_or(STOP_GRACE);
+            let deadline = tokio::time::Instant::now() + grace;
             while !running(self).is_empty() {
                 match tokio::time::timeout_at(deadline, inbox.recv()).await {
                     Ok(Some(event)) => self.during_shutdown(event),

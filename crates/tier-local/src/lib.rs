@@ -4,9 +4,10 @@
 
 pub mod agent;
 pub mod control;
-mod health;
+pub mod health;
 pub mod logs;
 pub mod paths;
+mod probes;
 mod proxy;
 mod rollout;
 pub mod secrets;

@@ -63,6 +63,16 @@ impl EnvDir {
             .join(format!("{service}-{hash:016x}.json"))
     }
 
+    /// Where a service's volume lives on this machine: shared by its replicas for a `claim`
+    /// (and kept across restarts), one per replica for an `empty_dir` (emptied at each start).
+    pub fn volume(&self, service: &str, volume: &str, replica: Option<u32>) -> PathBuf {
+        let dir = self.root.join("volumes").join(service);
+        match replica {
+            Some(replica) => dir.join(format!("{volume}-{replica}")),
+            None => dir.join(volume),
+        }
+    }
+
     /// The proxy ports given out last time, reused so `<SERVICE>_URL`s stay stable. The
     /// runtime config store's port is there too, under [`STORE_PORT`].
     pub fn ports(&self) -> PathBuf {

@@ -74,6 +74,26 @@ pub fn spawn_replica(spawn: &Spawn) -> std::io::Result<tokio::process::Child> {
     command.spawn()
 }
 
+/// Starts an exec probe's command: like a replica (its own process group, bound to the
+/// agent, the replica's variables), its output discarded, killed when the probe gives up.
+#[expect(clippy::disallowed_methods, reason = "this is the spawning helper")]
+pub fn spawn_probe(spawn: &Spawn) -> std::io::Result<tokio::process::Child> {
+    let mut command = tokio::process::Command::new(&spawn.program);
+    command
+        .args(&spawn.args)
+        .current_dir(&spawn.dir)
+        .env_clear()
+        .envs(inherited_environment())
+        .envs(spawn.env.iter().map(|(key, value)| (key, value)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    bind_to_parent(command.as_std_mut());
+    command.spawn()
+}
+
 /// Starts a detached agent: a new session, so it outlives the command that started it and
 /// no terminal signal reaches it. Its output goes to `log`; `input` is written to its stdin,
 /// which is then closed (how secret values reach it without a file or a variable). It gets

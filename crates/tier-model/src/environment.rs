@@ -8,6 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::{EnvName, ServiceName};
 use crate::quantity::{Duration, Quantity};
+pub use crate::workload::{
+    Health, Manifest, Patch, Probe, Seccomp, Security, SecurityProfile, ServiceAccount, Volume,
+    VolumeSource,
+};
+
+/// Where every replica finds its config: `TIER_CONFIG` is `config.json` in it (a ConfigMap
+/// mounted there on kubernetes).
+pub const CONFIG_MOUNT: &str = "/etc/tier";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Environment {
@@ -22,6 +30,12 @@ pub struct Environment {
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kube: Option<Kube>,
+    /// Patches of the environment's rendered objects (`kube.patches`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<Patch>,
+    /// Extra objects for the environment's namespace (`kube.manifests`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifests: Vec<Manifest>,
     pub project: ProjectSettings,
     pub services: BTreeMap<ServiceName, Service>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -107,6 +121,9 @@ pub struct ProjectSettings {
     pub name: String,
     pub ordering: bool,
     pub on_failure: OnFailure,
+    /// The Pod Security Standard services meet unless they loosen a setting themselves.
+    #[serde(default, skip_serializing_if = "SecurityProfile::is_none")]
+    pub security: SecurityProfile,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,11 +156,58 @@ pub struct Service {
         deserialize_with = "crate::quantity::deserialize_cpu"
     )]
     pub cpu: Option<Quantity>,
+    /// The memory limit when it differs from `memory` (which is then the request only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<Quantity>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::quantity::deserialize_cpu"
+    )]
+    pub cpu_limit: Option<Quantity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// The name of `port`, as written; [`Service::port_name`] gives the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_name: Option<String>,
+    /// More ports by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<String, u16>,
+    /// The port others reach the service on, as written; [`Service::service_port`] decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_port: Option<u16>,
+    /// Whether other services can reach this one (false: a worker with no Service).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub service: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Security::is_empty")]
+    pub security: Security,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<ServiceAccount>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volumes: BTreeMap<String, Volume>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_grace: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<Patch>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifests: Vec<Manifest>,
     pub protocol: Protocol,
     pub restart: Restart,
     pub depends_on: Vec<ServiceName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<Health>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup: Option<Health>,
     pub rollout: Rollout,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
@@ -160,6 +224,41 @@ pub struct Service {
     pub config: serde_json::Value,
 }
 
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(value: &bool) -> bool {
+    *value
+}
+
+impl Service {
+    /// The name of the main port: `port_name`, or `http`/`tcp` by protocol.
+    pub fn port_name(&self) -> &str {
+        self.port_name.as_deref().unwrap_or(match self.protocol {
+            Protocol::Http => "http",
+            Protocol::Tcp => "tcp",
+        })
+    }
+
+    /// The port other services reach this one on inside a cluster: `service_port`, or its
+    /// own port.
+    pub fn service_port(&self) -> u16 {
+        self.service_port.unwrap_or(self.port)
+    }
+
+    /// The liveness check: `liveness`, or `health` when none is given.
+    pub fn liveness_check(&self) -> Option<&Health> {
+        self.liveness.as_ref().or(self.health.as_ref())
+    }
+
+    /// Every port the process listens on: the main one first, then the named ones.
+    pub fn all_ports(&self) -> impl Iterator<Item = (&str, u16)> {
+        std::iter::once((self.port_name(), self.port))
+            .chain(self.ports.iter().map(|(name, port)| (name.as_str(), *port)))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
@@ -173,34 +272,6 @@ pub enum Restart {
     Always,
     OnFailure,
     Never,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Health {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tcp: Option<u16>,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub failure_threshold: u32,
-}
-
-/// What a readiness probe checks.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Probe<'a> {
-    Http(&'a str),
-    Tcp(u16),
-}
-
-impl Health {
-    pub fn probe(&self) -> Option<Probe<'_>> {
-        match (&self.http, self.tcp) {
-            (Some(path), _) => Some(Probe::Http(path)),
-            (None, Some(port)) => Some(Probe::Tcp(port)),
-            (None, None) => None,
-        }
-    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -5,8 +5,12 @@
 //! Reads only the project directory, and the secrets an environment declares when a command
 //! asks for them ([`secrets`]); starts nothing, writes nothing.
 
+pub mod address;
+mod checks;
 pub mod diff;
 pub mod environment;
+pub mod fields;
+mod files;
 pub mod names;
 pub mod problem;
 pub mod project;
@@ -14,9 +18,12 @@ pub mod quantity;
 pub mod resolve;
 pub mod schema;
 pub mod secrets;
+mod service;
 pub mod source;
 pub mod tree;
+mod unset;
 mod validate;
+pub mod workload;
 
 pub use environment::Environment;
 pub use names::{EnvName, ServiceName};

@@ -12,6 +12,96 @@ pub const FLAG_HELP: &str =
 pub const ENV_VAR_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 pub const ENV_VAR_HELP: &str = "use letters, digits and '_', not starting with a digit";
 
+pub const LABEL_KEY_PATTERN: &str =
+    "^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+pub const LABEL_KEY_HELP: &str = "write an optional DNS prefix and '/', then up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit, e.g. \"team\" or \"example.com/owner\"";
+pub const PORT_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$";
+pub const PORT_NAME_HELP: &str = "use at most 15 lowercase letters, digits and '-', with at least one letter, not starting or ending with '-' (a Kubernetes port name)";
+pub const HEADER_PATTERN: &str = "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$";
+pub const HEADER_HELP: &str = "use letters, digits and '-' (an HTTP header name), e.g. \"X-Probe\"";
+
+/// Why a key is not a Kubernetes label or annotation key: an optional DNS subdomain prefix
+/// and `/`, then a name of at most 63 characters.
+pub fn check_label_key(key: &str) -> Result<(), &'static str> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix {
+        if prefix.is_empty() || prefix.len() > 253 {
+            return Err("its prefix before '/' must be 1 to 253 characters");
+        }
+        if !prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            || prefix.starts_with(['-', '.'])
+            || prefix.ends_with(['-', '.'])
+        {
+            return Err("its prefix before '/' must be a DNS name in lowercase");
+        }
+    }
+    if name.is_empty() {
+        return Err("its name is empty");
+    }
+    check_label_value(name)
+}
+
+/// Why a text is not a Kubernetes label value: at most 63 letters, digits, `-`, `_` or `.`,
+/// starting and ending with a letter or digit (or empty).
+pub fn check_label_value(value: &str) -> Result<(), &'static str> {
+    if value.len() > 63 {
+        return Err("it is longer than 63 characters");
+    }
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err("it has a character other than letters, digits, '-', '_' and '.'");
+    }
+    if value.starts_with(['-', '_', '.']) || value.ends_with(['-', '_', '.']) {
+        return Err("it must start and end with a letter or digit");
+    }
+    Ok(())
+}
+
+/// Why a name is not a Kubernetes port name (an IANA service name).
+pub fn check_port_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name.len() > 15 {
+        return Err("it is longer than 15 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err("it has a character other than a-z, 0-9 and '-'");
+    }
+    if !name.chars().any(|c| c.is_ascii_lowercase()) {
+        return Err("it has no letter");
+    }
+    if name.starts_with('-') || name.ends_with('-') || name.contains("--") {
+        return Err("it starts or ends with '-', or has '--'");
+    }
+    Ok(())
+}
+
+/// Why a name is not an HTTP header name.
+pub fn check_header(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+.^_`|~-".contains(c))
+    {
+        Ok(())
+    } else {
+        Err("it has a character an HTTP header name cannot have")
+    }
+}
+
 /// Why a name is not a DNS-1035 label.
 pub fn check_dns1035(name: &str) -> Result<(), &'static str> {
     let mut chars = name.chars();

@@ -18,6 +18,8 @@ pub struct Problem {
     pub related: Vec<(Location, String)>,
     /// The environments in which the problem shows; empty when it shows in all of them.
     pub environments: Vec<String>,
+    /// Worth saying, but not wrong: nothing is refused for it.
+    pub warning: bool,
 }
 
 impl Problem {
@@ -29,7 +31,14 @@ impl Problem {
             help: None,
             related: Vec::new(),
             environments: Vec::new(),
+            warning: false,
         }
+    }
+
+    /// The same, as a warning.
+    pub fn as_warning(mut self) -> Problem {
+        self.warning = true;
+        self
     }
 
     pub fn at(mut self, location: Option<&Location>) -> Problem {
@@ -133,6 +142,10 @@ impl fmt::Display for Report<'_> {
 impl std::error::Error for Report<'_> {}
 
 impl miette::Diagnostic for Report<'_> {
+    fn severity(&self) -> Option<miette::Severity> {
+        self.problem.warning.then_some(miette::Severity::Warning)
+    }
+
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
         self.problem
             .help

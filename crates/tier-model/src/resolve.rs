@@ -13,7 +13,6 @@ use crate::environment::*;
 use crate::names::{EnvName, ServiceName};
 use crate::problem::Problem;
 use crate::project::{PROJECT_FILE, Project};
-use crate::quantity::{Duration, Quantity};
 use crate::schema::{self, Ty};
 use crate::source::{FileId, Origin};
 use crate::tree::{Node, Value};
@@ -83,6 +82,11 @@ pub struct Resolved {
     /// The environment's `extends` chain, root ancestor first, itself last.
     pub chain: Vec<String>,
     pub is_abstract: bool,
+    /// What is allowed but worth saying: services below the project's security profile.
+    pub warnings: Vec<Problem>,
+    /// Keys removed by an override (`unset`, or `null` in a config file), by dotted path:
+    /// the node that removed each, with what it removed.
+    pub removed: BTreeMap<String, Node>,
 }
 
 /// What `tier explain` says about one value.
@@ -93,6 +97,8 @@ pub struct Explanation {
     pub origin: Origin,
     /// Earlier values at the same path, the most recent first.
     pub overridden: Vec<crate::tree::Overridden>,
+    /// The key was removed (`unset`, or `null` in a config file); `origin` is what removed it.
+    pub removed: bool,
 }
 
 impl Resolved {
@@ -100,22 +106,34 @@ impl Resolved {
     pub fn explain(&self, path: &str) -> Option<Explanation> {
         let rendered = serde_json::to_value(&self.environment).ok()?;
         let keys: Vec<&str> = path.split('.').filter(|key| !key.is_empty()).collect();
-        let value = keys
+        let Some(value) = keys
             .iter()
-            .try_fold(&rendered, |value, key| value.get(*key))?
-            .clone();
+            .try_fold(&rendered, |value, key| value.get(*key))
+            .cloned()
+        else {
+            let removed = self.removed.get(&keys.join("."))?;
+            return Some(Explanation {
+                path: path.to_owned(),
+                value: serde_json::Value::Null,
+                origin: removed.origin.clone(),
+                overridden: removed.overridden.iter().rev().cloned().collect(),
+                removed: true,
+            });
+        };
         Some(match self.tree.lookup(keys.iter().copied()) {
             Some(node) => Explanation {
                 path: path.to_owned(),
                 value,
                 origin: node.origin.clone(),
                 overridden: node.overridden.iter().rev().cloned().collect(),
+                removed: false,
             },
             None => Explanation {
                 path: path.to_owned(),
                 value,
                 origin: self.origin_of(path),
                 overridden: Vec::new(),
+                removed: false,
             },
         })
     }
@@ -186,7 +204,12 @@ impl Project {
                 && let Some(fields) = overrides.as_table()
             {
                 for (key, node) in fields {
-                    merge_at(&mut tree, key, node.clone());
+                    let node = if key == "services" {
+                        crate::unset::apply_unsets(node, &mut problems)
+                    } else {
+                        node.clone()
+                    };
+                    merge_at(&mut tree, key, node);
                 }
             }
         }
@@ -219,11 +242,27 @@ impl Project {
         }
 
         self.attach_configs(&mut tree, &chain, &mut problems);
-        let environment = build(name, &tree, own_extends.as_deref());
+        let mut removed = BTreeMap::new();
+        crate::unset::prune_nulls(&mut tree, "", &mut removed);
+        crate::unset::refuse_unset_in_project_file(&self.file, &mut problems);
+        let source_runtime = decl_promote_runtime(self, name);
+        let attached = self.attach_files(&tree, &mut problems);
+        let mut environment = build(name, &tree, own_extends.as_deref(), &attached);
         if !is_abstract {
             check_runtime(&environment, &tree, decl_location.as_ref(), &mut problems);
         }
         check_services(&environment, &tree, &mut problems);
+        let mut warnings = Vec::new();
+        crate::checks::check_workloads(
+            &mut environment,
+            &tree,
+            source_runtime,
+            &mut problems,
+            &mut warnings,
+        );
+        for warning in &mut warnings {
+            warning.environments = vec![name.to_owned()];
+        }
         for problem in &mut problems {
             if problem.environments.is_empty() {
                 problem.environments = vec![name.to_owned()];
@@ -235,6 +274,8 @@ impl Project {
                 tree,
                 chain,
                 is_abstract,
+                warnings,
+                removed,
             })
         } else {
             Err(problems)
@@ -323,7 +364,7 @@ fn set_type(path: &[String]) -> Result<&'static Ty, Problem> {
     for (depth, key) in path.iter().enumerate() {
         if let Some(current) = ty {
             match current {
-                Ty::Table(inner) => fields = inner,
+                Ty::Table(inner) | Ty::StringOrTable { table: inner, .. } => fields = inner,
                 Ty::Map { value, .. } => {
                     ty = Some(value);
                     continue;
@@ -354,7 +395,27 @@ fn set_type(path: &[String]) -> Result<&'static Ty, Problem> {
     ty.ok_or_else(|| Problem::new(format!("--set {joined}: empty path")))
 }
 
-fn build(name: &str, tree: &Node, extends: Option<&str>) -> Environment {
+/// The runtime of the environment `name` promotes from, when it names one.
+fn decl_promote_runtime(project: &Project, name: &str) -> Option<Runtime> {
+    let source = project.environment(name)?.promote_from.clone()?;
+    let runtime = project
+        .chain(&source)
+        .iter()
+        .rev()
+        .find_map(|decl| decl.runtime())
+        .map(str::to_owned);
+    Some(match runtime.as_deref() {
+        Some("kubernetes") => Runtime::Kubernetes,
+        _ => Runtime::Local,
+    })
+}
+
+fn build(
+    name: &str,
+    tree: &Node,
+    extends: Option<&str>,
+    files: &crate::files::Attached,
+) -> Environment {
     let text = |node: &Node, key: &str| node.get(key).and_then(Node::as_str).map(str::to_owned);
     let project = tree.get("project");
     let kube = tree.get("kube").and_then(|kube| {
@@ -363,6 +424,14 @@ fn build(name: &str, tree: &Node, extends: Option<&str>) -> Environment {
             namespace: text(kube, "namespace")?,
         })
     });
+    let security = match project
+        .and_then(|project| text(project, "security"))
+        .as_deref()
+    {
+        Some("restricted") => SecurityProfile::Restricted,
+        Some("baseline") => SecurityProfile::Baseline,
+        _ => SecurityProfile::None,
+    };
     let services = tree
         .get("services")
         .and_then(Node::as_table)
@@ -370,7 +439,10 @@ fn build(name: &str, tree: &Node, extends: Option<&str>) -> Environment {
             services
                 .iter()
                 .filter_map(|(name, node)| {
-                    Some((ServiceName::new(name).ok()?, build_service(node)))
+                    Some((
+                        ServiceName::new(name).ok()?,
+                        crate::service::build_service(node, security, files),
+                    ))
                 })
                 .collect()
         })
@@ -427,6 +499,8 @@ fn build(name: &str, tree: &Node, extends: Option<&str>) -> Environment {
             .unwrap_or(false),
         region: text(tree, "region"),
         kube,
+        patches: files.patches(tree.lookup(["kube", "patches"])),
+        manifests: files.manifests(tree.lookup(["kube", "manifests"])),
         project: ProjectSettings {
             name: project
                 .and_then(|project| text(project, "name"))
@@ -442,6 +516,7 @@ fn build(name: &str, tree: &Node, extends: Option<&str>) -> Environment {
                 Some("halt") => OnFailure::Halt,
                 _ => OnFailure::Rollback,
             },
+            security,
         },
         services,
         flags,
@@ -463,131 +538,6 @@ fn build(name: &str, tree: &Node, extends: Option<&str>) -> Environment {
                 .and_then(Node::as_str)
                 .map(str::to_owned),
         },
-    }
-}
-
-const DEFAULT_PORT: u16 = 8080;
-
-fn build_service(node: &Node) -> Service {
-    let text = |key: &str| node.get(key).and_then(Node::as_str).map(str::to_owned);
-    let integer = |node: Option<&Node>, key: &str| {
-        node.and_then(|node| node.get(key))
-            .and_then(Node::as_integer)
-    };
-    let port = |key: &str| integer(Some(node), key).and_then(|port| u16::try_from(port).ok());
-    let count = |node: Option<&Node>, key: &str, default: u32| {
-        integer(node, key)
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(default)
-    };
-    let duration = |node: Option<&Node>, key: &str, default: u64| {
-        node.and_then(|node| node.get(key))
-            .and_then(Node::as_str)
-            .and_then(|text| Duration::parse(text).ok())
-            .unwrap_or(Duration::from_millis(default))
-    };
-    let strings = |key: &str| -> Option<Vec<String>> {
-        node.get(key)?.as_array().map(|items| {
-            items
-                .iter()
-                .filter_map(Node::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-    };
-    let health = node.get("health").map(|health| Health {
-        http: health.get("http").and_then(Node::as_str).map(str::to_owned),
-        tcp: integer(Some(health), "tcp").and_then(|port| u16::try_from(port).ok()),
-        interval: duration(Some(health), "interval", 2_000),
-        timeout: duration(Some(health), "timeout", 1_000),
-        failure_threshold: count(Some(health), "failure_threshold", 3),
-    });
-    let rollout = node.get("rollout");
-    Service {
-        command: strings("command"),
-        image: text("image"),
-        version: text("version"),
-        source: text("source"),
-        test: text("test"),
-        port: port("port").unwrap_or(DEFAULT_PORT),
-        expose: port("expose"),
-        replicas: count(Some(node), "replicas", 1),
-        memory: text("memory")
-            .and_then(|memory| Quantity::parse_memory(&memory).ok())
-            .unwrap_or_else(Quantity::default_memory),
-        cpu: node.get("cpu").and_then(|cpu| match &cpu.value {
-            Value::String(text) => Quantity::parse_cpu(text).ok(),
-            Value::Integer(number) => Quantity::parse_cpu(&number.to_string()).ok(),
-            Value::Float(number) => Quantity::parse_cpu(&number.to_string()).ok(),
-            _ => None,
-        }),
-        protocol: match text("protocol").as_deref() {
-            Some("tcp") => Protocol::Tcp,
-            _ => Protocol::Http,
-        },
-        restart: match text("restart").as_deref() {
-            Some("on-failure") => Restart::OnFailure,
-            Some("never") => Restart::Never,
-            _ => Restart::Always,
-        },
-        depends_on: strings("depends_on")
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|name| ServiceName::new(name).ok())
-            .collect(),
-        health,
-        rollout: Rollout {
-            max_surge: count(rollout, "max_surge", 1),
-            max_unavailable: count(rollout, "max_unavailable", 0),
-            deadline: duration(rollout, "deadline", 60_000),
-        },
-        env: node
-            .get("env")
-            .and_then(Node::as_table)
-            .map(|env| {
-                env.iter()
-                    .map(|(key, value)| {
-                        let value = match &value.value {
-                            Value::String(text) => text.clone(),
-                            _ => value.to_json().to_string(),
-                        };
-                        (key.clone(), value)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        secrets: node
-            .get("secrets")
-            .and_then(Node::as_table)
-            .map(|secrets| {
-                secrets
-                    .iter()
-                    .filter_map(|(key, reference)| {
-                        let secret = match (
-                            reference.get("env").and_then(Node::as_str),
-                            reference.get("file").and_then(Node::as_str),
-                        ) {
-                            (Some(variable), None) => SecretRef::Env(variable.to_owned()),
-                            (None, Some(path)) => SecretRef::File(path.to_owned()),
-                            _ => return None,
-                        };
-                        Some((key.clone(), secret))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        secret_fingerprints: BTreeMap::new(),
-        config_dir: node
-            .get("config_dir")
-            .and_then(Node::as_str)
-            .map(str::to_owned),
-        config: node
-            .get("config")
-            .filter(|config| config.as_table().is_some())
-            .map_or_else(
-                || serde_json::Value::Object(serde_json::Map::new()),
-                Node::to_json,
-            ),
     }
 }
 
@@ -773,20 +723,26 @@ fn check_services(environment: &Environment, tree: &Node, problems: &mut Vec<Pro
     }
 
     for (name, node) in nodes {
-        if let Some(health) = node.get("health") {
-            let http = health.get("http").is_some();
-            let tcp = health.get("tcp").is_some();
-            if http == tcp {
+        for probe in ["health", "liveness", "startup"] {
+            let Some(health) = node.get(probe) else {
+                continue;
+            };
+            let kinds: Vec<&str> = ["http", "tcp", "grpc", "exec"]
+                .into_iter()
+                .filter(|kind| health.get(kind).is_some())
+                .collect();
+            if kinds.len() != 1 {
                 let at = health.key.as_ref().or(health.origin.location());
+                let quoted: Vec<String> = kinds.iter().map(|kind| format!("`{kind}`")).collect();
                 problems.push(
-                    Problem::new(if http {
-                        format!("service `{name}`: health has both `http` and `tcp`")
+                    Problem::new(if kinds.is_empty() {
+                        format!("service `{name}`: {probe} names no check")
                     } else {
-                        format!("service `{name}`: health names no check")
+                        format!("service `{name}`: {probe} has both {}", quoted.join(" and "))
                     })
                     .at(at)
-                    .label("one of http or tcp")
-                    .help("use health = { http = \"/healthz\" } or health = { tcp = 8080 }"),
+                    .label("one of http, tcp, grpc or exec")
+                    .help(format!("use {probe} = {{ http = \"/healthz\" }}, {{ tcp = 8080 }}, {{ grpc = 9000 }} or {{ exec = [\"bin/check\"] }}")),
                 );
             }
         }

@@ -9,6 +9,8 @@ use crate::problem::Problem;
 use crate::quantity::{self, Duration, Quantity};
 use crate::tree::{Node, Value};
 
+pub use crate::fields::*;
+
 pub enum Ty {
     String,
     Bool,
@@ -30,8 +32,16 @@ pub enum Ty {
     Command,
     /// An etcd cluster's address: `etcd://HOST:PORT[,HOST:PORT][/PREFIX]`.
     EtcdAddress,
+    /// A Kubernetes port name (an IANA service name).
+    PortName,
     List(&'static Ty),
     Table(&'static [Field]),
+    /// Either a plain value (`service_account = "shop"`) or a table with more settings
+    /// (`service_account = { name = "shop", annotations = { ... } }`).
+    StringOrTable {
+        string: &'static Ty,
+        table: &'static [Field],
+    },
     Map {
         key: Key,
         value: &'static Ty,
@@ -46,6 +56,12 @@ pub enum Key {
     Flag,
     /// Environment variable names.
     EnvVar,
+    /// Kubernetes label and annotation keys: `team`, `example.com/owner`.
+    Label,
+    /// Kubernetes port names.
+    PortName,
+    /// HTTP header names.
+    Header,
 }
 
 pub struct Field {
@@ -55,7 +71,7 @@ pub struct Field {
     pub required: bool,
 }
 
-const fn field(name: &'static str, ty: &'static Ty, doc: &'static str) -> Field {
+pub(crate) const fn field(name: &'static str, ty: &'static Ty, doc: &'static str) -> Field {
     Field {
         name,
         ty,
@@ -64,7 +80,7 @@ const fn field(name: &'static str, ty: &'static Ty, doc: &'static str) -> Field 
     }
 }
 
-const fn required(name: &'static str, ty: &'static Ty, doc: &'static str) -> Field {
+pub(crate) const fn required(name: &'static str, ty: &'static Ty, doc: &'static str) -> Field {
     Field {
         name,
         ty,
@@ -72,308 +88,6 @@ const fn required(name: &'static str, ty: &'static Ty, doc: &'static str) -> Fie
         required: true,
     }
 }
-
-const COUNT: Ty = Ty::Integer {
-    min: 0,
-    max: 10_000,
-};
-const POSITIVE: Ty = Ty::Integer {
-    min: 1,
-    max: 10_000,
-};
-
-pub static KUBE: &[Field] = &[
-    field(
-        "context",
-        &Ty::String,
-        "The kube context this environment must be applied with.",
-    ),
-    field(
-        "namespace",
-        &Ty::Name,
-        "The namespace that holds this environment's objects.",
-    ),
-];
-
-pub static ENVIRONMENT: &[Field] = &[
-    field(
-        "runtime",
-        &Ty::Choice(&["local", "kubernetes"]),
-        "Where the environment runs. Default: local.",
-    ),
-    field(
-        "extends",
-        &Ty::Name,
-        "An environment whose settings and override file this one builds on.",
-    ),
-    field(
-        "abstract",
-        &Ty::Bool,
-        "Only a parent for others; it cannot be deployed.",
-    ),
-    field(
-        "promote_from",
-        &Ty::Name,
-        "The environment whose artifacts `tier promote` brings here.",
-    ),
-    field("protected", &Ty::Bool, "Changes need `--confirm <env>`."),
-    field(
-        "region",
-        &Ty::String,
-        "The region the environment runs in, e.g. us-east-2.",
-    ),
-    field(
-        "kube",
-        &Ty::Table(KUBE),
-        "Kubernetes context and namespace (required for runtime = \"kubernetes\").",
-    ),
-];
-
-pub static HEALTH: &[Field] = &[
-    field(
-        "http",
-        &Ty::String,
-        "An HTTP path that answers 2xx when the replica is ready.",
-    ),
-    field(
-        "tcp",
-        &Ty::Port,
-        "A port that accepts connections when the replica is ready.",
-    ),
-    field(
-        "interval",
-        &Ty::Duration,
-        "Time between probes. Default: 2s.",
-    ),
-    field(
-        "timeout",
-        &Ty::Duration,
-        "Time a probe may take. Default: 1s.",
-    ),
-    field(
-        "failure_threshold",
-        &POSITIVE,
-        "Failed probes in a row before the replica is not ready. Default: 3.",
-    ),
-];
-
-pub static ROLLOUT: &[Field] = &[
-    field(
-        "max_surge",
-        &COUNT,
-        "Replicas started above the desired count during a rollout. Default: 1.",
-    ),
-    field(
-        "max_unavailable",
-        &COUNT,
-        "Replicas that may be unready during a rollout. Default: 0.",
-    ),
-    field(
-        "deadline",
-        &Ty::Duration,
-        "Time a new replica has to become ready. Default: 60s.",
-    ),
-];
-
-pub static SECRET: &[Field] = &[
-    field(
-        "env",
-        &Ty::String,
-        "Read the value from this variable of the shell running tier.",
-    ),
-    field(
-        "file",
-        &Ty::String,
-        "Read the value from this file (mode 0600).",
-    ),
-];
-
-pub static SERVICE: &[Field] = &[
-    field(
-        "command",
-        &Ty::Command,
-        "How to start the service on the local runtime.",
-    ),
-    field(
-        "image",
-        &Ty::String,
-        "The container image on the kubernetes runtime.",
-    ),
-    field("version", &Ty::String, "The service's version."),
-    field(
-        "source",
-        &Ty::String,
-        "The service's source directory, for `tier deps`.",
-    ),
-    field("test", &Ty::String, "A command that tests the service."),
-    field(
-        "port",
-        &Ty::Port,
-        "The port the process listens on ($PORT locally). Default: 8080.",
-    ),
-    field(
-        "expose",
-        &Ty::Port,
-        "Publish the service: a host port locally, a LoadBalancer in kubernetes.",
-    ),
-    field("replicas", &COUNT, "How many copies run. Default: 1."),
-    field(
-        "memory",
-        &Ty::Memory,
-        "Memory request and limit, e.g. 128Mi. Default: 128Mi.",
-    ),
-    field("cpu", &Ty::Cpu, "CPU request, e.g. 500m."),
-    field(
-        "protocol",
-        &Ty::Choice(&["http", "tcp"]),
-        "What the proxy speaks. Default: http.",
-    ),
-    field(
-        "restart",
-        &Ty::Choice(&["always", "on-failure", "never"]),
-        "Restart policy. Default: always.",
-    ),
-    field(
-        "depends_on",
-        &Ty::List(&Ty::Name),
-        "Services that must be ready before this one starts.",
-    ),
-    field(
-        "config",
-        &Ty::String,
-        "A directory with base.json and <env>.json, deep-merged into the app config.",
-    ),
-    field("health", &Ty::Table(HEALTH), "The readiness check."),
-    field(
-        "rollout",
-        &Ty::Table(ROLLOUT),
-        "How a new version replaces the old one.",
-    ),
-    field(
-        "env",
-        &Ty::Map {
-            key: Key::EnvVar,
-            value: &Ty::Scalar,
-        },
-        "Extra environment variables.",
-    ),
-    field(
-        "secrets",
-        &Ty::Map {
-            key: Key::EnvVar,
-            value: &Ty::Table(SECRET),
-        },
-        "Secrets by reference, never by value.",
-    ),
-];
-
-pub static FLAG: &[Field] = &[
-    field(
-        "default",
-        &Ty::Scalar,
-        "The flag's value unless an environment or the runtime store sets another.",
-    ),
-    field("description", &Ty::String, "What the flag guards."),
-];
-
-pub static LIBRARY: &[Field] = &[required("path", &Ty::String, "The library's directory.")];
-
-pub static STORE: &[Field] = &[
-    field(
-        "kubernetes",
-        &Ty::Bool,
-        "Run the runtime config store beside kubernetes environments.",
-    ),
-    field(
-        "etcd",
-        &Ty::EtcdAddress,
-        "The etcd cluster the store keeps its keys in on kubernetes, etcd://HOST:PORT[,HOST:PORT][/PREFIX]. Default: etcd://etcd:2379/tier/<project>/<env>, an `etcd` Service in the environment's namespace.",
-    ),
-    field(
-        "image",
-        &Ty::String,
-        "The image with the `tier` binary that serves the store on kubernetes. Default: tier:<tier's version>.",
-    ),
-];
-
-pub static PROJECT: &[Field] = &[
-    required("name", &Ty::Name, "The project's name."),
-    field(
-        "ordering",
-        &Ty::Bool,
-        "Deploy in dependency order. Default: true.",
-    ),
-    field(
-        "on_failure",
-        &Ty::Choice(&["rollback", "halt"]),
-        "What a failed apply does. Default: rollback.",
-    ),
-];
-
-pub static PROJECT_OVERRIDE: &[Field] = &[
-    field(
-        "ordering",
-        &Ty::Bool,
-        "Deploy in dependency order. Default: true.",
-    ),
-    field(
-        "on_failure",
-        &Ty::Choice(&["rollback", "halt"]),
-        "What a failed apply does. Default: rollback.",
-    ),
-];
-
-const SERVICES: Ty = Ty::Map {
-    key: Key::Dns1035,
-    value: &Ty::Table(SERVICE),
-};
-const FLAGS: Ty = Ty::Map {
-    key: Key::Flag,
-    value: &Ty::Table(FLAG),
-};
-
-/// `tier.toml`.
-pub static PROJECT_FILE: &[Field] = &[
-    required("project", &Ty::Table(PROJECT), "The project."),
-    field(
-        "environments",
-        &Ty::Map {
-            key: Key::Dns1035,
-            value: &Ty::Table(ENVIRONMENT),
-        },
-        "The environments, each deployed on its own.",
-    ),
-    field(
-        "services",
-        &SERVICES,
-        "The services every environment runs.",
-    ),
-    field("flags", &FLAGS, "Feature flags with their defaults."),
-    field(
-        "libraries",
-        &Ty::Map {
-            key: Key::Dns1035,
-            value: &Ty::Table(LIBRARY),
-        },
-        "Internal libraries shared by services.",
-    ),
-    field("store", &Ty::Table(STORE), "The runtime config store."),
-];
-
-/// `envs/<env>.toml`.
-pub static OVERRIDE_FILE: &[Field] = &[
-    field(
-        "project",
-        &Ty::Table(PROJECT_OVERRIDE),
-        "Project settings for this environment.",
-    ),
-    field(
-        "services",
-        &SERVICES,
-        "Service settings for this environment.",
-    ),
-    field("flags", &FLAGS, "Flag defaults for this environment."),
-];
 
 /// What an etcd address looks like, for the JSON Schema; [`check_etcd_address`] is the
 /// same rule with a reason.
@@ -602,6 +316,28 @@ pub fn check(node: &Node, ty: &Ty, path: &str, problems: &mut Vec<Problem>) {
                 }
             }
         },
+        Ty::PortName => match node.as_str() {
+            None => problems.push(mismatch("a port name")),
+            Some(text) => {
+                if let Err(why) = names::check_port_name(text) {
+                    problems.push(
+                        Problem::new(format!(
+                            "`{path}`: \"{text}\" is not a valid port name: {why}"
+                        ))
+                        .at(at)
+                        .label("not a port name")
+                        .help(names::PORT_NAME_HELP),
+                    );
+                }
+            }
+        },
+        Ty::StringOrTable { string, table } => {
+            if node.as_table().is_some() {
+                check_table(node, table, path, problems);
+            } else {
+                check(node, string, path, problems);
+            }
+        }
         Ty::List(item_ty) => match node.as_array() {
             None => problems.push(mismatch("an array")),
             Some(items) => {
@@ -633,6 +369,15 @@ pub fn check(node: &Node, ty: &Ty, path: &str, problems: &mut Vec<Problem>) {
                         Key::EnvVar => names::check_env_var(name)
                             .err()
                             .map(|why| (why, names::ENV_VAR_HELP)),
+                        Key::Label => names::check_label_key(name)
+                            .err()
+                            .map(|why| (why, names::LABEL_KEY_HELP)),
+                        Key::PortName => names::check_port_name(name)
+                            .err()
+                            .map(|why| (why, names::PORT_NAME_HELP)),
+                        Key::Header => names::check_header(name)
+                            .err()
+                            .map(|why| (why, names::HEADER_HELP)),
                     };
                     if let Some((why, help)) = bad_key {
                         problems.push(
@@ -809,6 +554,15 @@ fn mismatch_help(node: &Node, ty: &Ty, path: &str) -> String {
             "write the address in double quotes: {}",
             assign("\"etcd://etcd:2379\"")
         ),
+        Ty::PortName => format!("write the name in double quotes: {}", assign("\"grpc\"")),
+        Ty::StringOrTable { table, .. } => {
+            let keys: Vec<&str> = table.iter().map(|field| field.name).collect();
+            format!(
+                "write a string, or a table with any of {}: {}",
+                keys.join(", "),
+                assign("\"...\"")
+            )
+        }
         Ty::List(_) => match text {
             Some(text) => format!(
                 "write a list, even of one: {}",
@@ -842,6 +596,10 @@ fn project_file_allows(path: &str) -> bool {
     for key in path.split('.') {
         ty = match ty {
             Ty::Table(fields) => match fields.iter().find(|field| field.name == key) {
+                Some(field) => field.ty,
+                None => return false,
+            },
+            Ty::StringOrTable { table, .. } => match table.iter().find(|field| field.name == key) {
                 Some(field) => field.ty,
                 None => return false,
             },
@@ -944,6 +702,10 @@ fn type_schema(ty: &Ty) -> serde_json::Value {
         Ty::Scalar => json!({ "type": ["string", "number", "boolean"] }),
         Ty::Command => json!({ "type": "array", "items": { "type": "string" }, "minItems": 1 }),
         Ty::EtcdAddress => json!({ "type": "string", "pattern": ETCD_ADDRESS_PATTERN }),
+        Ty::PortName => json!({ "type": "string", "pattern": names::PORT_NAME_PATTERN }),
+        Ty::StringOrTable { string, table } => {
+            json!({ "anyOf": [type_schema(string), table_schema(table)] })
+        }
         Ty::List(item) => json!({ "type": "array", "items": type_schema(item) }),
         Ty::Table(fields) => table_schema(fields),
         Ty::Map { key, value } => json!({
@@ -952,6 +714,9 @@ fn type_schema(ty: &Ty) -> serde_json::Value {
                 Key::Dns1035 => names::DNS1035_PATTERN,
                 Key::Flag => names::FLAG_PATTERN,
                 Key::EnvVar => names::ENV_VAR_PATTERN,
+                Key::Label => names::LABEL_KEY_PATTERN,
+                Key::PortName => names::PORT_NAME_PATTERN,
+                Key::Header => names::HEADER_PATTERN,
             } },
             "additionalProperties": type_schema(value),
         }),

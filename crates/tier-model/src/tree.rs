@@ -122,18 +122,18 @@ impl Node {
     }
 
     /// Layers `over` on top of `self`: tables merge key by key, everything else is replaced,
-    /// and a JSON `null` removes the key. A replaced value is kept in `overridden`.
+    /// and a JSON `null` replaces the key's value (removed once all layers are merged). A replaced
+    /// value is kept in `overridden`.
     pub fn merge(&mut self, over: Node) {
         match (&mut self.value, over.value) {
             (Value::Table(base), Value::Table(entries)) => {
                 let base = Arc::make_mut(base);
                 for (key, node) in Arc::unwrap_or_clone(entries) {
+                    // A `null` replaces the value like any other, so the tree remembers
+                    // what removed a key; `unset::prune_nulls` takes the nulls out once
+                    // every layer is merged.
                     match base.get_mut(&key) {
-                        Some(_) if node.value == Value::Null => {
-                            base.remove(&key);
-                        }
                         Some(existing) => existing.merge(node),
-                        None if node.value == Value::Null => {}
                         None => {
                             base.insert(key, node);
                         }

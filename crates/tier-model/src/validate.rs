@@ -11,6 +11,8 @@ use crate::source::Location;
 /// The outcome of checking every environment of a project.
 pub struct Validation {
     pub problems: Vec<Problem>,
+    /// What is allowed but worth saying (services below the security profile), each once.
+    pub warnings: Vec<Problem>,
     /// Each environment that resolved, in declaration order. Provenance trees are not kept:
     /// a large project would hold one per environment for nothing.
     pub environments: Vec<Checked>,
@@ -27,6 +29,7 @@ pub struct Checked {
 /// A problem that shows in several environments is reported once, naming them.
 pub fn validate(project: &mut Project, sets: &[Set]) -> Validation {
     let mut problems = project.problems.clone();
+    let mut warnings = Vec::new();
     let mut environments = Vec::new();
     let names: Vec<String> = project
         .environments
@@ -42,6 +45,7 @@ pub fn validate(project: &mut Project, sets: &[Set]) -> Validation {
                 continue;
             }
         };
+        warnings.extend(resolved.warnings.iter().cloned());
         if !resolved.is_abstract
             && let Some(kube) = &resolved.environment.kube
         {
@@ -76,6 +80,7 @@ pub fn validate(project: &mut Project, sets: &[Set]) -> Validation {
     }
     Validation {
         problems: problem::merge_duplicates(problems, names.len()),
+        warnings: problem::merge_duplicates(warnings, names.len()),
         environments,
     }
 }

@@ -13,8 +13,9 @@
 //!   a namespaced object needs its Namespace to exist;
 //! - `GET` of one object, `GET` of a list (in one namespace or all) with a `labelSelector`
 //!   of equality terms, and `DELETE` (a Namespace takes its objects with it);
-//! - for namespaces, configmaps, services, secrets (`/api/v1`) and deployments
-//!   (`/apis/apps/v1`).
+//! - for namespaces, configmaps, services, secrets, serviceaccounts and
+//!   persistentvolumeclaims (`/api/v1`), deployments (`/apis/apps/v1`) and ingresses
+//!   (`/apis/networking.k8s.io/v1`).
 //!
 //! A Deployment's status plays a controller in fast motion, counted in reads of that
 //! Deployment (not in time, so tests never depend on timing): at the first read after a
@@ -232,6 +233,14 @@ const RESOURCES: &[(&str, &str, &str, bool)] = &[
     ("services", "api/v1", "Service", true),
     ("secrets", "api/v1", "Secret", true),
     ("deployments", "apis/apps/v1", "Deployment", true),
+    ("serviceaccounts", "api/v1", "ServiceAccount", true),
+    (
+        "persistentvolumeclaims",
+        "api/v1",
+        "PersistentVolumeClaim",
+        true,
+    ),
+    ("ingresses", "apis/networking.k8s.io/v1", "Ingress", true),
 ];
 
 /// What a request's path names.
@@ -251,7 +260,17 @@ fn parse_path(path: &str) -> Option<Target> {
     let (group, rest) = if let Some(rest) = path.strip_prefix("/api/v1/") {
         ("api/v1", rest)
     } else {
-        ("apis/apps/v1", path.strip_prefix("/apis/apps/v1/")?)
+        RESOURCES
+            .iter()
+            .map(|(_, group, ..)| *group)
+            .filter(|group| *group != "api/v1")
+            .find_map(|group| {
+                let rest = path
+                    .strip_prefix('/')?
+                    .strip_prefix(group)?
+                    .strip_prefix('/')?;
+                Some((group, rest))
+            })?
     };
     let known = |plural: &str, namespaced: bool| {
         RESOURCES
@@ -627,7 +646,7 @@ fn kind_of(resource: &str) -> (&'static str, &'static str) {
         .iter()
         .find(|(name, ..)| *name == resource)
         .map(|(_, group, kind, _)| {
-            let api_version = if *group == "api/v1" { "v1" } else { "apps/v1" };
+            let api_version = group.strip_prefix("apis/").unwrap_or("v1");
             (*kind, api_version)
         })
         .unwrap_or(("Unknown", "v1"))

@@ -62,6 +62,33 @@ pub fn hint(message: &str) {
 
 /// Renders every problem with its source snippet, then a one-line summary.
 pub fn problems(problems: &[Problem], sources: &SourceMap) {
+    eprint!("{}", render_problems(problems, sources));
+    let count = problems.len();
+    error(&format!(
+        "{count} problem{} found; nothing was changed",
+        if count == 1 { "" } else { "s" }
+    ));
+}
+
+/// Warnings, drawn like problems, then how many there were.
+pub fn warnings(warnings: &[Problem], sources: &SourceMap) {
+    if warnings.is_empty() {
+        return;
+    }
+    eprint!("{}", render_problems(warnings, sources));
+    let count = warnings.len();
+    eprintln!(
+        "{}: {count} warning{}",
+        if colors() {
+            console::style("warning").yellow().bold().to_string()
+        } else {
+            "warning".to_owned()
+        },
+        if count == 1 { "" } else { "s" }
+    );
+}
+
+fn render_problems(problems: &[Problem], sources: &SourceMap) -> String {
     let theme = if colors() {
         miette::GraphicalTheme::unicode()
     } else {
@@ -83,12 +110,7 @@ pub fn problems(problems: &[Problem], sources: &SourceMap) {
         }
         text.push('\n');
     }
-    eprint!("{text}");
-    let count = problems.len();
-    error(&format!(
-        "{count} problem{} found; nothing was changed",
-        if count == 1 { "" } else { "s" }
-    ));
+    text
 }
 
 /// Problems as JSON, for `--output json`.

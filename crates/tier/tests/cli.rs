@@ -466,13 +466,11 @@ fn config_null_removes_a_key_arrays_replace_objects_merge() {
 
     let mut explain = project.tier();
     explain.args(["explain", "prod-ie", "services.api.config.debug"]);
-    let removed = run(explain, 2);
-    assert!(
-        removed
-            .stderr
-            .contains("has no value at `services.api.config.debug`"),
-        "{}",
-        removed.stderr
+    let removed = run(explain, 0);
+    assert_eq!(
+        removed.stdout,
+        "services.api.config.debug is removed\n  by config/api/prod.json:4:12\n  overriding true from config/api/base.json:6:12\n",
+        "explain names the file and line that removed the key"
     );
 }
 
@@ -712,6 +710,7 @@ fn render_k8s_prints_manifests_and_writes_one_file_per_object() {
             "deployment-frontend.yaml",
             "namespace-sample-app-prod.yaml",
             "service-backend.yaml",
+            "service-frontend-external.yaml",
             "service-frontend.yaml",
         ]
     );

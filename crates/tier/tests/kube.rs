@@ -145,12 +145,16 @@ fn apply_creates_every_object_on_the_cluster_and_records_the_revision() {
     );
     assert_eq!(
         fake.names("services", "shop-prod"),
-        ["api", "web", "worker"]
+        ["api", "web", "web-external", "worker"]
     );
     let web = fake
         .get("services", "shop-prod", "web")
         .expect("the web Service");
-    assert_eq!(web["spec"]["type"], "LoadBalancer");
+    assert_eq!(web["spec"]["type"], "ClusterIP");
+    let external = fake
+        .get("services", "shop-prod", "web-external")
+        .expect("the exposed web Service");
+    assert_eq!(external["spec"]["type"], "LoadBalancer");
     assert_eq!(
         web["metadata"]["managedFields"][0]["manager"], "tier",
         "applied with field manager tier"
@@ -192,7 +196,10 @@ fn a_service_removed_from_the_project_is_pruned_and_others_objects_stay() {
     );
     let fake = &setup.fake;
     assert_eq!(fake.names("deployments", "shop-prod"), ["api", "web"]);
-    assert_eq!(fake.names("services", "shop-prod"), ["api", "web"]);
+    assert_eq!(
+        fake.names("services", "shop-prod"),
+        ["api", "web", "web-external"]
+    );
     assert_eq!(
         fake.names("configmaps", "shop-prod"),
         ["api-config", "someone-elses", "web-config"]
@@ -585,7 +592,7 @@ fn apply_runs_the_store_beside_the_services_with_the_environments_tokens() {
     );
     assert_eq!(
         fake.names("services", "shop-prod"),
-        ["api", "tier-store", "web", "worker"]
+        ["api", "tier-store", "web", "web-external", "worker"]
     );
     let store = fake
         .get("deployments", "shop-prod", "tier-store")

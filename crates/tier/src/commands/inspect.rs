@@ -39,6 +39,9 @@ pub fn validate(global: &Global, sets: &[String], secrets_of: Option<&str>) -> i
     if !validation.problems.is_empty() {
         return report(global, &project, &validation.problems);
     }
+    if global.output == Output::Text {
+        output::warnings(&validation.warnings, &project.sources);
+    }
     let names: Vec<&str> = project
         .environments
         .iter()
@@ -51,12 +54,18 @@ pub fn validate(global: &Global, sets: &[String], secrets_of: Option<&str>) -> i
         .max()
         .unwrap_or(0);
     match global.output {
-        Output::Json => output::json(&json!({
-            "valid": true,
-            "project": project.name(),
-            "environments": names,
-            "problems": [],
-        })),
+        Output::Json => {
+            let mut answer = json!({
+                "valid": true,
+                "project": project.name(),
+                "environments": names,
+                "problems": [],
+            });
+            if !validation.warnings.is_empty() {
+                answer["warnings"] = output::problems_json(&validation.warnings, &project.sources);
+            }
+            output::json(&answer);
+        }
         Output::Text => output::stdout_line(&format!(
             "{} {}: {} environment{} ({}), {services} service{}, no problems",
             style("ok").green().bold(),
@@ -344,6 +353,7 @@ pub fn explain(global: &Global, env: &str, path: &str, sets: &[String]) -> i32 {
             "path": explanation.path,
             "value": explanation.value,
             "from": explanation.origin.describe(sources),
+            "removed": explanation.removed,
             "overrides": explanation.overridden.iter().map(|earlier| json!({
                 "value": earlier.value,
                 "from": earlier.origin.describe(sources),
@@ -351,13 +361,22 @@ pub fn explain(global: &Global, env: &str, path: &str, sets: &[String]) -> i32 {
         }));
         return SUCCESS;
     }
-    let mut text = format!(
-        "{} = {}\n  {} {}\n",
-        style(&explanation.path).bold(),
-        compact(&explanation.value),
-        style("from").dim(),
-        explanation.origin.describe(sources),
-    );
+    let mut text = if explanation.removed {
+        format!(
+            "{} is removed\n  {} {}\n",
+            style(&explanation.path).bold(),
+            style("by").dim(),
+            explanation.origin.describe(sources),
+        )
+    } else {
+        format!(
+            "{} = {}\n  {} {}\n",
+            style(&explanation.path).bold(),
+            compact(&explanation.value),
+            style("from").dim(),
+            explanation.origin.describe(sources),
+        )
+    };
     for earlier in &explanation.overridden {
         text.push_str(&format!(
             "  {} {} from {}\n",
