@@ -208,22 +208,14 @@ fn deployed_versions(
         let Ok(Some(revision)) = state.deployed() else {
             continue;
         };
-        let Some(services) = revision.bom.as_object() else {
+        // A revision recorded before bills of materials existed has none.
+        if !revision.bom.is_object() {
+            continue;
+        }
+        let Ok(bom) = tier_deploy::BillOfMaterials::from_value(&revision.bom) else {
             continue;
         };
-        let mut versions = std::collections::BTreeMap::new();
-        for (service, entry) in services {
-            let locked: Vec<String> = entry["packages"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|item| item["name"] == package)
-                .filter_map(|item| item["version"].as_str().map(str::to_owned))
-                .collect();
-            if !locked.is_empty() {
-                versions.insert(service.clone(), locked);
-            }
-        }
+        let versions = bom.versions_of(package);
         found.push(Deployed {
             environment: decl.name.clone(),
             revision: revision.number,

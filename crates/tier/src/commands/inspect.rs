@@ -265,15 +265,22 @@ pub fn render(
             let mut options = tier_kube::RenderOptions::default();
             if include_secrets {
                 let root = super::local::project_root(global);
-                match super::secrets::attach_resolved(&root, &project, &resolved) {
+                match tier_deploy::secrets::attach_resolved(&root, &resolved) {
                     Ok((fingerprinted, values)) => {
                         environment = fingerprinted;
                         options.secret_values = Some(values.by_name());
                     }
-                    Err(code) => return code,
+                    Err(tier_deploy::DeployError::Secrets { problems }) => {
+                        output::problems(&problems, &project.sources);
+                        return FAILURE;
+                    }
+                    Err(error) => {
+                        output::error(&error.to_string());
+                        return FAILURE;
+                    }
                 }
                 // The tokens `tier apply` sends, made now if it has not run yet.
-                match super::kube::store_tokens(&root, &environment) {
+                match tier_deploy::kube::store_tokens(&root, &environment) {
                     Ok(tokens) => options.store_tokens = tokens,
                     Err(why) => {
                         output::error(&format!("{env}: {why}"));

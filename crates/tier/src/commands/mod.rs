@@ -6,8 +6,8 @@ mod init;
 mod inspect;
 mod kube;
 mod local;
+mod progress;
 mod schema;
-mod secrets;
 mod store;
 
 use tier_model::{Problem, Project, Set};
@@ -158,18 +158,56 @@ async fn stop_on_signal(stop: tokio_util::sync::CancellationToken) {
 
 /// Reads the project, or says why not and which exit code that is.
 fn load(global: &crate::args::Global) -> Result<Project, i32> {
-    match Project::load(&global.project) {
-        Ok(project) => Ok(project),
-        Err(tier_model::LoadError::NoProject(dir)) => {
+    Project::load(&global.project).map_err(not_loaded)
+}
+
+/// The project and its root for the engine, or says why not and which exit code that is.
+fn workspace(global: &crate::args::Global) -> Result<tier_deploy::Workspace, i32> {
+    tier_deploy::Workspace::load(&global.project).map_err(not_loaded)
+}
+
+fn not_loaded(error: tier_model::LoadError) -> i32 {
+    match error {
+        tier_model::LoadError::NoProject(dir) => {
             output::error(&format!("no tier.toml in {}", dir.display()));
             output::hint("run `tier init` to create a project, or pass --project DIR");
-            Err(FAILURE)
         }
-        Err(error) => {
-            output::error(&error.to_string());
-            Err(FAILURE)
+        error => output::error(&error.to_string()),
+    }
+    FAILURE
+}
+
+/// Prints an engine error (located problems with their sources, anything else with its hint)
+/// and answers its exit code.
+fn failed(
+    global: &crate::args::Global,
+    workspace: &tier_deploy::Workspace,
+    error: &tier_deploy::DeployError,
+) -> i32 {
+    use tier_deploy::DeployError;
+    match error {
+        DeployError::Invalid { problems } => return report(global, workspace.project(), problems),
+        DeployError::Secrets { problems } => {
+            output::problems(problems, &workspace.project().sources);
+            return FAILURE;
+        }
+        DeployError::StoredSecrets { env, problems } => {
+            for (message, help) in problems {
+                output::error(&format!("{env}: {message}"));
+                if let Some(help) = help {
+                    output::hint(help);
+                }
+            }
+            return FAILURE;
+        }
+        other => {
+            output::error(&other.to_string());
+            if let Some(hint) = other.hint() {
+                output::hint(&hint);
+            }
         }
     }
+    if error.is_usage() { USAGE } else { FAILURE }
 }
 
 fn parse_sets(sets: &[String]) -> Result<Vec<Set>, i32> {
