@@ -98,3 +98,31 @@ impl BillOfMaterials {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recorded_form_reads_back_and_answers_versions() {
+        // The shape revisions have recorded since bills of materials exist.
+        let recorded = serde_json::json!({
+            "api": { "packages": [
+                { "ecosystem": "cargo", "name": "util-security", "version": "1.4.1", "direct": true },
+                { "ecosystem": "npm", "name": "left-pad", "version": "1.3.0", "direct": false },
+            ] },
+            "web": { "error": "web/Cargo.lock: unreadable" },
+        });
+        let bom = BillOfMaterials::from_value(&recorded).expect("a recorded bill");
+        assert_eq!(bom.to_value(), recorded);
+        assert_eq!(
+            bom.versions_of("util-security"),
+            BTreeMap::from([("api".to_owned(), vec!["1.4.1".to_owned()])])
+        );
+        assert!(bom.versions_of("serde").is_empty());
+        assert_eq!(
+            BillOfMaterials::from_value(&serde_json::Value::Null).ok(),
+            Some(BillOfMaterials::default())
+        );
+    }
+}

@@ -440,3 +440,184 @@ fn settle(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::DeployEvent;
+    use crate::runtime::RolloutFailure;
+    use std::sync::Mutex;
+
+    /// A runtime whose restore answers as told and counts its calls.
+    struct Restorer {
+        answer: Result<(), String>,
+        restored: Vec<u64>,
+    }
+
+    impl Runtime for Restorer {
+        fn roll_out(&mut self, _: &Desired, _: crate::EventSink, _: &crate::Interrupt) -> Rollout {
+            Rollout::Succeeded
+        }
+
+        fn restore(
+            &mut self,
+            earlier: &Revision,
+            _: crate::EventSink,
+            _: &crate::Interrupt,
+        ) -> Result<(), String> {
+            self.restored.push(earlier.number);
+            self.answer.clone()
+        }
+    }
+
+    fn revision(number: u64) -> Revision {
+        Revision {
+            number,
+            spec: serde_json::Value::Null,
+            artifacts: BTreeMap::new(),
+            who: String::new(),
+            started_unix_ms: 0,
+            finished_unix_ms: None,
+            origin: Origin::Apply,
+            outcome: Outcome::Succeeded,
+            bom: serde_json::Value::Null,
+        }
+    }
+
+    fn failure() -> RolloutFailure {
+        RolloutFailure::of_service("backend".to_owned(), "not ready".to_owned())
+    }
+
+    /// Settles one rollout: the outcome, the revisions restored and the events' kinds.
+    fn settled(
+        rollout: Rollout,
+        on_failure: OnFailure,
+        previous: Option<u64>,
+        answer: Result<(), String>,
+    ) -> (Outcome, Vec<u64>, Vec<String>) {
+        let events = Mutex::new(Vec::new());
+        let record = |event: DeployEvent| {
+            let kind = match event {
+                DeployEvent::RolloutFailed { reason, .. } => format!("failed: {reason}"),
+                DeployEvent::Restoring { revision, .. } => format!("restoring {revision}"),
+                other => format!("{other:?}"),
+            };
+            events
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .push(kind);
+        };
+        let session = Session::new(&record);
+        let mut runtime = Restorer {
+            answer,
+            restored: Vec::new(),
+        };
+        let previous = previous.map(revision);
+        let outcome = settle(
+            "prod",
+            rollout,
+            on_failure,
+            previous.as_ref(),
+            &mut runtime,
+            &session,
+        );
+        let events = events.into_inner().unwrap_or_default();
+        (outcome, runtime.restored, events)
+    }
+
+    #[test]
+    fn a_failure_left_as_it_was_restores_the_revision_deployed_before() {
+        let (outcome, restored, events) = settled(
+            Rollout::Failed(failure()),
+            OnFailure::Rollback,
+            Some(4),
+            Ok(()),
+        );
+        assert_eq!(
+            outcome,
+            Outcome::RolledBack {
+                reason: "service backend: not ready; revision 4 runs again".to_owned()
+            }
+        );
+        assert_eq!(restored, [4]);
+        assert_eq!(
+            events,
+            ["failed: service backend: not ready", "restoring 4"]
+        );
+    }
+
+    #[test]
+    fn a_restore_that_fails_too_is_a_failed_revision() {
+        let (outcome, _, _) = settled(
+            Rollout::Failed(failure()),
+            OnFailure::Rollback,
+            Some(4),
+            Err("timed out".to_owned()),
+        );
+        assert_eq!(
+            outcome,
+            Outcome::Failed {
+                reason:
+                    "service backend: not ready; applying revision 4 again failed too: timed out"
+                        .to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn nothing_deployed_before_or_halt_restores_nothing() {
+        let (outcome, restored, _) = settled(
+            Rollout::Failed(failure()),
+            OnFailure::Rollback,
+            None,
+            Ok(()),
+        );
+        assert!(
+            matches!(&outcome, Outcome::Failed { reason } if reason.contains("nothing was deployed before")),
+            "{outcome:?}"
+        );
+        assert!(restored.is_empty());
+        let (outcome, restored, _) =
+            settled(Rollout::Failed(failure()), OnFailure::Halt, Some(4), Ok(()));
+        assert_eq!(
+            outcome,
+            Outcome::Failed {
+                reason:
+                    "service backend: not ready (on_failure = \"halt\": what succeeded was kept)"
+                        .to_owned()
+            }
+        );
+        assert!(restored.is_empty());
+    }
+
+    #[test]
+    fn a_rollout_the_runtime_settled_itself_is_recorded_as_it_says() {
+        let (outcome, restored, events) = settled(
+            Rollout::RolledBack(failure()),
+            OnFailure::Rollback,
+            Some(4),
+            Ok(()),
+        );
+        assert_eq!(
+            outcome,
+            Outcome::RolledBack {
+                reason: "service backend: not ready".to_owned()
+            }
+        );
+        assert!(restored.is_empty() && events.is_empty());
+        let (outcome, _, _) = settled(Rollout::Halted(failure()), OnFailure::Halt, Some(4), Ok(()));
+        assert!(matches!(outcome, Outcome::Failed { .. }));
+        let (outcome, _, _) = settled(
+            Rollout::Aborted("dev: the agent stopped".to_owned()),
+            OnFailure::Rollback,
+            Some(4),
+            Ok(()),
+        );
+        assert_eq!(
+            outcome,
+            Outcome::Failed {
+                reason: "dev: the agent stopped".to_owned()
+            }
+        );
+    }
+}
