@@ -11,27 +11,21 @@ use tier_model::Environment;
 use tier_state::{Origin, Outcome};
 
 use super::progress::Drawer;
-use super::{FAILURE, SUCCESS, USAGE, failed, parse_sets, workspace};
+use super::{CommandResult, Exit, failed, parse_sets, workspace};
 use crate::args::{Global, Output};
 use crate::output;
 
-pub fn plan(global: &Global, env: &str, out: Option<&Path>, sets: &[String]) -> i32 {
-    let sets = match parse_sets(sets) {
-        Ok(sets) => sets,
-        Err(code) => return code,
-    };
-    let mut workspace = match workspace(global) {
-        Ok(workspace) => workspace,
-        Err(code) => return code,
-    };
+pub fn plan(global: &Global, env: &str, out: Option<&Path>, sets: &[String]) -> CommandResult {
+    let sets = parse_sets(sets)?;
+    let mut workspace = workspace(global)?;
     let plan = match tier_deploy::plan(&mut workspace, env, &sets) {
         Ok(plan) => plan,
-        Err(error) => return failed(global, &workspace, &error),
+        Err(error) => return Err(failed(global, &workspace, &error)),
     };
     if let Some(path) = out {
         if let Err(error) = std::fs::write(path, plan.to_json()) {
             output::error(&format!("cannot write {}: {error}", path.display()));
-            return FAILURE;
+            return Err(Exit::Failure);
         }
         eprintln!("saved the plan to {}", path.display());
         output::hint(&format!(
@@ -43,7 +37,7 @@ pub fn plan(global: &Global, env: &str, out: Option<&Path>, sets: &[String]) -> 
         Output::Json => output::stdout(&plan.to_json()),
         Output::Text => output::stdout(&plan.render_text(output::colors())),
     }
-    SUCCESS
+    Ok(())
 }
 
 /// Asks at a terminal for the name of a protected environment before changing it.
@@ -80,7 +74,7 @@ fn changing(
     workspace: &mut Workspace,
     confirm: Option<&str>,
     call: impl FnOnce(&mut Workspace, &Session) -> Result<Applied, DeployError>,
-) -> i32 {
+) -> CommandResult {
     let interrupt = Interrupt::default();
     let drawer = Drawer::new(interrupt.clone());
     let show = |event| drawer.show(event);
@@ -95,14 +89,19 @@ fn changing(
                 "{} {env}: revision {revision} deployed",
                 style("ok").green().bold()
             ));
-            SUCCESS
+            Ok(())
         }
-        Ok(Applied::Unchanged { .. }) => SUCCESS,
-        Err(error) => failed(global, workspace, &error),
+        Ok(Applied::Unchanged { .. }) => Ok(()),
+        Err(error) => Err(failed(global, workspace, &error)),
     }
 }
 
-pub fn apply(global: &Global, target: &str, confirm: Option<&str>, sets: &[String]) -> i32 {
+pub fn apply(
+    global: &Global,
+    target: &str,
+    confirm: Option<&str>,
+    sets: &[String],
+) -> CommandResult {
     let saved = Path::new(target).is_file().then(|| PathBuf::from(target));
     let target = match saved {
         Some(path) => Target::SavedPlan(path),
@@ -111,34 +110,28 @@ pub fn apply(global: &Global, target: &str, confirm: Option<&str>, sets: &[Strin
                 name: target.to_owned(),
                 sets,
             },
-            Err(code) => return code,
+            Err(code) => return Err(code),
         },
     };
-    let mut workspace = match workspace(global) {
-        Ok(workspace) => workspace,
-        Err(code) => return code,
-    };
+    let mut workspace = workspace(global)?;
     changing(global, &mut workspace, confirm, |workspace, session| {
         tier_deploy::apply(workspace, &target, session)
     })
 }
 
-pub fn history(global: &Global, env: &str) -> i32 {
-    let workspace = match known_environment(global, env) {
-        Ok(workspace) => workspace,
-        Err(code) => return code,
-    };
+pub fn history(global: &Global, env: &str) -> CommandResult {
+    let workspace = known_environment(global, env)?;
     let revisions = match tier_deploy::history(&workspace, env) {
         Ok(revisions) => revisions,
-        Err(error) => return failed(global, &workspace, &error),
+        Err(error) => return Err(failed(global, &workspace, &error)),
     };
     if global.output == Output::Json {
         output::json(&json!(revisions));
-        return SUCCESS;
+        return Ok(());
     }
     if revisions.is_empty() {
         output::stdout_line(&format!("{env}: nothing applied yet"));
-        return SUCCESS;
+        return Ok(());
     }
     let mut rows = vec![
         ["REVISION", "STARTED", "WHO", "ORIGIN", "OUTCOME"]
@@ -169,7 +162,7 @@ pub fn history(global: &Global, env: &str) -> i32 {
         ]);
     }
     output::stdout(&super::inspect::columns(&rows));
-    SUCCESS
+    Ok(())
 }
 
 /// `2026-11-26 21:30:01 UTC`, computed without a time zone database.
@@ -196,20 +189,17 @@ pub(super) fn format_time(unix_ms: u64) -> String {
 }
 
 /// Loads the project and refuses an environment it does not declare.
-fn known_environment(global: &Global, env: &str) -> Result<Workspace, i32> {
+fn known_environment(global: &Global, env: &str) -> Result<Workspace, Exit> {
     let workspace = workspace(global)?;
     if workspace.project().environment(env).is_none() {
         output::error(&workspace.project().unknown_environment(env));
-        return Err(USAGE);
+        return Err(Exit::Usage);
     }
     Ok(workspace)
 }
 
-pub fn rollback(global: &Global, env: &str, to: u64, confirm: Option<&str>) -> i32 {
-    let mut workspace = match known_environment(global, env) {
-        Ok(workspace) => workspace,
-        Err(code) => return code,
-    };
+pub fn rollback(global: &Global, env: &str, to: u64, confirm: Option<&str>) -> CommandResult {
+    let mut workspace = known_environment(global, env)?;
     changing(global, &mut workspace, confirm, |workspace, session| {
         tier_deploy::rollback(workspace, env, to, session)
     })
@@ -221,25 +211,16 @@ pub fn promote(
     to: &str,
     confirm: Option<&str>,
     sets: &[String],
-) -> i32 {
-    let sets = match parse_sets(sets) {
-        Ok(sets) => sets,
-        Err(code) => return code,
-    };
-    let mut workspace = match workspace(global) {
-        Ok(workspace) => workspace,
-        Err(code) => return code,
-    };
+) -> CommandResult {
+    let sets = parse_sets(sets)?;
+    let mut workspace = workspace(global)?;
     changing(global, &mut workspace, confirm, |workspace, session| {
         tier_deploy::promote(workspace, from, to, &sets, session)
     })
 }
 
-pub fn unlock(global: &Global, env: &str, yes: bool) -> i32 {
-    let workspace = match known_environment(global, env) {
-        Ok(workspace) => workspace,
-        Err(code) => return code,
-    };
+pub fn unlock(global: &Global, env: &str, yes: bool) -> CommandResult {
+    let workspace = known_environment(global, env)?;
     let confirm = |holder: &tier_state::Holder| {
         yes || (std::io::IsTerminal::is_terminal(&std::io::stdin())
             && console::Term::stderr().is_term()
@@ -256,15 +237,15 @@ pub fn unlock(global: &Global, env: &str, yes: bool) -> i32 {
     match tier_deploy::unlock(&workspace, env, &confirm) {
         Ok(Unlocked::NotLocked) => {
             eprintln!("{env} is not locked");
-            SUCCESS
+            Ok(())
         }
         Ok(Unlocked::Broke(holder)) => {
             eprintln!(
                 "{env}: broke the lock of `{}` (pid {})",
                 holder.command, holder.pid
             );
-            SUCCESS
+            Ok(())
         }
-        Err(error) => failed(global, &workspace, &error),
+        Err(error) => Err(failed(global, &workspace, &error)),
     }
 }

@@ -5,7 +5,7 @@ use console::style;
 use serde_json::json;
 use tier_model::environment::Runtime;
 
-use super::{FAILURE, SUCCESS, USAGE, resolve_one};
+use super::{CommandResult, Exit, resolve_one};
 use crate::args::{Global, Output};
 use crate::output;
 
@@ -25,20 +25,17 @@ pub(super) fn runs_on_kubernetes(global: &Global, env: &str) -> bool {
 
 /// `tier status <env>` for a kubernetes environment: each service's Deployment as the API
 /// server reports it.
-pub(super) fn status(global: &Global, env: &str) -> i32 {
-    let (_, resolved) = match resolve_one(global, env, &[]) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+pub(super) fn status(global: &Global, env: &str) -> CommandResult {
+    let (_, resolved) = resolve_one(global, env, &[])?;
     if resolved.is_abstract {
         output::error(&format!(
             "environment `{env}` is abstract: it is only a parent and never runs"
         ));
-        return USAGE;
+        return Err(Exit::Usage);
     }
     let environment = resolved.environment;
     if environment.runtime != Runtime::Kubernetes {
-        return FAILURE;
+        return Err(Exit::Failure);
     }
     let live = match tier_deploy::kube::status(&environment) {
         Ok(live) => live,
@@ -47,7 +44,7 @@ pub(super) fn status(global: &Global, env: &str) -> i32 {
             if let Some(hint) = error.hint() {
                 output::hint(&hint);
             }
-            return FAILURE;
+            return Err(Exit::Failure);
         }
     };
     let (context, namespace) = (&live.context, &live.namespace);
@@ -70,7 +67,7 @@ pub(super) fn status(global: &Global, env: &str) -> i32 {
             "running": live.running,
             "status": { "context": context, "namespace": namespace, "services": services },
         }]));
-        return SUCCESS;
+        return Ok(());
     }
     let mut rows = vec![
         [
@@ -110,5 +107,5 @@ pub(super) fn status(global: &Global, env: &str) -> i32 {
         style(env).bold(),
         super::inspect::columns(&rows)
     ));
-    SUCCESS
+    Ok(())
 }

@@ -15,7 +15,7 @@ use tier_model::Environment;
 use tier_model::environment::Runtime;
 
 use super::progress::Drawer;
-use super::{FAILURE, SUCCESS, Threads, USAGE, load, resolve_one, stop_on_signal};
+use super::{CommandResult, Exit, Threads, load, resolve_one, stop_on_signal};
 use crate::args::{Global, Output};
 use crate::output;
 
@@ -25,13 +25,13 @@ fn local_environment(
     global: &Global,
     env: &str,
     sets: &[String],
-) -> Result<(Environment, SecretValues), i32> {
+) -> Result<(Environment, SecretValues), Exit> {
     let (project, resolved) = resolve_one(global, env, sets)?;
     if resolved.is_abstract {
         output::error(&format!(
             "environment `{env}` is abstract: it is only a parent and is never run"
         ));
-        return Err(FAILURE);
+        return Err(Exit::Failure);
     }
     if resolved.environment.runtime != Runtime::Local {
         output::error(&format!(
@@ -39,22 +39,25 @@ fn local_environment(
             resolved.environment.runtime.as_str()
         ));
         output::hint(&format!("`tier apply {env}` deploys it"));
-        return Err(FAILURE);
+        return Err(Exit::Failure);
     }
     tier_deploy::secrets::attach_resolved(&project_root(global), &resolved).map_err(|error| {
         match error {
             DeployError::Secrets { problems } => output::problems(&problems, &project.sources),
             other => output::error(&other.to_string()),
         }
-        FAILURE
+        Exit::Failure
     })
 }
 
-pub fn up(global: &Global, env: &str, detach: bool, no_wait: bool, sets: &[String]) -> i32 {
-    let (environment, secrets) = match local_environment(global, env, sets) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+pub fn up(
+    global: &Global,
+    env: &str,
+    detach: bool,
+    no_wait: bool,
+    sets: &[String],
+) -> CommandResult {
+    let (environment, secrets) = local_environment(global, env, sets)?;
     let root = project_root(global);
     if let Ok(status) = tier_deploy::local::status(&root, env) {
         output::error(&format!(
@@ -64,7 +67,7 @@ pub fn up(global: &Global, env: &str, detach: bool, no_wait: bool, sets: &[Strin
         output::hint(&format!(
             "`tier status {env}` shows it; `tier down {env}` stops it"
         ));
-        return FAILURE;
+        return Err(Exit::Failure);
     }
     if detach {
         up_detached(global, &root, environment, secrets, no_wait)
@@ -83,7 +86,7 @@ fn up_detached(
     environment: Environment,
     secrets: SecretValues,
     no_wait: bool,
-) -> i32 {
+) -> CommandResult {
     let env = environment.name.to_string();
     let env = env.as_str();
     let dir = EnvDir::new(root, env);
@@ -96,13 +99,13 @@ fn up_detached(
     };
     if let Err(why) = write_spec(&spec, &request) {
         output::error(&format!("{env}: {why}"));
-        return FAILURE;
+        return Err(Exit::Failure);
     }
     let pid = match start_agent(root, env, &spec, &secrets, &AgentProgram::ThisExecutable) {
         Ok(pid) => pid,
         Err(why) => {
             output::error(&why);
-            return FAILURE;
+            return Err(Exit::Failure);
         }
     };
     if no_wait {
@@ -110,7 +113,7 @@ fn up_detached(
         output::hint(&format!(
             "`tier status {env}` shows progress; `tier logs {env} -f` follows the output"
         ));
-        return SUCCESS;
+        return Ok(());
     }
     let drawer = Drawer::new(Interrupt::default());
     let waited = wait_until_ready(&dir.socket(), env, &|event| drawer.show(event), None);
@@ -118,14 +121,14 @@ fn up_detached(
     match waited {
         Ok(status) => {
             print_up(global, &status);
-            SUCCESS
+            Ok(())
         }
         Err(why) => {
             output::error(&why);
             if let Err(message) = stop_agent(&dir, env) {
                 output::error(&message);
             }
-            FAILURE
+            Err(Exit::Failure)
         }
     }
 }
@@ -155,7 +158,7 @@ fn up_foreground(
     environment: Environment,
     secrets: SecretValues,
     no_wait: bool,
-) -> i32 {
+) -> CommandResult {
     let env = environment.name.to_string();
     let prepared = match tier_local::prepare(tier_local::AgentOptions {
         project_root: root.to_path_buf(),
@@ -167,14 +170,11 @@ fn up_foreground(
         Ok(prepared) => prepared,
         Err(error) => {
             output::error(&error.to_string());
-            return FAILURE;
+            return Err(Exit::Failure);
         }
     };
     let socket = prepared.dir().socket();
-    let runtime = match super::runtime(Threads::AllCores) {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
+    let runtime = super::runtime(Threads::AllCores)?;
     let stop = tokio_util::sync::CancellationToken::new();
     let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     runtime.block_on(async {
@@ -194,9 +194,9 @@ fn up_foreground(
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     if failed.load(std::sync::atomic::Ordering::SeqCst) {
-        FAILURE
+        Err(Exit::Failure)
     } else {
-        SUCCESS
+        Ok(())
     }
 }
 
@@ -247,37 +247,34 @@ pub fn agent(
     sets: &[String],
     spec: Option<&Path>,
     secrets_on_stdin: bool,
-) -> i32 {
+) -> CommandResult {
     let (environment, programs, secrets) = match spec {
         Some(path) => match tier_deploy::local::read_agent_spec(env, path, secrets_on_stdin) {
             Ok(read) => read,
             Err(why) => {
                 eprintln!("error: {why}");
-                return FAILURE;
+                return Err(Exit::Failure);
             }
         },
         None => match local_environment(global, env, sets) {
             Ok((environment, secrets)) => (environment, std::collections::BTreeMap::new(), secrets),
-            Err(code) => return code,
+            Err(code) => return Err(code),
         },
     };
     match tier_deploy::local::run_agent(&project_root(global), environment, programs, secrets) {
-        Ok(()) => SUCCESS,
+        Ok(()) => Ok(()),
         Err(why) => {
             eprintln!("error: {why}");
-            FAILURE
+            Err(Exit::Failure)
         }
     }
 }
 
-pub fn down(global: &Global, env: &str, confirm: Option<&str>) -> i32 {
-    let project = match load(global) {
-        Ok(project) => project,
-        Err(code) => return code,
-    };
+pub fn down(global: &Global, env: &str, confirm: Option<&str>) -> CommandResult {
+    let project = load(global)?;
     let Some(decl) = project.environment(env) else {
         output::error(&project.unknown_environment(env));
-        return USAGE;
+        return Err(Exit::Usage);
     };
     let protected = project
         .chain(env)
@@ -293,7 +290,7 @@ pub fn down(global: &Global, env: &str, confirm: Option<&str>) -> i32 {
     if protected && confirm != Some(env) {
         output::error(&format!("{env} is protected; nothing was stopped"));
         output::hint(&format!("add --confirm {env} to stop it"));
-        return FAILURE;
+        return Err(Exit::Failure);
     }
     let dir = EnvDir::new(&project_root(global), env);
     match control::call(
@@ -303,11 +300,11 @@ pub fn down(global: &Global, env: &str, confirm: Option<&str>) -> i32 {
     ) {
         Err(control::ClientError::NotRunning) => {
             output::error(&format!("{env}: not running, nothing to stop"));
-            return FAILURE;
+            return Err(Exit::Failure);
         }
         Err(error) => {
             output::error(&format!("{env}: {error}"));
-            return FAILURE;
+            return Err(Exit::Failure);
         }
         Ok(_) => {}
     }
@@ -315,18 +312,15 @@ pub fn down(global: &Global, env: &str, confirm: Option<&str>) -> i32 {
         output::error(&message);
     }
     eprintln!("{env}: stopped");
-    SUCCESS
+    Ok(())
 }
 
-pub fn status(global: &Global, env: Option<&str>) -> i32 {
-    let project = match load(global) {
-        Ok(project) => project,
-        Err(code) => return code,
-    };
+pub fn status(global: &Global, env: Option<&str>) -> CommandResult {
+    let project = load(global)?;
     let names: Vec<String> = match env {
         Some(env) if project.environment(env).is_none() => {
             output::error(&project.unknown_environment(env));
-            return USAGE;
+            return Err(Exit::Usage);
         }
         Some(env) => vec![env.to_owned()],
         None => project
@@ -358,7 +352,7 @@ pub fn status(global: &Global, env: Option<&str>) -> i32 {
             })
             .collect();
         output::json(&json!(entries));
-        return SUCCESS;
+        return Ok(());
     }
     let mut text = String::new();
     for (name, report) in &reports {
@@ -404,17 +398,14 @@ pub fn status(global: &Global, env: Option<&str>) -> i32 {
         }
     }
     output::stdout(&text);
-    SUCCESS
+    Ok(())
 }
 
-pub fn logs(global: &Global, env: &str, service: Option<&str>, follow: bool) -> i32 {
-    let project = match load(global) {
-        Ok(project) => project,
-        Err(code) => return code,
-    };
+pub fn logs(global: &Global, env: &str, service: Option<&str>, follow: bool) -> CommandResult {
+    let project = load(global)?;
     if project.environment(env).is_none() {
         output::error(&project.unknown_environment(env));
-        return USAGE;
+        return Err(Exit::Usage);
     }
     if let Some(service) = service {
         let known: Vec<&str> = project
@@ -428,7 +419,7 @@ pub fn logs(global: &Global, env: &str, service: Option<&str>, follow: bool) -> 
             if let Some(near) = tier_model::schema::did_you_mean(service, known.iter().copied()) {
                 output::hint(&format!("did you mean `{near}`?"));
             }
-            return USAGE;
+            return Err(Exit::Usage);
         }
     }
     let dir = EnvDir::new(&project_root(global), env).logs();
@@ -437,7 +428,7 @@ pub fn logs(global: &Global, env: &str, service: Option<&str>, follow: bool) -> 
             "{env}: no logs yet; it has not run on this machine"
         ));
         output::hint(&format!("`tier up {env}` starts it"));
-        return FAILURE;
+        return Err(Exit::Failure);
     }
     let lines = tier_local::logs::read_all(&dir, service);
     let width = lines
@@ -469,5 +460,5 @@ pub fn logs(global: &Global, env: &str, service: Option<&str>, follow: bool) -> 
             || true,
         );
     }
-    SUCCESS
+    Ok(())
 }
