@@ -52,6 +52,88 @@ pub enum ApplyOutcome {
     },
 }
 
+/// One step of an apply on a running environment, as the agent reports it with its answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "note", rename_all = "kebab-case")]
+pub enum RolloutNote {
+    /// New replicas of the service's new spec were started.
+    Started {
+        service: String,
+        replicas: Vec<u32>,
+    },
+    /// They passed their readiness gate.
+    Ready {
+        service: String,
+        replicas: Vec<u32>,
+    },
+    /// Every replica runs the new spec.
+    RolledOut {
+        service: String,
+        replicas: usize,
+    },
+    /// The new spec no longer has the service; its replicas were stopped.
+    Removed {
+        service: String,
+    },
+    /// A replica failed its gate (or the apply was interrupted).
+    Failed {
+        service: String,
+        reason: String,
+    },
+    /// A service this apply changed goes back to its old spec.
+    RollingBack {
+        service: String,
+    },
+    NotRolledBack {
+        service: String,
+        reason: String,
+    },
+}
+
+impl RolloutNote {
+    pub fn service(&self) -> &str {
+        match self {
+            RolloutNote::Started { service, .. }
+            | RolloutNote::Ready { service, .. }
+            | RolloutNote::RolledOut { service, .. }
+            | RolloutNote::Removed { service }
+            | RolloutNote::Failed { service, .. }
+            | RolloutNote::RollingBack { service }
+            | RolloutNote::NotRolledBack { service, .. } => service,
+        }
+    }
+}
+
+impl std::fmt::Display for RolloutNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let join = |ids: &[u32]| {
+            ids.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            RolloutNote::Started { service, replicas } => {
+                write!(f, "{service}: started replica {}", join(replicas))
+            }
+            RolloutNote::Ready { service, replicas } => {
+                write!(f, "{service}: replica {} ready", join(replicas))
+            }
+            RolloutNote::RolledOut { service, replicas } => write!(
+                f,
+                "{service}: {replicas} replica{} of the new spec",
+                if *replicas == 1 { "" } else { "s" }
+            ),
+            RolloutNote::Removed { service } => write!(f, "{service}: removed"),
+            RolloutNote::Failed { service, reason } => write!(f, "{service}: failed: {reason}"),
+            RolloutNote::RollingBack { service } => write!(f, "{service}: rolling back"),
+            RolloutNote::NotRolledBack { service, reason } => {
+                write!(f, "{service}: could not roll back: {reason}")
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
@@ -59,7 +141,7 @@ pub enum Response {
     Stopping,
     Applied {
         outcome: ApplyOutcome,
-        log: Vec<String>,
+        log: Vec<RolloutNote>,
     },
     Error {
         message: String,

@@ -18,7 +18,7 @@ use tier_model::Environment;
 use tier_model::environment::{OnFailure, Service};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::control::ApplyOutcome;
+use crate::control::{ApplyOutcome, RolloutNote};
 
 /// How often a rollout looks at its new replicas.
 const LOOK_EVERY: Duration = Duration::from_millis(50);
@@ -70,7 +70,7 @@ pub(crate) struct ReplicaView {
 
 struct Link {
     commands: mpsc::UnboundedSender<Command>,
-    log: std::sync::Mutex<Vec<String>>,
+    log: std::sync::Mutex<Vec<RolloutNote>>,
     /// Set by a `Cancel` request (Ctrl-C in `tier apply`): the rollout stops at the next safe
     /// point, between two replica steps, and undoes what it did as for a failure.
     cancel: Arc<std::sync::atomic::AtomicBool>,
@@ -85,9 +85,9 @@ impl Link {
         }
     }
 
-    fn note(&self, line: String) {
+    fn note(&self, note: RolloutNote) {
         if let Ok(mut log) = self.log.lock() {
-            log.push(line);
+            log.push(note);
         }
     }
 
@@ -199,7 +199,7 @@ struct Change {
     new: (Service, PathBuf),
 }
 
-/// Applies `desired` over `current`; answers how it ended and a line per step.
+/// Applies `desired` over `current`; answers how it ended and a note per step.
 pub(crate) async fn apply(
     commands: mpsc::UnboundedSender<Command>,
     current: Environment,
@@ -207,7 +207,7 @@ pub(crate) async fn apply(
     desired: Environment,
     programs: BTreeMap<String, PathBuf>,
     cancel: Arc<std::sync::atomic::AtomicBool>,
-) -> (ApplyOutcome, Vec<String>) {
+) -> (ApplyOutcome, Vec<RolloutNote>) {
     let link = Arc::new(Link {
         commands,
         log: std::sync::Mutex::new(Vec::new()),
@@ -305,7 +305,9 @@ pub(crate) async fn apply(
                 .map(ToString::to_string)
                 .collect();
             for name in removed.iter().rev() {
-                link.note(format!("{name}: removed"));
+                link.note(RolloutNote::Removed {
+                    service: name.clone(),
+                });
                 let _ = link.commands.send(Command::Remove {
                     service: name.clone(),
                 });
@@ -313,7 +315,10 @@ pub(crate) async fn apply(
             (ApplyOutcome::Succeeded, desired, programs)
         }
         Some((service, reason)) => {
-            link.note(format!("{service}: failed: {reason}"));
+            link.note(RolloutNote::Failed {
+                service: service.clone(),
+                reason: reason.clone(),
+            });
             if desired.project.on_failure == OnFailure::Halt {
                 // Keep what succeeded: the environment is now partly the new spec.
                 let mut kept = current.clone();
@@ -335,7 +340,9 @@ pub(crate) async fn apply(
                 )
             } else {
                 for change in done.iter().rev() {
-                    link.note(format!("{}: rolling back", change.service));
+                    link.note(RolloutNote::RollingBack {
+                        service: change.service.clone(),
+                    });
                     let result = match &change.old {
                         Some(old) => {
                             roll(&link, &change.service, Some(&change.new), old, &current).await
@@ -348,7 +355,10 @@ pub(crate) async fn apply(
                         }
                     };
                     if let Err(why) = result {
-                        link.note(format!("{}: could not roll back: {why}", change.service));
+                        link.note(RolloutNote::NotRolledBack {
+                            service: change.service.clone(),
+                            reason: why,
+                        });
                     }
                 }
                 (
@@ -450,9 +460,15 @@ async fn roll(
                 batch_ids.push(id);
                 started.push(id);
             }
-            link.note(format!("{name}: started replica {}", join(&batch_ids)));
+            link.note(RolloutNote::Started {
+                service: name.to_owned(),
+                replicas: batch_ids.clone(),
+            });
             link.gate(name, &batch_ids, deadline).await?;
-            link.note(format!("{name}: replica {} ready", join(&batch_ids)));
+            link.note(RolloutNote::Ready {
+                service: name.to_owned(),
+                replicas: batch_ids.clone(),
+            });
             current_ids.extend(&batch_ids);
             for id in old_ids.drain(..batch.min(old_ids.len())) {
                 link.retire(name, id);
@@ -469,11 +485,10 @@ async fn roll(
     .await;
     match result {
         Ok(()) => {
-            link.note(format!(
-                "{name}: {} replica{} of the new spec",
-                wanted,
-                if wanted == 1 { "" } else { "s" }
-            ));
+            link.note(RolloutNote::RolledOut {
+                service: name.to_owned(),
+                replicas: wanted,
+            });
             Ok(())
         }
         Err(reason) => {
@@ -502,11 +517,4 @@ async fn roll(
             Err(reason)
         }
     }
-}
-
-fn join(ids: &[u32]) -> String {
-    ids.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }

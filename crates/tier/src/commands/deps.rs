@@ -11,21 +11,18 @@ use tier_model::Project;
 use tier_model::tree::Node;
 
 use super::local::project_root;
-use super::{FAILURE, SUCCESS, USAGE, load};
+use super::{CommandResult, Exit, load};
 use crate::args::{DepsCommand, Global, Output};
 use crate::output;
 
-pub fn run(global: &Global, command: &DepsCommand) -> i32 {
-    let project = match load(global) {
-        Ok(project) => project,
-        Err(code) => return code,
-    };
+pub fn run(global: &Global, command: &DepsCommand) -> CommandResult {
+    let project = load(global)?;
     let root = project_root(global);
     let (services, libraries) = sources(&project, &root);
     if services.is_empty() {
         output::error("no service names its source: nothing to scan");
         output::hint("add source = \"services/<name>\" to a [services.<name>] table");
-        return FAILURE;
+        return Err(Exit::Failure);
     }
     match command {
         DepsCommand::Bump {
@@ -48,21 +45,13 @@ pub fn run(global: &Global, command: &DepsCommand) -> i32 {
                     affected,
                     env,
                 } => {
-                    let deployed = match deployed_versions(
-                        &project,
-                        &root,
-                        library,
-                        &inventory,
-                        env.as_deref(),
-                    ) {
-                        Ok(deployed) => deployed,
-                        Err(code) => return code,
-                    };
+                    let deployed =
+                        deployed_versions(&project, &root, library, &inventory, env.as_deref())?;
                     why(global, &inventory, library, affected.as_deref(), &deployed)
                 }
                 DepsCommand::Outdated => outdated(global, &inventory),
                 DepsCommand::Conflicts => conflicts(global, &inventory),
-                DepsCommand::Bump { .. } | DepsCommand::Order { .. } => SUCCESS,
+                DepsCommand::Bump { .. } | DepsCommand::Order { .. } => Ok(()),
             }
         }
     }
@@ -107,7 +96,7 @@ fn sources(project: &Project, root: &Path) -> (Vec<ServiceSource>, Vec<LibrarySo
 }
 
 /// Every problem, each with its file and line.
-fn report(root: &Path, errors: &DepsErrors) -> i32 {
+fn report(root: &Path, errors: &DepsErrors) -> CommandResult {
     for error in &errors.0 {
         let place = match (error.file(), error.line()) {
             (Some(file), Some(line)) => format!("{}:{line}: ", relative(root, file)),
@@ -116,7 +105,7 @@ fn report(root: &Path, errors: &DepsErrors) -> i32 {
         };
         output::error(&format!("{place}{error}"));
     }
-    FAILURE
+    Err(Exit::Failure)
 }
 
 fn relative(root: &Path, file: &Path) -> String {
@@ -126,10 +115,10 @@ fn relative(root: &Path, file: &Path) -> String {
         .to_string()
 }
 
-fn scan(global: &Global, inventory: &Inventory) -> i32 {
+fn scan(global: &Global, inventory: &Inventory) -> CommandResult {
     if global.output == Output::Json {
         output::json(&json!(inventory));
-        return SUCCESS;
+        return Ok(());
     }
     let mut text = String::new();
     for service in &inventory.services {
@@ -162,7 +151,7 @@ fn scan(global: &Global, inventory: &Inventory) -> i32 {
         ));
     }
     output::stdout(&text);
-    SUCCESS
+    Ok(())
 }
 
 /// A library's version deployed in an environment, by service, from the bill of materials its
@@ -181,12 +170,12 @@ fn deployed_versions(
     library: &str,
     inventory: &Inventory,
     only: Option<&str>,
-) -> Result<Vec<Deployed>, i32> {
+) -> Result<Vec<Deployed>, Exit> {
     if let Some(env) = only
         && project.environment(env).is_none()
     {
         output::error(&project.unknown_environment(env));
-        return Err(USAGE);
+        return Err(Exit::Usage);
     }
     let package = inventory
         .libraries
@@ -208,22 +197,14 @@ fn deployed_versions(
         let Ok(Some(revision)) = state.deployed() else {
             continue;
         };
-        let Some(services) = revision.bom.as_object() else {
+        // A revision recorded before bills of materials existed has none.
+        if !revision.bom.is_object() {
+            continue;
+        }
+        let Ok(bom) = tier_deploy::BillOfMaterials::from_value(&revision.bom) else {
             continue;
         };
-        let mut versions = std::collections::BTreeMap::new();
-        for (service, entry) in services {
-            let locked: Vec<String> = entry["packages"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|item| item["name"] == package)
-                .filter_map(|item| item["version"].as_str().map(str::to_owned))
-                .collect();
-            if !locked.is_empty() {
-                versions.insert(service.clone(), locked);
-            }
-        }
+        let versions = bom.versions_of(package);
         found.push(Deployed {
             environment: decl.name.clone(),
             revision: revision.number,
@@ -239,19 +220,19 @@ fn why(
     library: &str,
     affected: Option<&str>,
     deployed: &[Deployed],
-) -> i32 {
+) -> CommandResult {
     let range = match affected.map(AffectedRange::parse).transpose() {
         Ok(range) => range,
         Err(error) => {
             output::error(&error.to_string());
-            return USAGE;
+            return Err(Exit::Usage);
         }
     };
     let report = match tier_deps::why(inventory, library, range.as_ref()) {
         Ok(report) => report,
         Err(error) => {
             output::error(&error.to_string());
-            return FAILURE;
+            return Err(Exit::Failure);
         }
     };
     // Deployed versions count for the gate too: what runs matters more than what is locked.
@@ -339,9 +320,9 @@ fn why(
         output::stdout(&text);
     }
     if report.any_affected || deployed_affected {
-        FAILURE
+        Err(Exit::Failure)
     } else {
-        SUCCESS
+        Ok(())
     }
 }
 
@@ -349,15 +330,15 @@ fn plural(count: usize) -> &'static str {
     if count == 1 { "" } else { "s" }
 }
 
-fn outdated(global: &Global, inventory: &Inventory) -> i32 {
+fn outdated(global: &Global, inventory: &Inventory) -> CommandResult {
     let found = tier_deps::outdated(inventory);
     if global.output == Output::Json {
         output::json(&json!(found));
-        return SUCCESS;
+        return Ok(());
     }
     if found.is_empty() {
         output::stdout_line("every service locks the newest version known in the project");
-        return SUCCESS;
+        return Ok(());
     }
     let mut rows = vec![
         ["SERVICE", "PACKAGE", "LOCKED", "NEWEST", "UPDATE", "KIND"]
@@ -379,18 +360,18 @@ fn outdated(global: &Global, inventory: &Inventory) -> i32 {
         ]);
     }
     output::stdout(&super::inspect::columns(&rows));
-    SUCCESS
+    Ok(())
 }
 
-fn conflicts(global: &Global, inventory: &Inventory) -> i32 {
+fn conflicts(global: &Global, inventory: &Inventory) -> CommandResult {
     let found = tier_deps::conflicts(inventory);
     if global.output == Output::Json {
         output::json(&json!(found));
-        return SUCCESS;
+        return Ok(());
     }
     if found.diamonds.is_empty() && found.split_libraries.is_empty() {
         output::stdout_line("no conflicts: no service locks one library at incompatible versions");
-        return SUCCESS;
+        return Ok(());
     }
     let mut text = String::new();
     for diamond in &found.diamonds {
@@ -422,17 +403,17 @@ fn conflicts(global: &Global, inventory: &Inventory) -> i32 {
         }
     }
     output::stdout(&text);
-    SUCCESS
+    Ok(())
 }
 
-fn order(global: &Global, libraries: &[LibrarySource], library: Option<&str>) -> i32 {
+fn order(global: &Global, libraries: &[LibrarySource], library: Option<&str>) -> CommandResult {
     let mut read = Vec::new();
     for source in libraries {
         match tier_deps::scan::read_library(source) {
             Ok(library) => read.push(library),
             Err(error) => {
                 output::error(&error.to_string());
-                return FAILURE;
+                return Err(Exit::Failure);
             }
         }
     }
@@ -452,11 +433,11 @@ fn order(global: &Global, libraries: &[LibrarySource], library: Option<&str>) ->
                     .collect();
                 output::stdout_line(&lines.join("\n"));
             }
-            SUCCESS
+            Ok(())
         }
         Err(error) => {
             output::error(&error.to_string());
-            FAILURE
+            Err(Exit::Failure)
         }
     }
 }
@@ -484,10 +465,10 @@ fn bump(
     library: &str,
     version: &str,
     dry_run: bool,
-) -> i32 {
+) -> CommandResult {
     let Ok(version) = semver::Version::parse(version) else {
         output::error(&format!("`{version}` is not a version: write it as 1.4.3"));
-        return USAGE;
+        return Err(Exit::Usage);
     };
     let package = libraries
         .iter()
@@ -506,12 +487,12 @@ fn bump(
         output::stdout_line(&format!(
             "no service requires {package} at another version than {version}"
         ));
-        return SUCCESS;
+        return Ok(());
     }
     if dry_run {
         if global.output == Output::Json {
             output::json(&json!(edits));
-            return SUCCESS;
+            return Ok(());
         }
         let mut text = String::new();
         for edit in &edits {
@@ -532,7 +513,7 @@ fn bump(
             }
         }
         output::stdout(&text);
-        return SUCCESS;
+        return Ok(());
     }
     let tests: std::collections::BTreeMap<String, String> = project
         .file
@@ -554,7 +535,7 @@ fn bump(
     for edit in &edits {
         if let Err(error) = tier_local::paths::write_atomic(&edit.file, edit.after.as_bytes()) {
             output::error(&format!("cannot write {}: {error}", edit.file.display()));
-            return FAILURE;
+            return Err(Exit::Failure);
         }
         let dir = edit.file.parent().unwrap_or(root).to_path_buf();
         let is_npm = edit
@@ -621,7 +602,11 @@ fn bump(
         }
         output::stdout(&super::inspect::columns(&rows));
     }
-    if all_passed { SUCCESS } else { FAILURE }
+    if all_passed {
+        Ok(())
+    } else {
+        Err(Exit::Failure)
+    }
 }
 
 /// Brings a service's lockfile in line with its edited manifest, when the tool is here.

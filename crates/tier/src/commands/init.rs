@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{FAILURE, SUCCESS};
+use super::{CommandResult, Exit};
 use crate::args::Template;
 use crate::output;
 
@@ -97,7 +97,7 @@ const SAMPLE_APP: &[(&str, &str)] = &[
     ),
 ];
 
-pub fn init(dir: &Path, template: Template) -> i32 {
+pub fn init(dir: &Path, template: Template) -> CommandResult {
     let files = match template {
         Template::Minimal => MINIMAL,
         Template::SampleApp => SAMPLE_APP,
@@ -108,7 +108,7 @@ pub fn init(dir: &Path, template: Template) -> i32 {
             dir.display()
         ));
         output::hint("run `tier validate` there, or choose an empty directory");
-        return FAILURE;
+        return Err(Exit::Failure);
     }
     if let Some(existing) = files
         .iter()
@@ -119,7 +119,7 @@ pub fn init(dir: &Path, template: Template) -> i32 {
             "{} already exists; nothing was written",
             existing.display()
         ));
-        return FAILURE;
+        return Err(Exit::Failure);
     }
     let name = project_name(dir);
     for (path, text) in files {
@@ -131,7 +131,7 @@ pub fn init(dir: &Path, template: Template) -> i32 {
             .and_then(|()| std::fs::write(&path, text));
         if let Err(error) = written {
             output::error(&format!("cannot write {}: {error}", path.display()));
-            return FAILURE;
+            return Err(Exit::Failure);
         }
     }
     eprintln!(
@@ -144,7 +144,7 @@ pub fn init(dir: &Path, template: Template) -> i32 {
         dir.display(),
         dir.display()
     ));
-    SUCCESS
+    Ok(())
 }
 
 /// A DNS-1035 label made from the directory's name, so the new project validates.

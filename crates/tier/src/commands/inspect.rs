@@ -6,19 +6,13 @@ use tier_model::environment::Runtime;
 use tier_model::problem::merge_duplicates;
 use tier_model::{Project, Resolved};
 
-use super::{FAILURE, SUCCESS, USAGE, load, parse_sets, report};
+use super::{CommandResult, Exit, load, parse_sets, report};
 use crate::args::{Format, Global, Output};
 use crate::output;
 
-pub fn validate(global: &Global, sets: &[String], secrets_of: Option<&str>) -> i32 {
-    let sets = match parse_sets(sets) {
-        Ok(sets) => sets,
-        Err(code) => return code,
-    };
-    let mut project = match load(global) {
-        Ok(project) => project,
-        Err(code) => return code,
-    };
+pub fn validate(global: &Global, sets: &[String], secrets_of: Option<&str>) -> CommandResult {
+    let sets = parse_sets(sets)?;
+    let mut project = load(global)?;
     let mut validation = tier_model::validate(&mut project, &sets);
     if validation.problems.is_empty()
         && let Some(env) = secrets_of
@@ -28,7 +22,7 @@ pub fn validate(global: &Global, sets: &[String], secrets_of: Option<&str>) -> i
         let lookup = tier_model::secrets::Lookup::from_process(&root);
         if project.environment(env).is_none() {
             output::error(&project.unknown_environment(env));
-            return USAGE;
+            return Err(Exit::Usage);
         }
         if let Ok(resolved) = project.resolve(env, &sets)
             && let Err(problems) = resolved.read_secrets(&lookup)
@@ -37,7 +31,7 @@ pub fn validate(global: &Global, sets: &[String], secrets_of: Option<&str>) -> i
         }
     }
     if !validation.problems.is_empty() {
-        return report(global, &project, &validation.problems);
+        return Err(report(global, &project, &validation.problems));
     }
     if global.output == Output::Text {
         output::warnings(&validation.warnings, &project.sources);
@@ -76,17 +70,14 @@ pub fn validate(global: &Global, sets: &[String], secrets_of: Option<&str>) -> i
             if services == 1 { "" } else { "s" },
         )),
     }
-    SUCCESS
+    Ok(())
 }
 
-pub fn envs(global: &Global) -> i32 {
-    let mut project = match load(global) {
-        Ok(project) => project,
-        Err(code) => return code,
-    };
+pub fn envs(global: &Global) -> CommandResult {
+    let mut project = load(global)?;
     let validation = tier_model::validate(&mut project, &[]);
     if !validation.problems.is_empty() {
-        return report(global, &project, &validation.problems);
+        return Err(report(global, &project, &validation.problems));
     }
     let rows: Vec<serde_json::Value> = validation
         .environments
@@ -108,7 +99,7 @@ pub fn envs(global: &Global) -> i32 {
         .collect();
     if global.output == Output::Json {
         output::json(&json!(rows));
-        return SUCCESS;
+        return Ok(());
     }
     let text = |value: &serde_json::Value| match value {
         serde_json::Value::Null => "-".to_owned(),
@@ -148,7 +139,7 @@ pub fn envs(global: &Global) -> i32 {
         ]);
     }
     output::stdout(&columns(&table));
-    SUCCESS
+    Ok(())
 }
 
 /// How an environment is kept apart from the others.
@@ -198,14 +189,14 @@ fn resolve(
     global: &Global,
     names: &[&str],
     sets: &[String],
-) -> Result<(Project, Vec<Resolved>), i32> {
+) -> Result<(Project, Vec<Resolved>), Exit> {
     let sets = parse_sets(sets)?;
     let mut project = load(global)?;
     for name in names {
         if project.environment(name).is_none() {
             output::error(&project.unknown_environment(name));
             output::hint("`tier envs` lists the environments");
-            return Err(USAGE);
+            return Err(Exit::Usage);
         }
     }
     let mut problems = project.problems.clone();
@@ -229,11 +220,11 @@ pub(crate) fn resolve_one(
     global: &Global,
     name: &str,
     sets: &[String],
-) -> Result<(Project, Resolved), i32> {
+) -> Result<(Project, Resolved), Exit> {
     let (project, mut resolved) = resolve(global, &[name], sets)?;
     match resolved.pop() {
         Some(environment) => Ok((project, environment)),
-        None => Err(FAILURE),
+        None => Err(Exit::Failure),
     }
 }
 
@@ -244,25 +235,22 @@ pub fn render(
     out: Option<&std::path::Path>,
     include_secrets: bool,
     sets: &[String],
-) -> i32 {
-    let (project, resolved) = match resolve_one(global, env, sets) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+) -> CommandResult {
+    let (project, resolved) = resolve_one(global, env, sets)?;
     if resolved.is_abstract {
         output::error(&format!(
             "environment `{env}` is abstract: it is only a parent and is never deployed"
         ));
         output::hint("render one of the environments that extend it");
-        return FAILURE;
+        return Err(Exit::Failure);
     }
     if out.is_some() && format != Format::K8s {
         output::error("--out writes Kubernetes manifests: use it with --format k8s");
-        return USAGE;
+        return Err(Exit::Usage);
     }
     if include_secrets && format != Format::K8s {
         output::error("--include-secrets fills the Secret objects of --format k8s");
-        return USAGE;
+        return Err(Exit::Usage);
     }
     let text = match format {
         Format::Json => serde_json::to_string_pretty(&resolved.environment)
@@ -274,19 +262,26 @@ pub fn render(
             let mut options = tier_kube::RenderOptions::default();
             if include_secrets {
                 let root = super::local::project_root(global);
-                match super::secrets::attach_resolved(&root, &project, &resolved) {
+                match tier_deploy::secrets::attach_resolved(&root, &resolved) {
                     Ok((fingerprinted, values)) => {
                         environment = fingerprinted;
                         options.secret_values = Some(values.by_name());
                     }
-                    Err(code) => return code,
+                    Err(tier_deploy::DeployError::Secrets { problems }) => {
+                        output::problems(&problems, &project.sources);
+                        return Err(Exit::Failure);
+                    }
+                    Err(error) => {
+                        output::error(&error.to_string());
+                        return Err(Exit::Failure);
+                    }
                 }
                 // The tokens `tier apply` sends, made now if it has not run yet.
-                match super::kube::store_tokens(&root, &environment) {
+                match tier_deploy::kube::store_tokens(&root, &environment) {
                     Ok(tokens) => options.store_tokens = tokens,
                     Err(why) => {
                         output::error(&format!("{env}: {why}"));
-                        return FAILURE;
+                        return Err(Exit::Failure);
                     }
                 }
                 output::hint("these manifests hold secret values: keep them out of git");
@@ -297,7 +292,7 @@ pub fn render(
                     for problem in &problems {
                         output::error(&problem.to_string());
                     }
-                    return FAILURE;
+                    return Err(Exit::Failure);
                 }
             };
             match out {
@@ -305,11 +300,11 @@ pub fn render(
                     return match tier_kube::write_dir(&objects, dir) {
                         Ok(files) => {
                             eprintln!("wrote {} manifests to {}", files.len(), dir.display());
-                            SUCCESS
+                            Ok(())
                         }
                         Err(error) => {
                             output::error(&format!("cannot write {}: {error}", dir.display()));
-                            FAILURE
+                            Err(Exit::Failure)
                         }
                     };
                 }
@@ -320,20 +315,17 @@ pub fn render(
     match text {
         Ok(text) => {
             output::stdout(&text);
-            SUCCESS
+            Ok(())
         }
         Err(error) => {
             output::error(&format!("cannot render `{env}`: {error}"));
-            FAILURE
+            Err(Exit::Failure)
         }
     }
 }
 
-pub fn explain(global: &Global, env: &str, path: &str, sets: &[String]) -> i32 {
-    let (project, resolved) = match resolve_one(global, env, sets) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+pub fn explain(global: &Global, env: &str, path: &str, sets: &[String]) -> CommandResult {
+    let (project, resolved) = resolve_one(global, env, sets)?;
     let Some(explanation) = resolved.explain(path) else {
         output::error(&format!("environment `{env}` has no value at `{path}`"));
         let paths = resolved.paths();
@@ -344,7 +336,7 @@ pub fn explain(global: &Global, env: &str, path: &str, sets: &[String]) -> i32 {
                 "`tier render {env}` shows every value; paths are dotted, e.g. services.<name>.replicas"
             )),
         }
-        return USAGE;
+        return Err(Exit::Usage);
     };
     let sources = &project.sources;
     if global.output == Output::Json {
@@ -359,7 +351,7 @@ pub fn explain(global: &Global, env: &str, path: &str, sets: &[String]) -> i32 {
                 "from": earlier.origin.describe(sources),
             })).collect::<Vec<_>>(),
         }));
-        return SUCCESS;
+        return Ok(());
     }
     let mut text = if explanation.removed {
         format!(
@@ -386,7 +378,7 @@ pub fn explain(global: &Global, env: &str, path: &str, sets: &[String]) -> i32 {
         ));
     }
     output::stdout(&text);
-    SUCCESS
+    Ok(())
 }
 
 /// A value on one line, as it would be written in JSON.
@@ -394,20 +386,17 @@ fn compact(value: &serde_json::Value) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-pub fn diff(global: &Global, left: &str, right: &str, sets: &[String]) -> i32 {
-    let (project, resolved) = match resolve(global, &[left, right], sets) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+pub fn diff(global: &Global, left: &str, right: &str, sets: &[String]) -> CommandResult {
+    let (project, resolved) = resolve(global, &[left, right], sets)?;
     let [left_resolved, right_resolved] = [&resolved[0], &resolved[1]];
     let differences = tier_model::diff::diff(left_resolved, right_resolved, &project.sources);
     if global.output == Output::Json {
         output::json(&json!({ "left": left, "right": right, "differences": differences }));
-        return SUCCESS;
+        return Ok(());
     }
     if differences.is_empty() {
         output::stdout_line(&format!("{left} and {right} resolve to the same values"));
-        return SUCCESS;
+        return Ok(());
     }
     let mut text = String::new();
     for difference in &differences {
@@ -462,5 +451,5 @@ pub fn diff(global: &Global, left: &str, right: &str, sets: &[String]) -> i32 {
         if differences.len() == 1 { "" } else { "s" }
     ));
     output::stdout(&text);
-    SUCCESS
+    Ok(())
 }

@@ -1,4 +1,5 @@
-//! One function per command. Each returns the process exit code.
+//! One function per command. Each says what went wrong itself and returns an [`CommandResult`];
+//! [`run`] alone turns it into the process exit code.
 
 mod deploy;
 mod deps;
@@ -6,8 +7,8 @@ mod init;
 mod inspect;
 mod kube;
 mod local;
+mod progress;
 mod schema;
-mod secrets;
 mod store;
 
 use tier_model::{Problem, Project, Set};
@@ -22,7 +23,27 @@ pub const SUCCESS: i32 = 0;
 pub const FAILURE: i32 = 1;
 pub const USAGE: i32 = 2;
 
+/// How a command that did not succeed ended, once it said why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// The project is invalid, or the command failed.
+    Failure,
+    /// Unknown command, flag, environment or path.
+    Usage,
+}
+
+/// What a command function returns.
+pub type CommandResult = Result<(), Exit>;
+
 pub fn run(cli: Cli) -> i32 {
+    match command(cli) {
+        Ok(()) => SUCCESS,
+        Err(Exit::Failure) => FAILURE,
+        Err(Exit::Usage) => USAGE,
+    }
+}
+
+fn command(cli: Cli) -> CommandResult {
     output::init_color(cli.global.color);
     let global = &cli.global;
     match cli.command {
@@ -128,15 +149,15 @@ enum Threads {
     AllCores,
 }
 
-/// A tokio runtime for one command, or the failure exit code after saying why.
-fn runtime(threads: Threads) -> Result<tokio::runtime::Runtime, i32> {
+/// A tokio runtime for one command, or the failure after saying why.
+fn runtime(threads: Threads) -> Result<tokio::runtime::Runtime, Exit> {
     let mut builder = match threads {
         Threads::One => tokio::runtime::Builder::new_current_thread(),
         Threads::AllCores => tokio::runtime::Builder::new_multi_thread(),
     };
     builder.enable_all().build().map_err(|error| {
         output::error(&format!("cannot start the runtime: {error}"));
-        FAILURE
+        Exit::Failure
     })
 }
 
@@ -156,34 +177,76 @@ async fn stop_on_signal(stop: tokio_util::sync::CancellationToken) {
     stop.cancel();
 }
 
-/// Reads the project, or says why not and which exit code that is.
-fn load(global: &crate::args::Global) -> Result<Project, i32> {
-    match Project::load(&global.project) {
-        Ok(project) => Ok(project),
-        Err(tier_model::LoadError::NoProject(dir)) => {
+/// Reads the project, or says why not.
+fn load(global: &crate::args::Global) -> Result<Project, Exit> {
+    Project::load(&global.project).map_err(not_loaded)
+}
+
+/// The project and its root for the engine, or says why not.
+fn workspace(global: &crate::args::Global) -> Result<tier_deploy::Workspace, Exit> {
+    tier_deploy::Workspace::load(&global.project).map_err(not_loaded)
+}
+
+fn not_loaded(error: tier_model::LoadError) -> Exit {
+    match error {
+        tier_model::LoadError::NoProject(dir) => {
             output::error(&format!("no tier.toml in {}", dir.display()));
             output::hint("run `tier init` to create a project, or pass --project DIR");
-            Err(FAILURE)
         }
-        Err(error) => {
-            output::error(&error.to_string());
-            Err(FAILURE)
+        error => output::error(&error.to_string()),
+    }
+    Exit::Failure
+}
+
+/// Prints an engine error (located problems with their sources, anything else with its hint)
+/// and answers how the command ends.
+fn failed(
+    global: &crate::args::Global,
+    workspace: &tier_deploy::Workspace,
+    error: &tier_deploy::DeployError,
+) -> Exit {
+    use tier_deploy::DeployError;
+    match error {
+        DeployError::Invalid { problems } => return report(global, workspace.project(), problems),
+        DeployError::Secrets { problems } => {
+            output::problems(problems, &workspace.project().sources);
+            return Exit::Failure;
         }
+        DeployError::StoredSecrets { env, problems } => {
+            for (message, help) in problems {
+                output::error(&format!("{env}: {message}"));
+                if let Some(help) = help {
+                    output::hint(help);
+                }
+            }
+            return Exit::Failure;
+        }
+        other => {
+            output::error(&other.to_string());
+            if let Some(hint) = other.hint() {
+                output::hint(&hint);
+            }
+        }
+    }
+    if error.is_usage() {
+        Exit::Usage
+    } else {
+        Exit::Failure
     }
 }
 
-fn parse_sets(sets: &[String]) -> Result<Vec<Set>, i32> {
+fn parse_sets(sets: &[String]) -> Result<Vec<Set>, Exit> {
     sets.iter()
         .map(|argument| Set::parse(argument))
         .collect::<Result<_, _>>()
         .map_err(|message| {
             output::error(&message);
-            USAGE
+            Exit::Usage
         })
 }
 
-/// Reports problems in the chosen format. Always the invalid-project exit code.
-fn report(global: &crate::args::Global, project: &Project, problems: &[Problem]) -> i32 {
+/// Reports problems in the chosen format. Always the invalid-project failure.
+fn report(global: &crate::args::Global, project: &Project, problems: &[Problem]) -> Exit {
     match global.output {
         Output::Json => output::json(&serde_json::json!({
             "valid": false,
@@ -191,5 +254,5 @@ fn report(global: &crate::args::Global, project: &Project, problems: &[Problem])
         })),
         Output::Text => output::problems(problems, &project.sources),
     }
-    FAILURE
+    Exit::Failure
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use clap::CommandFactory;
 use tier_model::schema::{OVERRIDE_FILE, PROJECT_FILE, json_schema};
 
-use super::{FAILURE, SUCCESS};
+use super::{CommandResult, Exit};
 use crate::args::{Cli, SchemaFile};
 use crate::output;
 
@@ -29,10 +29,10 @@ pub fn schema_text(file: SchemaFile) -> String {
     serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
 }
 
-pub fn schema(file: SchemaFile, out: Option<&Path>) -> i32 {
+pub fn schema(file: SchemaFile, out: Option<&Path>) -> CommandResult {
     let Some(dir) = out else {
         output::stdout(&schema_text(file));
-        return SUCCESS;
+        return Ok(());
     };
     let files = [
         (PROJECT_SCHEMA_FILE, SchemaFile::Project),
@@ -44,16 +44,16 @@ pub fn schema(file: SchemaFile, out: Option<&Path>) -> i32 {
             std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, schema_text(file)));
         if let Err(error) = written {
             output::error(&format!("cannot write {}: {error}", path.display()));
-            return FAILURE;
+            return Err(Exit::Failure);
         }
         eprintln!("wrote {}", path.display());
     }
-    SUCCESS
+    Ok(())
 }
 
-pub fn completions(shell: clap_complete::Shell) -> i32 {
+pub fn completions(shell: clap_complete::Shell) -> CommandResult {
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "tier", &mut script);
     output::stdout(&String::from_utf8_lossy(&script));
-    SUCCESS
+    Ok(())
 }

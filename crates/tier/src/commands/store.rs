@@ -18,14 +18,14 @@ use tier_store::{EmbeddedConfig, EmbeddedStore};
 use tokio_util::sync::CancellationToken;
 
 use super::inspect::resolve_one;
-use super::{FAILURE, SUCCESS, Threads, USAGE, stop_on_signal};
+use super::{CommandResult, Exit, Threads, stop_on_signal};
 use crate::args::{ConfigCommand, FlagCommand, Global, Output, StoreCommand, StoreTarget};
 use crate::output;
 
 /// How long one request may take, long-polls and watches aside.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn config(global: &Global, command: &ConfigCommand) -> i32 {
+pub fn config(global: &Global, command: &ConfigCommand) -> CommandResult {
     let (env, target) = match command {
         ConfigCommand::Get { env, target, .. }
         | ConfigCommand::Set { env, target, .. }
@@ -45,13 +45,13 @@ pub fn config(global: &Global, command: &ConfigCommand) -> i32 {
                 ..
             } => {
                 if !super::deploy::confirmed(&environment, confirm.as_deref(), "change config in") {
-                    return FAILURE;
+                    return Err(Exit::Failure);
                 }
                 set(global, &store, key, value).await
             }
             ConfigCommand::Rm { key, confirm, .. } => {
                 if !super::deploy::confirmed(&environment, confirm.as_deref(), "change config in") {
-                    return FAILURE;
+                    return Err(Exit::Failure);
                 }
                 remove(global, &store, key).await
             }
@@ -68,7 +68,7 @@ pub fn config(global: &Global, command: &ConfigCommand) -> i32 {
                     confirm.as_deref(),
                     "roll back config in",
                 ) {
-                    return FAILURE;
+                    return Err(Exit::Failure);
                 }
                 rollback(global, &store, key, *to).await
             }
@@ -76,7 +76,7 @@ pub fn config(global: &Global, command: &ConfigCommand) -> i32 {
     })
 }
 
-pub fn flag(global: &Global, command: &FlagCommand) -> i32 {
+pub fn flag(global: &Global, command: &FlagCommand) -> CommandResult {
     let (env, target) = match command {
         FlagCommand::On { env, target, .. }
         | FlagCommand::Off { env, target, .. }
@@ -97,13 +97,13 @@ pub fn flag(global: &Global, command: &FlagCommand) -> i32 {
             FlagCommand::Reset { name, confirm, .. } => (name, None, confirm),
         };
         if !super::deploy::confirmed(&environment, confirm.as_deref(), "change flags in") {
-            return FAILURE;
+            return Err(Exit::Failure);
         }
         set_flag(global, &store, name, value).await
     })
 }
 
-pub fn store(global: &Global, command: &StoreCommand) -> i32 {
+pub fn store(global: &Global, command: &StoreCommand) -> CommandResult {
     match command {
         StoreCommand::Serve {
             backend,
@@ -180,31 +180,30 @@ fn actor() -> String {
 }
 
 /// Finds the environment's store and runs `work` against it in a runtime of its own.
-fn with_store<'a, F, Fut>(global: &'a Global, env: &'a str, target: &StoreTarget, work: F) -> i32
+fn with_store<'a, F, Fut>(
+    global: &'a Global,
+    env: &'a str,
+    target: &StoreTarget,
+    work: F,
+) -> CommandResult
 where
     F: FnOnce(Arc<Store>, Environment) -> Fut,
-    Fut: std::future::Future<Output = i32> + 'a,
+    Fut: std::future::Future<Output = CommandResult> + 'a,
 {
-    let (_, resolved) = match resolve_one(global, env, &[]) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+    let (_, resolved) = resolve_one(global, env, &[])?;
     if resolved.is_abstract {
         output::error(&format!(
             "environment `{env}` is abstract: it is only a parent and has no store"
         ));
-        return FAILURE;
+        return Err(Exit::Failure);
     }
     let environment = resolved.environment;
-    let runtime = match super::runtime(Threads::One) {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
+    let runtime = super::runtime(Threads::One)?;
     let client = match reqwest::Client::builder().build() {
         Ok(client) => client,
         Err(error) => {
             output::error(&format!("cannot make an HTTP client: {error}"));
-            return FAILURE;
+            return Err(Exit::Failure);
         }
     };
     runtime.block_on(async {
@@ -216,7 +215,7 @@ where
                 if let Some(hint) = hint {
                     output::hint(&hint);
                 }
-                return FAILURE;
+                return Err(Exit::Failure);
             }
         };
         let code = work(store, environment).await;
@@ -336,7 +335,7 @@ fn query_value(text: &str) -> String {
 }
 
 /// Prints what the API said went wrong; always the failure exit code.
-fn refused(store: &Store, status: u16, body: &Value) -> i32 {
+fn refused(store: &Store, status: u16, body: &Value) -> CommandResult {
     let message = body["message"]
         .as_str()
         .map(str::to_owned)
@@ -345,7 +344,7 @@ fn refused(store: &Store, status: u16, body: &Value) -> i32 {
     if let Some(suggestion) = body["did_you_mean"].as_str() {
         output::hint(&format!("did you mean `{suggestion}`?"));
     }
-    FAILURE
+    Err(Exit::Failure)
 }
 
 fn show_value(value: &Value) -> String {
@@ -355,7 +354,7 @@ fn show_value(value: &Value) -> String {
     }
 }
 
-async fn get(global: &Global, store: &Store, key: &str) -> i32 {
+async fn get(global: &Global, store: &Store, key: &str) -> CommandResult {
     let path = format!("/v1/kv/{}", key_path(key));
     match store.call(store.request(reqwest::Method::GET, &path)).await {
         Ok((200, body)) => {
@@ -363,7 +362,7 @@ async fn get(global: &Global, store: &Store, key: &str) -> i32 {
                 Output::Json => output::json(&body),
                 Output::Text => output::stdout_line(&show_value(&body["value"])),
             }
-            SUCCESS
+            Ok(())
         }
         Ok((status, body)) => refused(store, status, &body),
         Err(message) => failed(&message),
@@ -375,7 +374,7 @@ fn parse_value(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
-async fn set(global: &Global, store: &Store, key: &str, value: &str) -> i32 {
+async fn set(global: &Global, store: &Store, key: &str, value: &str) -> CommandResult {
     let path = format!("/v1/kv/{}", key_path(key));
     let request = store
         .request(reqwest::Method::PUT, &path)
@@ -383,13 +382,13 @@ async fn set(global: &Global, store: &Store, key: &str, value: &str) -> i32 {
     changed(global, store, request, &format!("set {key}")).await
 }
 
-async fn remove(global: &Global, store: &Store, key: &str) -> i32 {
+async fn remove(global: &Global, store: &Store, key: &str) -> CommandResult {
     let path = format!("/v1/kv/{}", key_path(key));
     let request = store.request(reqwest::Method::DELETE, &path);
     changed(global, store, request, &format!("removed {key}")).await
 }
 
-async fn rollback(global: &Global, store: &Store, key: &str, to: u64) -> i32 {
+async fn rollback(global: &Global, store: &Store, key: &str, to: u64) -> CommandResult {
     let path = format!("/v1/kv/{}/rollback", key_path(key));
     let request = store
         .request(reqwest::Method::POST, &path)
@@ -409,7 +408,7 @@ async fn changed(
     store: &Store,
     request: reqwest::RequestBuilder,
     what: &str,
-) -> i32 {
+) -> CommandResult {
     match store.call(request).await {
         Ok((200, body)) => {
             match global.output {
@@ -424,14 +423,14 @@ async fn changed(
                     None => output::stdout_line(&format!("{}: nothing to change", store.env)),
                 },
             }
-            SUCCESS
+            Ok(())
         }
         Ok((status, body)) => refused(store, status, &body),
         Err(message) => failed(&message),
     }
 }
 
-async fn list(global: &Global, store: &Store, prefix: Option<&str>) -> i32 {
+async fn list(global: &Global, store: &Store, prefix: Option<&str>) -> CommandResult {
     let path = format!("/v1/kv?prefix={}", query_value(prefix.unwrap_or("")));
     match store.call(store.request(reqwest::Method::GET, &path)).await {
         Ok((200, body)) => {
@@ -458,7 +457,7 @@ async fn list(global: &Global, store: &Store, prefix: Option<&str>) -> i32 {
                     }
                 }
             }
-            SUCCESS
+            Ok(())
         }
         Ok((status, body)) => refused(store, status, &body),
         Err(message) => failed(&message),
@@ -473,7 +472,7 @@ fn shorten(text: &str, limit: usize) -> String {
     format!("{kept}…")
 }
 
-async fn history(global: &Global, store: &Store, key: &str) -> i32 {
+async fn history(global: &Global, store: &Store, key: &str) -> CommandResult {
     let path = format!("/v1/kv/{}?history", key_path(key));
     match store.call(store.request(reqwest::Method::GET, &path)).await {
         Ok((200, body)) => {
@@ -486,7 +485,7 @@ async fn history(global: &Global, store: &Store, key: &str) -> i32 {
                             "{}: no recorded changes to {key}",
                             store.env
                         ));
-                        return SUCCESS;
+                        return Ok(());
                     }
                     let mut rows = vec![vec![
                         "REVISION".to_owned(),
@@ -526,7 +525,7 @@ async fn history(global: &Global, store: &Store, key: &str) -> i32 {
                     output::stdout(&super::inspect::columns(&rows));
                 }
             }
-            SUCCESS
+            Ok(())
         }
         Ok((status, body)) => refused(store, status, &body),
         Err(message) => failed(&message),
@@ -535,7 +534,13 @@ async fn history(global: &Global, store: &Store, key: &str) -> i32 {
 
 /// Prints each change as it happens until Ctrl-C: `REVISION put KEY = VALUE` or
 /// `REVISION delete KEY`; with `--output json`, one JSON object per line.
-async fn watch(global: &Global, store: &Store, key: &str, prefix: bool, from: Option<u64>) -> i32 {
+async fn watch(
+    global: &Global,
+    store: &Store,
+    key: &str,
+    prefix: bool,
+    from: Option<u64>,
+) -> CommandResult {
     let mut path = format!(
         "/v1/watch?{}={}",
         if prefix { "prefix" } else { "key" },
@@ -564,11 +569,11 @@ async fn watch(global: &Global, store: &Store, key: &str, prefix: bool, from: Op
     loop {
         let chunk = tokio::select! {
             chunk = body.next() => chunk,
-            _ = tokio::signal::ctrl_c() => return SUCCESS,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         let Some(Ok(chunk)) = chunk else {
             output::error(&format!("{}: the store closed the watch", store.env));
-            return FAILURE;
+            return Err(Exit::Failure);
         };
         buffer.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buffer.find('\n') {
@@ -580,7 +585,7 @@ async fn watch(global: &Global, store: &Store, key: &str, prefix: bool, from: Op
                 let data: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
                 print_event(global, &event, &data);
                 if event == "error" {
-                    return FAILURE;
+                    return Err(Exit::Failure);
                 }
             } else if line.is_empty() {
                 event.clear();
@@ -608,7 +613,7 @@ fn print_event(global: &Global, event: &str, data: &Value) {
     }
 }
 
-async fn list_flags(global: &Global, store: &Store) -> i32 {
+async fn list_flags(global: &Global, store: &Store) -> CommandResult {
     match store
         .call(store.request(reqwest::Method::GET, "/v1/flags"))
         .await
@@ -623,7 +628,7 @@ async fn list_flags(global: &Global, store: &Store) -> i32 {
                             "{}: no flags; declare them under [flags.<name>] in tier.toml",
                             store.env
                         ));
-                        return SUCCESS;
+                        return Ok(());
                     }
                     let mut rows = vec![vec![
                         "FLAG".to_owned(),
@@ -648,7 +653,7 @@ async fn list_flags(global: &Global, store: &Store) -> i32 {
                     output::stdout(&super::inspect::columns(&rows));
                 }
             }
-            SUCCESS
+            Ok(())
         }
         Ok((status, body)) => refused(store, status, &body),
         Err(message) => failed(&message),
@@ -666,7 +671,12 @@ fn describe_flag(value: &Value) -> String {
     }
 }
 
-async fn set_flag(global: &Global, store: &Store, name: &str, value: Option<Value>) -> i32 {
+async fn set_flag(
+    global: &Global,
+    store: &Store,
+    name: &str,
+    value: Option<Value>,
+) -> CommandResult {
     let path = format!("/v1/flags/{}", query_value(name));
     let (request, what) = match &value {
         Some(value) => (
@@ -683,9 +693,9 @@ async fn set_flag(global: &Global, store: &Store, name: &str, value: Option<Valu
     changed(global, store, request, &what).await
 }
 
-fn failed(message: &str) -> i32 {
+fn failed(message: &str) -> CommandResult {
     output::error(message);
-    FAILURE
+    Err(Exit::Failure)
 }
 
 /// Serves the store's API in front of a backend until Ctrl-C or SIGTERM.
@@ -696,10 +706,10 @@ fn serve(
     listen: &str,
     tokens: Option<&std::path::Path>,
     declared: Option<&str>,
-) -> i32 {
+) -> CommandResult {
     if tier_model::EnvName::new(env).is_err() {
         output::error(&format!("`{env}` is not an environment name"));
-        return USAGE;
+        return Err(Exit::Usage);
     }
     let flags = match declared {
         Some(text) => match parse_flags(text) {
@@ -707,7 +717,7 @@ fn serve(
             Err(why) => {
                 output::error(&format!("--flags: {why}"));
                 output::hint(r#"--flags '{"new-ui": {"default": false, "description": "..."}}'"#);
-                return USAGE;
+                return Err(Exit::Usage);
             }
         },
         None => match super::load(global) {
@@ -731,10 +741,7 @@ fn serve(
         Ok(tokens) => tokens,
         Err(error) => return failed(&format!("{env}: {error}")),
     };
-    let runtime = match super::runtime(Threads::AllCores) {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
+    let runtime = super::runtime(Threads::AllCores)?;
     runtime.block_on(async {
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(listener) => listener,
@@ -764,17 +771,17 @@ fn serve(
         } else if backend.starts_with("etcd://") {
             match serve_etcd(backend, listener, tokens, config, env, &address).await {
                 Ok(result) => result,
-                Err(code) => return code,
+                Err(code) => return Err(code),
             }
         } else {
             output::error(&format!("`{backend}` is not a store backend"));
             output::hint(
                 "use --backend etcd://HOST:PORT[,HOST:PORT][/PREFIX] or --backend file:PATH",
             );
-            return USAGE;
+            return Err(Exit::Usage);
         };
         match served {
-            Ok(()) => SUCCESS,
+            Ok(()) => Ok(()),
             Err(error) => failed(&format!("{env}: the store's API stopped: {error}")),
         }
     })
@@ -813,20 +820,19 @@ async fn serve_etcd(
     config: ApiConfig,
     env: &str,
     address: &str,
-) -> Result<std::io::Result<()>, i32> {
+) -> Result<std::io::Result<()>, Exit> {
     let etcd_config = match tier_store::EtcdConfig::from_address(backend) {
         Ok(config) => config,
         Err(error) => {
             output::error(&format!("{backend}: {error}"));
-            return Err(USAGE);
+            return Err(Exit::Usage);
         }
     };
     let store = match tier_store::EtcdStore::connect(etcd_config).await {
         Ok(store) => store,
         Err(error) => {
-            return Err(failed(&format!(
-                "{env}: cannot reach etcd at {backend}: {error}"
-            )));
+            output::error(&format!("{env}: cannot reach etcd at {backend}: {error}"));
+            return Err(Exit::Failure);
         }
     };
     eprintln!("{env}: serving the store in {backend} on http://{address}");
@@ -841,8 +847,8 @@ async fn serve_etcd(
     _config: ApiConfig,
     _env: &str,
     _address: &str,
-) -> Result<std::io::Result<()>, i32> {
+) -> Result<std::io::Result<()>, Exit> {
     output::error("this tier was built without the etcd backend");
     output::hint("build it with `cargo build --release --features etcd` (needs protoc)");
-    Err(FAILURE)
+    Err(Exit::Failure)
 }
