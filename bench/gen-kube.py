@@ -2,7 +2,12 @@
 """Generate one project twice: as a tier project, and as the kustomize tree a kustomize user
 would keep for the same Kubernetes objects. The peer for `tier render <env> --format k8s`.
 
-Usage: python3 bench/gen-kube.py OUT_DIR --services N
+Usage: python3 bench/gen-kube.py OUT_DIR --services N [--full]
+
+With --full every service also has CPU and memory limits, the restricted security profile
+with its own user, named ports, a startup and a liveness probe over gRPC, a scratch volume
+and a termination grace; prod adds a strategic merge patch on every Deployment (tier:
+`[kube] patches` in envs/prod.toml; kustomize: a patch with a Deployment target).
 
   OUT_DIR/tier/tier.toml                  N services; dev, stage and prod on kubernetes
   OUT_DIR/tier/envs/{stage,prod}.toml     replicas per service (dev keeps the default of 1)
@@ -66,8 +71,26 @@ def merged(base, over):
     return out
 
 
+FULL = False
+
+FULL_SERVICE = (
+    'cpu = "100m"\ncpu_limit = "500m"\nmemory_limit = "256Mi"\n'
+    "security = { run_as_user = 10001, run_as_group = 10001, fs_group = 10001, read_only_root_filesystem = true }\n"
+    "ports = { grpc = 9090 }\n"
+    "startup = { grpc = 9090, failure_threshold = 30 }\n"
+    'liveness = { grpc = 9090, interval = "10s" }\n'
+    'volumes = { scratch = { mount = "/tmp", empty_dir = {} } }\n'
+    'termination_grace = "20s"\n'
+)
+
+# A service's patch in tier changes its Deployment unless it names another object; kustomize
+# takes the target from the kustomization and wants a name in the file all the same.
+PATCH_BODY = "spec:\n  template:\n    spec:\n      nodeSelector:\n        pool: prod\n"
+PATCH = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: ignored\n" + PATCH_BODY
+
+
 def gen_tier(out, n):
-    lines = [f'[project]\nname = "{PROJECT}"\n']
+    lines = [f'[project]\nname = "{PROJECT}"\n' + ('security = "restricted"\n' if FULL else "")]
     for env in ENVS:
         lines.append(
             f'[environments.{env}]\nruntime = "kubernetes"\n'
@@ -82,14 +105,22 @@ def gen_tier(out, n):
             f'memory = "128Mi"\n'
             f'health = {{ http = "/healthz" }}\n'
             f'config = "config/{name}"\n'
+            + (FULL_SERVICE if FULL else "")
         )
         write(os.path.join(out, "config", name, "base.json"), json.dumps(base_config(i), indent=2) + "\n")
         for env in ENVS:
             write(os.path.join(out, "config", name, f"{env}.json"), json.dumps(env_config(env, i), indent=2) + "\n")
     write(os.path.join(out, "tier.toml"), "\n".join(lines))
     for env in ["stage", "prod"]:
-        text = "".join(f"[services.{service_name(i)}]\nreplicas = {REPLICAS[env]}\n\n" for i in range(n))
+        text = "".join(
+            f"[services.{service_name(i)}]\nreplicas = {REPLICAS[env]}\n"
+            + ('patches = ["patches/prod.yaml"]\n' if FULL and env == "prod" else "")
+            + "\n"
+            for i in range(n)
+        )
         write(os.path.join(out, "envs", f"{env}.toml"), text)
+    if FULL:
+        write(os.path.join(out, "patches", "prod.yaml"), PATCH_BODY)
 
 
 def labels(name, indent):
@@ -109,6 +140,34 @@ def probe(indent):
     )
 
 
+def grpc_probe(indent, period, failures):
+    pad = " " * indent
+    return (
+        f"{pad}grpc:\n{pad}  port: 9090\n"
+        f"{pad}periodSeconds: {period}\n{pad}timeoutSeconds: 1\n{pad}failureThreshold: {failures}\n"
+    )
+
+
+def full_container():
+    """The container fields --full adds, in the order tier writes them (sorted on compare)."""
+    return (
+        "        securityContext:\n          allowPrivilegeEscalation: false\n"
+        "          capabilities:\n            drop:\n            - ALL\n"
+        "          readOnlyRootFilesystem: true\n          runAsNonRoot: true\n"
+        f"        startupProbe:\n{grpc_probe(10, 2, 30)}"
+    )
+
+
+def full_pod():
+    return (
+        "      automountServiceAccountToken: false\n"
+        "      terminationGracePeriodSeconds: 20\n"
+        "      securityContext:\n        fsGroup: 10001\n        runAsGroup: 10001\n"
+        "        runAsNonRoot: true\n        runAsUser: 10001\n"
+        "        seccompProfile:\n          type: RuntimeDefault\n"
+    )
+
+
 def service_yaml(name):
     return (
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n"
@@ -121,24 +180,37 @@ def service_yaml(name):
         f"      - name: {name}\n"
         f"        image: registry.example.com/{PROJECT}/{name}:1.0.{int(name[4:])}\n"
         "        ports:\n        - name: http\n          containerPort: 8080\n          protocol: TCP\n"
+        + ("        - name: grpc\n          containerPort: 9090\n          protocol: TCP\n" if FULL else "")
+        +
         "        env:\n"
         "        - name: ENV_NAME\n          value: base\n"
         f"        - name: TIER_SERVICE\n          value: {name}\n"
         "        - name: TIER_REPLICA\n          valueFrom:\n            fieldRef:\n              fieldPath: metadata.name\n"
         "        - name: PORT\n          value: \"8080\"\n"
         "        - name: TIER_CONFIG\n          value: /etc/tier/config.json\n"
-        "        resources:\n          requests:\n            memory: 128Mi\n          limits:\n            memory: 128Mi\n"
-        f"        readinessProbe:\n{probe(10)}"
-        f"        livenessProbe:\n{probe(10)}"
-        "        volumeMounts:\n        - name: config\n          mountPath: /etc/tier\n          readOnly: true\n"
-        "      volumes:\n      - name: config\n        configMap:\n"
-        f"          name: {name}-config\n"
+        + (
+            "        resources:\n          requests:\n            cpu: 100m\n            memory: 128Mi\n"
+            "          limits:\n            cpu: 500m\n            memory: 256Mi\n"
+            if FULL
+            else "        resources:\n          requests:\n            memory: 128Mi\n          limits:\n            memory: 128Mi\n"
+        )
+        + f"        readinessProbe:\n{probe(10)}"
+        + (f"        livenessProbe:\n{grpc_probe(10, 10, 3)}" if FULL else f"        livenessProbe:\n{probe(10)}")
+        + (full_container() if FULL else "")
+        + "        volumeMounts:\n        - name: config\n          mountPath: /etc/tier\n          readOnly: true\n"
+        + ("        - name: scratch\n          mountPath: /tmp\n" if FULL else "")
+        + (full_pod() if FULL else "")
+        + "      volumes:\n      - name: config\n        configMap:\n"
+        + f"          name: {name}-config\n"
+        + ("      - name: scratch\n        emptyDir: {}\n" if FULL else "")
+        +
         "---\n"
         "apiVersion: v1\nkind: Service\nmetadata:\n"
         f"  name: {name}\n  labels:\n{labels(name, 4)}"
         "spec:\n  type: ClusterIP\n"
         f"  selector:\n{labels(name, 4)}"
         "  ports:\n  - name: http\n    port: 8080\n    targetPort: 8080\n    protocol: TCP\n"
+        + ("  - name: grpc\n    port: 9090\n    targetPort: 9090\n    protocol: TCP\n" if FULL else "")
     )
 
 
@@ -168,8 +240,17 @@ def gen_kustomize(out, n):
         write(
             os.path.join(overlay, "namespace.yaml"),
             f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {PROJECT}-{env}\n  labels:\n"
-            f"    app.kubernetes.io/part-of: {PROJECT}\n    app.kubernetes.io/managed-by: tier\n",
+            f"    app.kubernetes.io/part-of: {PROJECT}\n    app.kubernetes.io/managed-by: tier\n"
+            + (
+                "    pod-security.kubernetes.io/enforce: restricted\n"
+                "    pod-security.kubernetes.io/warn: restricted\n"
+                "    pod-security.kubernetes.io/audit: restricted\n"
+                if FULL
+                else ""
+            ),
         )
+        if FULL and env == "prod":
+            write(os.path.join(overlay, "prod-patch.yaml"), PATCH)
         write(
             os.path.join(overlay, "env-name.yaml"),
             f"- op: replace\n  path: /spec/template/spec/containers/0/env/0/value\n  value: {env}\n",
@@ -192,6 +273,8 @@ def gen_kustomize(out, n):
             "resources:\n- ../../base\n- namespace.yaml\n"
             "labels:\n- pairs:\n    tier.dev/environment: " + env + "\n  includeSelectors: true\n  includeTemplates: true\n"
             "patches:\n- path: env-name.yaml\n  target:\n    kind: Deployment\n"
+            + ("- path: prod-patch.yaml\n  target:\n    kind: Deployment\n" if FULL and env == "prod" else "")
+            +
             "replicas:\n" + "\n".join(replicas) + "\n"
             "configMapGenerator:\n" + "\n".join(overlay_generators) + "\n",
         )
@@ -201,7 +284,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out")
     parser.add_argument("--services", type=int, default=100)
+    parser.add_argument("--full", action="store_true", help="every workload field, and a patch in prod")
     args = parser.parse_args()
+    global FULL
+    FULL = args.full
     gen_tier(os.path.join(args.out, "tier"), args.services)
     gen_kustomize(os.path.join(args.out, "kustomize"), args.services)
 

@@ -8,12 +8,17 @@
 # and prod on kubernetes; replicas and app config per environment) and the kustomize tree a
 # kustomize user would keep (a base with a Deployment, a Service and a ConfigMap generator per
 # service; dev/stage/prod overlays that set the namespace, replicas, ENV_NAME and each
-# service's config). bench/kube-compare.py first checks that both render the same objects.
+# service's config). With FULL=1 (the default) every service also carries the full workload
+# field set (CPU and memory limits, the restricted security profile, named ports, startup and
+# liveness probes over gRPC, a scratch volume, a grace period) and prod patches every
+# Deployment (a strategic merge patch in both tools). bench/kube-compare.py first checks that
+# both render the same objects.
 # Then hyperfine times both (mean, standard deviation); /usr/bin/time -v gives peak RSS.
 # Prints a markdown table to stdout; progress goes to stderr.
 #
 # Settings (environment variables):
 #   SIZES="10 100 1000"                    services per project
+#   FULL=1                                 the full field set and a patch (0: the plain set)
 #   RUNS=10                                hyperfine runs of tier (and of kustomize below 1000)
 #   KUSTOMIZE_RUNS_LARGE=2                 runs of kustomize at 1000 services and more
 #   TIER_BIN=path/to/tier                  measure that binary instead of building one
@@ -24,6 +29,9 @@ SIZES="${SIZES:-10 100 1000}"
 RUNS="${RUNS:-10}"
 KUSTOMIZE_RUNS_LARGE="${KUSTOMIZE_RUNS_LARGE:-2}"
 BENCH_KEEP="${BENCH_KEEP:-0}"
+FULL="${FULL:-1}"
+GEN_FLAGS=()
+if [ "$FULL" = "1" ]; then GEN_FLAGS+=(--full); fi
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
@@ -72,7 +80,7 @@ ROWS=()
 for n in $SIZES; do
   dir="$WORK/n$n"
   log "generating $n services"
-  python3 "$BENCH/gen-kube.py" "$dir" --services "$n"
+  python3 "$BENCH/gen-kube.py" "$dir" --services "$n" "${GEN_FLAGS[@]}"
   "$TIER" --project "$dir/tier" render prod --format k8s >"$dir/tier.yaml"
   kubectl kustomize "$dir/kustomize/overlays/prod" >"$dir/kustomize.yaml"
   if python3 -c 'import yaml' 2>/dev/null; then
@@ -99,4 +107,4 @@ echo "| services | objects | \`tier render prod --format k8s\` ms | RSS MB | \`k
 echo "|---:|---:|---:|---:|---:|---:|---:|"
 for row in "${ROWS[@]}"; do echo "$row"; done
 echo
-echo "Reproduce: \`bash bench/kube.sh\` (SIZES=\"$SIZES\" RUNS=$RUNS KUSTOMIZE_RUNS_LARGE=$KUSTOMIZE_RUNS_LARGE)."
+echo "Reproduce: \`bash bench/kube.sh\` (SIZES=\"$SIZES\" RUNS=$RUNS KUSTOMIZE_RUNS_LARGE=$KUSTOMIZE_RUNS_LARGE FULL=$FULL)."

@@ -435,6 +435,73 @@ fn value_for(key: &'static str) -> BoxedStrategy<String> {
             "{ \"bad name\" = { env = \"X\" } }",
         ])
         .boxed(),
+        "memory_limit" => pick(&["\"256Mi\"", "\"1G\"", "512", "\"lots\""]).boxed(),
+        "cpu_limit" => pick(&["\"1\"", "2", "\"200m\"", "\"-1\""]).boxed(),
+        "security" => pick(&[
+            "{ run_as_user = 1000, run_as_non_root = true, capabilities_drop = [\"ALL\"] }",
+            "{ run_as_user = -1 }",
+            "{ seccomp = \"strict\", capabilities_add = [\"cap_x\"] }",
+            "{ read_only_root_filesystem = \"yes\" }",
+        ])
+        .boxed(),
+        "service_account" => pick(&[
+            "\"shop\"",
+            "{ name = \"shop\", annotations = { \"a.example/b\" = \"c\" } }",
+            "{ annotations = {} }",
+            "\"Bad_Name\"",
+        ])
+        .boxed(),
+        "liveness" | "startup" => pick(&[
+            "{ grpc = 8080 }",
+            "{ exec = [\"bin/check\"], initial_delay = \"1s\" }",
+            "{ exec = [] }",
+            "{ grpc = 9999, http = \"/\" }",
+            "{ http = \"/\", headers = { \"X Bad\" = \"1\" } }",
+        ])
+        .boxed(),
+        "volumes" => pick(&[
+            "{ data = { mount = \"/data\", claim = { size = \"1Gi\" } } }",
+            "{ tmp = { mount = \"/tmp\", empty_dir = {} } }",
+            "{ c = { mount = \"/c\", config = \"config\" } }",
+            "{ c = { mount = \"/c\", config = \"../x\" } }",
+            "{ x = { mount = \"rel\", secret = \"s\", empty_dir = {} } }",
+            "{ config = { mount = \"/etc/tier\" } }",
+        ])
+        .boxed(),
+        "ports" => pick(&["{ grpc = 9000 }", "{ GRPC = 1 }", "{ metrics = 8080 }"]).boxed(),
+        "port_name" => pick(&[
+            "\"grpc\"",
+            "\"tcp-redis\"",
+            "\"--\"",
+            "\"way-too-long-port-name\"",
+        ])
+        .boxed(),
+        "service_port" => pick(&["80", "0", "5000"]).boxed(),
+        "service" => any::<bool>().prop_map(|flag| flag.to_string()).boxed(),
+        "host" => pick(&["\"shop.example.com\"", "\"Shop..com\"", "\"*.example.com\""]).boxed(),
+        "labels" | "annotations" | "pod_annotations" => pick(&[
+            "{ team = \"a\" }",
+            "{ \"example.com/owner\" = \"b c\" }",
+            "{ \"/x\" = \"y\" }",
+        ])
+        .boxed(),
+        "termination_grace" => pick(&["\"5s\"", "\"soon\"", "5"]).boxed(),
+        "args" => pick(&["[\"--port\", \"1\"]", "\"--port 1\"", "[1]"]).boxed(),
+        "patches" => pick(&[
+            "[\"patches/missing.yaml\"]",
+            "[{ file = \"p.yaml\", target = \"Deployment\" }]",
+            "[\"../outside.yaml\"]",
+            "[1]",
+        ])
+        .boxed(),
+        "manifests" => pick(&["[\"manifests\"]", "[\"/etc/passwd\"]", "[\"config\"]"]).boxed(),
+        "unset" => pick(&[
+            "[\"expose\"]",
+            "[\"health.interval\"]",
+            "[\"nope\"]",
+            "[\"env.LOG\"]",
+        ])
+        .boxed(),
         "default" => any_value(),
         _ => any_value(),
     };
@@ -498,6 +565,26 @@ const SERVICE_KEYS: &[&str] = &[
     "rollout",
     "env",
     "secrets",
+    "memory_limit",
+    "cpu_limit",
+    "security",
+    "service_account",
+    "liveness",
+    "startup",
+    "volumes",
+    "ports",
+    "port_name",
+    "service_port",
+    "service",
+    "host",
+    "labels",
+    "annotations",
+    "pod_annotations",
+    "termination_grace",
+    "args",
+    "patches",
+    "manifests",
+    "unset",
 ];
 const HEALTH_KEYS: &[&str] = &["http", "tcp", "interval", "timeout", "failure_threshold"];
 const ROLLOUT_KEYS: &[&str] = &["max_surge", "max_unavailable", "deadline"];

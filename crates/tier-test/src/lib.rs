@@ -126,23 +126,38 @@ impl TestProject {
     /// A copy of `examples/sample-app` whose `target/release/` holds the sample binaries
     /// that cargo built for this test run.
     pub fn sample_app() -> TestProject {
-        let project = TestProject::copy_of("examples/sample-app");
-        let release = project.path().join("target/release");
+        TestProject::example(
+            "examples/sample-app",
+            &["sample-backend", "sample-frontend"],
+        )
+    }
+
+    /// A copy of an example project whose `target/release/` holds the named binaries that
+    /// cargo built for this test run.
+    pub fn example(relative_to_repo: &str, binaries: &[&str]) -> TestProject {
+        let project = TestProject::copy_of(relative_to_repo);
+        project.link_binaries(binaries);
+        project
+    }
+
+    /// Links the named binaries of this test run into the project's `target/release/`, where
+    /// the examples' commands point.
+    pub fn link_binaries(&self, binaries: &[&str]) {
+        let release = self.path().join("target/release");
         std::fs::create_dir_all(&release).expect("create target/release");
         let built = tier_binary()
             .parent()
             .map(Path::to_path_buf)
             .expect("the build directory");
-        for name in ["sample-backend", "sample-frontend"] {
+        for name in binaries {
             let binary = built.join(name);
             assert!(
                 binary.exists(),
                 "{} is not built: run `cargo build --workspace`",
                 binary.display()
             );
-            std::os::unix::fs::symlink(&binary, release.join(name)).expect("link a sample binary");
+            std::os::unix::fs::symlink(&binary, release.join(name)).expect("link a binary");
         }
-        project
     }
 }
 
