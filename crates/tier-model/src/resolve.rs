@@ -120,7 +120,7 @@ impl Resolved {
                 removed: true,
             });
         };
-        Some(match self.tree.lookup(keys.iter().copied()) {
+        Some(match self.tree.lookup(tree_path(&keys)) {
             Some(node) => Explanation {
                 path: path.to_owned(),
                 value,
@@ -141,7 +141,7 @@ impl Resolved {
     /// Where the value at a path came from: the node itself, or the nearest enclosing one
     /// that was written (a path below a secret reference, for example), or a default.
     pub fn origin_of(&self, path: &str) -> Origin {
-        let keys: Vec<&str> = path.split('.').collect();
+        let keys: Vec<&str> = tree_path(&path.split('.').collect::<Vec<_>>()).collect();
         if let Some(node) = self.tree.lookup(keys.iter().copied()) {
             return node.origin.clone();
         }
@@ -162,6 +162,14 @@ impl Resolved {
         crate::diff::flatten(&rendered, "", &mut out);
         out.into_iter().map(|(path, _)| path).collect()
     }
+}
+
+/// The tree path of a path of the resolved value: the environment's patches and manifests are
+/// written under `kube`, and resolved beside it.
+fn tree_path<'a>(keys: &[&'a str]) -> impl Iterator<Item = &'a str> + use<'a> {
+    let under_kube = matches!(keys.first(), Some(&("patches" | "manifests")));
+    let keys = keys.to_vec();
+    under_kube.then_some("kube").into_iter().chain(keys)
 }
 
 impl Project {

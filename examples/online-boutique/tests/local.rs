@@ -309,3 +309,41 @@ fn unset_in_an_override_file_removes_a_key_and_explain_names_the_line() {
         "the frontend's pod annotation is gone; the load generator keeps its own"
     );
 }
+
+#[test]
+fn explain_and_diff_name_each_patch_its_line_and_what_it_changes() {
+    let project = boutique();
+    let explain = project
+        .tier()
+        .args(["explain", "prod-us", "patches"])
+        .output()
+        .expect("explain");
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(explain.status.success(), "{text}");
+    assert!(text.contains("  from envs/prod-us.toml:4:11\n"), "{text}");
+    assert!(
+        text.contains(
+            "  patch patches/prod-us-spread.yaml (envs/prod-us.toml:4:12) changes Deployment/frontend: /spec/template/spec/topologySpreadConstraints\n"
+        ),
+        "{text}"
+    );
+
+    let diff = project
+        .tier()
+        .args(["diff", "prod-eu", "prod-us", "--output", "json"])
+        .output()
+        .expect("diff");
+    let differences: serde_json::Value = serde_json::from_slice(&diff.stdout).expect("json");
+    let patches = differences["differences"]
+        .as_array()
+        .and_then(|all| all.iter().find(|entry| entry["path"] == "patches"))
+        .expect("the patches differ");
+    assert_eq!(
+        patches["left_origin"], "envs/prod-eu.toml:4:11",
+        "{patches}"
+    );
+    assert_eq!(
+        patches["right_origin"], "envs/prod-us.toml:4:11",
+        "{patches}"
+    );
+}

@@ -339,8 +339,9 @@ pub fn explain(global: &Global, env: &str, path: &str, sets: &[String]) -> Comma
         return Err(Exit::Usage);
     };
     let sources = &project.sources;
+    let effects = patch_effects(&resolved, &explanation);
     if global.output == Output::Json {
-        output::json(&json!({
+        let mut answer = json!({
             "environment": env,
             "path": explanation.path,
             "value": explanation.value,
@@ -350,7 +351,21 @@ pub fn explain(global: &Global, env: &str, path: &str, sets: &[String]) -> Comma
                 "value": earlier.value,
                 "from": earlier.origin.describe(sources),
             })).collect::<Vec<_>>(),
-        }));
+        });
+        if let Some(effects) = &effects {
+            answer["changes"] = effects
+                .iter()
+                .map(|effect| {
+                    json!({
+                        "file": effect.file,
+                        "declared_at": effect.declared_at,
+                        "object": effect.object,
+                        "fields": effect.fields,
+                    })
+                })
+                .collect();
+        }
+        output::json(&answer);
         return Ok(());
     }
     let mut text = if explanation.removed {
@@ -377,8 +392,49 @@ pub fn explain(global: &Global, env: &str, path: &str, sets: &[String]) -> Comma
             earlier.origin.describe(sources)
         ));
     }
+    for effect in effects.iter().flatten() {
+        text.push_str(&format!(
+            "  {} {} ({}) changes {}: {}\n",
+            style("patch").dim(),
+            effect.file,
+            effect.declared_at,
+            effect.object,
+            if effect.fields.is_empty() {
+                "nothing".to_owned()
+            } else {
+                effect.fields.join(", ")
+            }
+        ));
+    }
     output::stdout(&text);
     Ok(())
+}
+
+/// For a `patches` path, what each of its patches changes in the rendered objects; `None`
+/// for any other path (or when the environment does not render).
+fn patch_effects(
+    resolved: &Resolved,
+    explanation: &tier_model::Explanation,
+) -> Option<Vec<tier_kube::PatchEffect>> {
+    if explanation.path != "patches" && !explanation.path.ends_with(".patches") {
+        return None;
+    }
+    let declared: Vec<&str> = explanation
+        .value
+        .as_array()?
+        .iter()
+        .filter_map(|patch| patch["declared_at"].as_str())
+        .collect();
+    let rendered =
+        tier_kube::render_with_patches(&resolved.environment, &tier_kube::RenderOptions::default())
+            .ok()?;
+    Some(
+        rendered
+            .patches
+            .into_iter()
+            .filter(|effect| declared.contains(&effect.declared_at.as_str()))
+            .collect(),
+    )
 }
 
 /// A value on one line, as it would be written in JSON.
