@@ -9,6 +9,7 @@ pub mod address;
 mod checks;
 pub mod diff;
 pub mod environment;
+mod environment_checks;
 pub mod fields;
 mod files;
 pub mod names;
