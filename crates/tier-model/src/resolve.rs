@@ -255,7 +255,12 @@ impl Project {
         let attached = self.attach_files(&tree, &mut problems);
         let mut environment = build(name, &tree, own_extends.as_deref(), &attached);
         if !is_abstract {
-            crate::environment_checks::check_runtime(&environment, &tree, decl_location.as_ref(), &mut problems);
+            crate::environment_checks::check_runtime(
+                &environment,
+                &tree,
+                decl_location.as_ref(),
+                &mut problems,
+            );
         }
         crate::environment_checks::check_services(&environment, &tree, &mut problems);
         let mut warnings = Vec::new();
@@ -546,4 +551,3 @@ fn build(
         },
     }
 }
-

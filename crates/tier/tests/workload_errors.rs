@@ -148,3 +148,87 @@ fn a_patch_that_names_no_rendered_object_fails_render_naming_its_file() {
         "a field the object does not have is refused, not dropped: {stderr}"
     );
 }
+
+#[test]
+fn a_service_below_the_security_profile_is_a_warning_and_its_namespace_enforces_less() {
+    let project = TestProject::with_files(&[(
+        "tier.toml",
+        "[project]\nname = \"shop\"\nsecurity = \"restricted\"\n\n[environments.prod]\nruntime = \"kubernetes\"\nkube = { context = \"prod\", namespace = \"shop-prod\" }\n\n[services.web]\nimage = \"shop/web:1\"\n\n[services.legacy]\nimage = \"shop/legacy:1\"\nsecurity = { run_as_non_root = false, capabilities_add = [\"NET_ADMIN\"] }\n",
+    )]);
+    let output = project
+        .tier()
+        .args(["validate"])
+        .output()
+        .expect("validate");
+    let stderr = redact(&String::from_utf8_lossy(&output.stderr), &project);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "a warning refuses nothing: {stderr}"
+    );
+    insta::assert_snapshot!(stderr);
+
+    let rendered = project
+        .tier()
+        .args(["render", "prod", "--format", "k8s"])
+        .output()
+        .expect("render");
+    let yaml = String::from_utf8_lossy(&rendered.stdout);
+    assert!(
+        yaml.contains("pod-security.kubernetes.io/enforce: privileged")
+            && yaml.contains("pod-security.kubernetes.io/warn: restricted"),
+        "the namespace enforces what every service meets and warns at the profile:\n{yaml}"
+    );
+}
+
+#[test]
+fn two_services_cannot_claim_one_host() {
+    let project = TestProject::with_files(&[(
+        "tier.toml",
+        &with_dev(
+            "[services.web]\ncommand = [\"bin/web\"]\nimage = \"shop/web:1\"\nhost = \"shop.example.com\"\n\n[services.api]\ncommand = [\"bin/api\"]\nimage = \"shop/api:1\"\nhost = \"shop.example.com\"\n",
+        ),
+    )]);
+    let stderr = validate(&project);
+    assert!(
+        stderr.contains("services `api` and `web` both claim host shop.example.com")
+            && stderr.contains("tier.toml:15:8"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn null_in_base_json_removes_the_key_and_explain_names_the_line() {
+    let project = TestProject::with_files(&[
+        (
+            "tier.toml",
+            &with_dev(
+                "[services.web]\ncommand = [\"bin/web\"]\nimage = \"shop/web:1\"\nconfig = \"config/web\"\n",
+            ),
+        ),
+        (
+            "config/web/base.json",
+            "{\n  \"keep\": 1,\n  \"gone\": null\n}\n",
+        ),
+    ]);
+    let rendered = project
+        .tier()
+        .args(["render", "dev", "--output", "json"])
+        .output()
+        .expect("render");
+    let value: serde_json::Value = serde_json::from_slice(&rendered.stdout).expect("json");
+    assert_eq!(
+        value["services"]["web"]["config"],
+        serde_json::json!({ "keep": 1 }),
+        "null removes the key even in base.json"
+    );
+    let explain = project
+        .tier()
+        .args(["explain", "dev", "services.web.config.gone"])
+        .output()
+        .expect("explain");
+    assert_eq!(
+        String::from_utf8_lossy(&explain.stdout),
+        "services.web.config.gone is removed\n  by config/web/base.json:3:11\n"
+    );
+}
