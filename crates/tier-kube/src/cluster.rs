@@ -130,9 +130,19 @@ impl Kind {
             Object::Ingress(_) => Kind::Ingress,
             Object::Other(object) => {
                 let types = object.types.as_ref()?;
-                Kind::Other {
-                    api_version: types.api_version.clone(),
-                    kind: types.kind.clone(),
+                // An extra object of a kind tier renders itself is listed with that kind.
+                match (types.api_version.as_str(), types.kind.as_str()) {
+                    ("v1", "ConfigMap") => Kind::ConfigMap,
+                    ("v1", "Secret") => Kind::Secret,
+                    ("v1", "Service") => Kind::Service,
+                    ("v1", "ServiceAccount") => Kind::ServiceAccount,
+                    ("apps/v1", "Deployment") => Kind::Deployment,
+                    ("networking.k8s.io/v1", "Ingress") => Kind::Ingress,
+                    ("v1", "PersistentVolumeClaim") | ("v1", "Namespace") => return None,
+                    (api_version, kind) => Kind::Other {
+                        api_version: api_version.to_owned(),
+                        kind: kind.to_owned(),
+                    },
                 }
             }
         })

@@ -688,3 +688,63 @@ fn base64_decode(text: &str) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn extra_manifests_service_accounts_and_patches_reach_the_cluster_and_are_pruned() {
+    let project = TestProject::with_files(&[
+        (
+            "tier.toml",
+            &SHOP.replace(
+                "[services.api]\n",
+                "[services.api]\nservice_account = \"api\"\nmanifests = [\"extra/\"]\npatches = [\"api-patch.yaml\"]\n",
+            ),
+        ),
+        (
+            "extra/table.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: feature-table\ndata:\n  rows: \"3\"\n",
+        ),
+        (
+            "api-patch.yaml",
+            "spec:\n  template:\n    spec:\n      nodeSelector:\n        pool: api\n",
+        ),
+    ]);
+    let setup = Setup::new(project, "prod-admin");
+    setup.run(&["apply", "prod"], 0);
+    let fake = &setup.fake;
+    let table = fake
+        .get("configmaps", "shop-prod", "feature-table")
+        .expect("the extra object is applied");
+    assert_eq!(table["metadata"]["labels"]["tier.dev/environment"], "prod");
+    assert_eq!(table["data"]["rows"], "3");
+    let account = fake
+        .get("serviceaccounts", "shop-prod", "api")
+        .expect("the service account");
+    assert_eq!(account["automountServiceAccountToken"], false);
+    let api = fake
+        .get("deployments", "shop-prod", "api")
+        .expect("the api Deployment");
+    assert_eq!(
+        api["spec"]["template"]["spec"]["nodeSelector"]["pool"], "api",
+        "the patch reached the cluster"
+    );
+    assert_eq!(api["spec"]["template"]["spec"]["serviceAccountName"], "api");
+
+    setup.project.write("tier.toml", SHOP);
+    let run = setup.run(&["apply", "prod"], 0);
+    assert!(
+        run.stderr
+            .contains("pruned ConfigMap shop-prod/feature-table")
+            && run.stderr.contains("pruned ServiceAccount shop-prod/api"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        fake.get("configmaps", "shop-prod", "feature-table")
+            .is_none()
+    );
+    assert!(fake.get("serviceaccounts", "shop-prod", "api").is_none());
+    let api = fake
+        .get("deployments", "shop-prod", "api")
+        .expect("the api Deployment");
+    assert!(api["spec"]["template"]["spec"]["nodeSelector"].is_null());
+}
