@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use tier_model::Set;
 use tier_model::environment::{OnFailure, Runtime as RuntimeKind};
 use tier_plan::{Deployed, Plan};
-use tier_state::{Holder, Lock, Origin, Outcome, Revision, State, StateError};
+use tier_state::{HeldLock, Holder, NewRevision, Origin, Outcome, Records, Revision, StateError};
 
 use crate::artifacts::{Desired, desired_from_revision, fix_artifacts, stored_programs};
 use crate::bom::BillOfMaterials;
@@ -16,7 +16,7 @@ use crate::event::DeployEvent;
 use crate::kube::KubeRuntime;
 use crate::local::LocalRuntime;
 use crate::runtime::{Rollout, Runtime};
-use crate::{DeployError, Session, Workspace, secrets};
+use crate::{DeployConfig, DeployError, Session, Workspace, secrets};
 
 /// What `apply` carries out: an environment resolved now, or a plan saved by `tier plan --out`.
 #[derive(Clone, Debug)]
@@ -38,9 +38,9 @@ pub enum Applied {
 pub fn plan(workspace: &mut Workspace, env: &str, sets: &[Set]) -> Result<Plan, DeployError> {
     let (environment, secrets) = deployable(workspace, env, sets)?;
     let root = workspace.root();
-    let state = open_state(root, env)?;
     let desired = fix_artifacts(root, environment, secrets)?;
-    make_plan(&state, env, &desired)
+    let records = crate::state::open(root, &desired.environment, DeployConfig::default())?;
+    make_plan(records.as_ref(), env, &desired)
 }
 
 /// Carries out the plan of an environment (or a saved plan) under its lock.
@@ -67,9 +67,17 @@ pub fn apply(
     };
     let root = workspace.root();
     session.confirm.check(&desired.environment, "apply to")?;
-    let state = open_state(root, &env)?;
-    let lock = take_lock(&state, &env, &command, session)?;
+    let records = crate::state::open(root, &desired.environment, session.kube)?;
+    let state = records.as_ref();
+    let lock = take_lock(state, &env, &command, session)?;
     let result = (|| {
+        crate::state::move_local_state(
+            root,
+            &desired.environment,
+            state,
+            lock.as_ref(),
+            session.events,
+        )?;
         let plan = match saved {
             Some(plan) => {
                 let serial = state.serial().unwrap_or(u64::MAX);
@@ -80,7 +88,7 @@ pub fn apply(
                     })?;
                 plan
             }
-            None => make_plan(&state, &env, &desired)?,
+            None => make_plan(state, &env, &desired)?,
         };
         let empty = plan.is_empty();
         (session.events)(DeployEvent::Planned {
@@ -92,7 +100,15 @@ pub fn apply(
         if empty && running {
             return Ok(Applied::Unchanged { env: env.clone() });
         }
-        carry_out(root, &env, &lock, &desired, Origin::Apply, session)
+        carry_out(
+            root,
+            &env,
+            state,
+            lock.as_ref(),
+            &desired,
+            Origin::Apply,
+            session,
+        )
     })();
     let _ = lock.release();
     result
@@ -106,9 +122,9 @@ pub fn rollback(
     to: u64,
     session: &Session,
 ) -> Result<Applied, DeployError> {
-    workspace.known(env)?;
+    let records = crate::state::records(workspace, env, session.kube)?;
+    let state = records.as_ref();
     let root = workspace.root();
-    let state = open_state(root, env)?;
     let revision = match state.revision(to) {
         Ok(Some(revision)) if revision.outcome == Outcome::Succeeded => revision,
         Ok(Some(revision)) => {
@@ -133,12 +149,20 @@ pub fn rollback(
     desired.secrets = secrets::attach(root, &mut desired.environment)?;
     session.confirm.check(&desired.environment, "roll back")?;
     let lock = take_lock(
-        &state,
+        state,
         env,
         &format!("tier rollback {env} --to {to}"),
         session,
     )?;
-    let result = carry_out(root, env, &lock, &desired, Origin::Rollback { to }, session);
+    let result = carry_out(
+        root,
+        env,
+        state,
+        lock.as_ref(),
+        &desired,
+        Origin::Rollback { to },
+        session,
+    );
     let _ = lock.release();
     result
 }
@@ -164,8 +188,9 @@ pub fn promote(
             promote_from,
         });
     }
+    let source_records = crate::state::records(workspace, from, session.kube)?;
     let root = workspace.root();
-    let source = match open_state(root, from)?.deployed() {
+    let source = match source_records.deployed() {
         Ok(Some(revision)) => revision,
         Ok(None) => {
             return Err(DeployError::NothingToPromote {
@@ -196,9 +221,18 @@ pub fn promote(
         secrets,
     };
     session.confirm.check(&desired.environment, "promote to")?;
-    let state = open_state(root, to)?;
-    let lock = take_lock(&state, to, &format!("tier promote {from} {to}"), session)?;
-    let result = make_plan(&state, to, &desired).and_then(|plan| {
+    let records = crate::state::open(root, &desired.environment, session.kube)?;
+    let state = records.as_ref();
+    let lock = take_lock(state, to, &format!("tier promote {from} {to}"), session)?;
+    let result = crate::state::move_local_state(
+        root,
+        &desired.environment,
+        state,
+        lock.as_ref(),
+        session.events,
+    )
+    .and_then(|()| make_plan(state, to, &desired))
+    .and_then(|plan| {
         (session.events)(DeployEvent::Planned {
             env: to.to_owned(),
             plan: Box::new(plan),
@@ -207,7 +241,7 @@ pub fn promote(
             from_environment: from.to_owned(),
             from_revision: source.number,
         };
-        carry_out(root, to, &lock, &desired, origin, session)
+        carry_out(root, to, state, lock.as_ref(), &desired, origin, session)
     });
     let _ = lock.release();
     result
@@ -266,12 +300,7 @@ fn from_saved_plan(root: &Path, path: &Path) -> Result<(String, Desired, Plan), 
     Ok((env, desired, plan))
 }
 
-fn open_state(root: &Path, env: &str) -> Result<State, DeployError> {
-    State::open(tier_local::paths::EnvDir::new(root, env).root())
-        .map_err(|error| DeployError::state(env, error))
-}
-
-fn make_plan(state: &State, env: &str, desired: &Desired) -> Result<Plan, DeployError> {
+fn make_plan(state: &dyn Records, env: &str, desired: &Desired) -> Result<Plan, DeployError> {
     let current = state
         .deployed()
         .map_err(|error| DeployError::state(env, error))?;
@@ -291,14 +320,14 @@ fn make_plan(state: &State, env: &str, desired: &Desired) -> Result<Plan, Deploy
 }
 
 /// Takes the environment's lock, or says who holds it.
-fn take_lock(
-    state: &State,
+fn take_lock<'a>(
+    state: &'a dyn Records,
     env: &str,
     command: &str,
     session: &Session,
-) -> Result<Lock, DeployError> {
+) -> Result<Box<dyn HeldLock + 'a>, DeployError> {
     let holder = Holder::this_process(command, state.now_unix_ms());
-    let lock = state.lock(holder).map_err(|error| match error {
+    let lock = state.take_lock(holder).map_err(|error| match error {
         StateError::Locked { holder, alive } => DeployError::Locked {
             env: env.to_owned(),
             holder: Box::new(holder),
@@ -330,7 +359,8 @@ fn who() -> String {
 fn carry_out(
     root: &Path,
     env: &str,
-    lock: &Lock,
+    state: &dyn Records,
+    lock: &dyn HeldLock,
     desired: &Desired,
     origin: Origin,
     session: &Session,
@@ -341,15 +371,21 @@ fn carry_out(
         RuntimeKind::Local => Box::new(LocalRuntime::new(root, env, session.agent.clone())),
         RuntimeKind::Kubernetes => Box::new(KubeRuntime::connect(root, desired, session.kube)?),
     };
-    let previous = lock
-        .state()
+    let previous = state
         .deployed()
         .map_err(|error| DeployError::state(env, error))?;
     let spec = serde_json::to_value(&desired.environment)
         .map_err(|error| DeployError::Artifacts(format!("{env}: {error}")))?;
     let bom = BillOfMaterials::scan(root, &desired.environment).to_value();
+    let who = who();
     let revision = lock
-        .begin_with_bom(&spec, &desired.artifacts, &who(), origin, &bom)
+        .begin(NewRevision {
+            spec: &spec,
+            artifacts: &desired.artifacts,
+            who: &who,
+            origin: &origin,
+            bom: &bom,
+        })
         .map_err(|error| DeployError::state(env, error))?;
     (session.events)(DeployEvent::RevisionRecorded {
         env: env.to_owned(),

@@ -106,7 +106,7 @@ pub enum DeployError {
     },
     #[error(
         "{env} is locked by `{}` (pid {} on {}), which is still running; it was not broken",
-        holder.command, holder.pid, holder.host
+        holder.command, holder.pid, holder.place()
     )]
     LockInUse { env: String, holder: Box<Holder> },
     #[error("{env}: the lock was not broken")]
@@ -164,12 +164,16 @@ fn locked_message(env: &str, holder: &Holder, alive: bool) -> String {
     if alive {
         format!(
             "{env} is locked: `{}` (pid {} on {}) is changing it; try again when it is done",
-            holder.command, holder.pid, holder.host
+            holder.command,
+            holder.pid,
+            holder.place()
         )
     } else {
         format!(
             "{env} is locked by `{}` (pid {} on {}), which is no longer running; `tier unlock {env}` breaks the lock",
-            holder.command, holder.pid, holder.host
+            holder.command,
+            holder.pid,
+            holder.place()
         )
     }
 }

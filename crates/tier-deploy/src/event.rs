@@ -48,6 +48,14 @@ pub enum DeployEvent {
     RolloutFailed { env: String, reason: String },
     /// The engine applies the revision that was deployed before again.
     Restoring { env: String, revision: u64 },
+    /// A kubernetes environment's revisions were moved from its old state file into its
+    /// cluster (`to` names the namespace and the server), once.
+    StateMoved {
+        env: String,
+        revisions: usize,
+        from: String,
+        to: String,
+    },
     /// Something went wrong that does not change the result (an agent that would not stop).
     Warning { message: String },
 }

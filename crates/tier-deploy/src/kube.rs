@@ -128,7 +128,7 @@ fn current_thread() -> Result<tokio::runtime::Runtime, DeployError> {
 }
 
 /// A cluster error as a refusal, with its hint.
-fn refused(env: &str, error: &ClusterError) -> DeployError {
+pub(crate) fn refused(env: &str, error: &ClusterError) -> DeployError {
     let message = match error {
         // These name the environment already.
         ClusterError::WrongContext { .. } | ClusterError::NotKubernetes { .. } => error.to_string(),

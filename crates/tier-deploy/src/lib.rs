@@ -22,6 +22,7 @@ pub mod local;
 mod records;
 pub mod runtime;
 pub mod secrets;
+mod state;
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,7 @@ pub use event::{DeployEvent, EventSink, Phase, ServiceProgress, ignore_events};
 pub use local::AgentProgram;
 pub use records::{Unlocked, history, unlock};
 pub use runtime::{Rollout, RolloutFailure, Runtime};
+pub use state::records;
 pub use tier_kube::DeployConfig;
 
 /// A project root and its loaded project: what every call works in.

@@ -1,15 +1,15 @@
-//! The environment's records read and its lock broken: `history` and `unlock`.
+//! The environment's records read and its lock broken: `history` and `unlock`, from whichever
+//! records the environment has (its state file, or its cluster).
 
-use tier_local::paths::EnvDir;
-use tier_state::{Holder, Revision, State};
+use tier_kube::DeployConfig;
+use tier_state::{Holder, Revision};
 
 use crate::{DeployError, Workspace};
 
 /// Every revision of the environment, oldest first.
-pub fn history(workspace: &Workspace, env: &str) -> Result<Vec<Revision>, DeployError> {
-    workspace.known(env)?;
-    let state = open(workspace, env)?;
-    state
+pub fn history(workspace: &mut Workspace, env: &str) -> Result<Vec<Revision>, DeployError> {
+    let records = crate::state::records(workspace, env, DeployConfig::default())?;
+    records
         .history()
         .map_err(|error| DeployError::state(env, error))
 }
@@ -18,42 +18,44 @@ pub fn history(workspace: &Workspace, env: &str) -> Result<Vec<Revision>, Deploy
 #[derive(Clone, Debug)]
 pub enum Unlocked {
     NotLocked,
-    /// The lock of a process that no longer runs was broken.
-    Broke(Holder),
+    /// The lock was broken; `alive` says whether its holder still counted as running (a
+    /// cluster's lease within its duration).
+    Broke {
+        holder: Holder,
+        alive: bool,
+    },
 }
 
-/// Breaks the lock of a process that no longer runs, once `confirm(holder)` agrees. A live
-/// holder's lock is never broken.
+/// Breaks the environment's lock once `confirm(holder, alive)` agrees. A local holder that
+/// still runs is never broken; a cluster's lease is, with a confirmation, since its holder
+/// checks the lease before each write and stops.
 pub fn unlock(
-    workspace: &Workspace,
+    workspace: &mut Workspace,
     env: &str,
-    confirm: &dyn Fn(&Holder) -> bool,
+    confirm: &dyn Fn(&Holder, bool) -> bool,
 ) -> Result<Unlocked, DeployError> {
-    workspace.known(env)?;
-    let state = open(workspace, env)?;
-    let holder = match state.lock_holder() {
-        Ok(Some(holder)) => holder,
+    let records = crate::state::records(workspace, env, DeployConfig::default())?;
+    let found = match records.lock_holder() {
+        Ok(Some(found)) => found,
         Ok(None) => return Ok(Unlocked::NotLocked),
         Err(error) => return Err(DeployError::state(env, error)),
     };
-    if holder.is_alive() {
+    if found.alive && !found.breakable_when_alive {
         return Err(DeployError::LockInUse {
             env: env.to_owned(),
-            holder: Box::new(holder),
+            holder: Box::new(found.holder),
         });
     }
-    if !confirm(&holder) {
+    if !confirm(&found.holder, found.alive) {
         return Err(DeployError::LockKept {
             env: env.to_owned(),
         });
     }
-    state
+    records
         .break_lock()
         .map_err(|error| DeployError::state(env, error))?;
-    Ok(Unlocked::Broke(holder))
-}
-
-fn open(workspace: &Workspace, env: &str) -> Result<State, DeployError> {
-    State::open(EnvDir::new(workspace.root(), env).root())
-        .map_err(|error| DeployError::state(env, error))
+    Ok(Unlocked::Broke {
+        holder: found.holder,
+        alive: found.alive,
+    })
 }

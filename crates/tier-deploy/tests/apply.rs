@@ -219,7 +219,7 @@ fn apply_drives_the_sample_app_and_reports_each_step() {
         "envs/dev.toml",
         &format!("[services.frontend]\nexpose = {port}\n"),
     );
-    let workspace = Workspace::load(project.path()).expect("load the sample app");
+    let mut workspace = Workspace::load(project.path()).expect("load the sample app");
     let root = workspace.root().to_owned();
     let _stop = Stop(&root, "dev");
     let recorder = Recorder::default();
@@ -332,7 +332,7 @@ fn apply_drives_the_sample_app_and_reports_each_step() {
     );
     assert_eq!(http_get(port, "/").1, "Hello from <b>engine config</b>!");
 
-    let history = tier_deploy::history(&workspace, "dev").expect("the history");
+    let history = tier_deploy::history(&mut workspace, "dev").expect("the history");
     let outcomes: Vec<&str> = history
         .iter()
         .map(|revision| match revision.outcome {

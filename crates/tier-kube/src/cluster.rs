@@ -47,6 +47,16 @@ pub enum ClusterError {
         context: String,
         source: kube::Error,
     },
+    /// The API server did not answer `GET /version`: nothing was read or changed.
+    #[error(
+        "the API server {server} (kube context `{context}`, kubeconfig {kubeconfig}) does not answer: {reason}; nothing was changed"
+    )]
+    Unreachable {
+        server: String,
+        context: String,
+        kubeconfig: String,
+        reason: String,
+    },
     #[error("cannot {action}: {source}")]
     Api { action: String, source: kube::Error },
 }
@@ -61,6 +71,9 @@ impl ClusterError {
             ClusterError::Kubeconfig { .. } => Some(
                 "point KUBECONFIG at the cluster's kubeconfig, or write ~/.kube/config".to_owned(),
             ),
+            ClusterError::Unreachable { context, .. } => Some(format!(
+                "check that the cluster runs and that `kubectl --context {context} version` answers, then run the command again"
+            )),
             _ => None,
         }
     }
@@ -164,15 +177,22 @@ pub struct Pruned {
     pub name: String,
 }
 
-/// A client for the environment's own context, made only after the guard passed.
+/// How long tier waits for the API server to answer its first request.
+const REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A client for the environment's own context, made only after the guard passed and the API
+/// server answered.
 #[derive(Clone)]
 pub struct Cluster {
     client: kube::Client,
+    server: String,
+    context: String,
 }
 
 impl Cluster {
     /// Reads the kubeconfig (KUBECONFIG, else ~/.kube/config), refuses when its current
-    /// context is not the environment's, and connects with that context.
+    /// context is not the environment's, connects with that context, and checks that the API
+    /// server answers (`GET /version`) before anything else is read or written.
     pub async fn connect(environment: &Environment) -> Result<Cluster, ClusterError> {
         let kubeconfig =
             Kubeconfig::read().map_err(|source| ClusterError::Kubeconfig { source })?;
@@ -196,9 +216,47 @@ impl Cluster {
                 context: context.clone(),
                 source,
             })?;
-        let client = kube::Client::try_from(config)
-            .map_err(|source| ClusterError::Connect { context, source })?;
-        Ok(Cluster { client })
+        let server = config.cluster_url.to_string();
+        let server = server.trim_end_matches('/').to_owned();
+        let client = kube::Client::try_from(config).map_err(|source| ClusterError::Connect {
+            context: context.clone(),
+            source,
+        })?;
+        let unreachable = |reason: String| ClusterError::Unreachable {
+            server: server.clone(),
+            context: context.clone(),
+            kubeconfig: kubeconfig_place(),
+            reason,
+        };
+        match tokio::time::timeout(REACH_TIMEOUT, client.apiserver_version()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(unreachable(reach_reason(&error))),
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer within {} s",
+                    REACH_TIMEOUT.as_secs()
+                )));
+            }
+        }
+        Ok(Cluster {
+            client,
+            server,
+            context,
+        })
+    }
+
+    /// The API server's URL, for messages.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The kube context this client uses.
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+
+    pub(crate) fn client(&self) -> &kube::Client {
+        &self.client
     }
 
     /// Server-side applies one object with field manager `tier`, taking over fields another
@@ -439,6 +497,31 @@ impl Cluster {
                 source,
             }),
         }
+    }
+}
+
+/// Where the kubeconfig was read from, as a user would name it: `KUBECONFIG`'s value, or
+/// `~/.kube/config`.
+pub fn kubeconfig_place() -> String {
+    match std::env::var("KUBECONFIG") {
+        Ok(paths) if !paths.is_empty() => paths,
+        _ => "~/.kube/config".to_owned(),
+    }
+}
+
+/// The innermost cause of a failed first request, which names what went wrong
+/// (`Connection refused`) where the outer ones say only "client error".
+fn reach_reason(error: &kube::Error) -> String {
+    let mut source: &dyn std::error::Error = error;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    let innermost = source.to_string();
+    let outer = error.to_string();
+    if innermost == outer {
+        outer
+    } else {
+        format!("{outer} ({innermost})")
     }
 }
 

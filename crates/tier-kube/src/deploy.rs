@@ -22,6 +22,9 @@ pub struct DeployConfig {
     /// keeps waiting for the controller to report anything, before it calls the rollout
     /// failed itself.
     pub grace: Duration,
+    /// How long the environment's lock (a Lease) outlives its holder's last renewal; the
+    /// holder renews it every third of this while it runs.
+    pub lease: Duration,
 }
 
 impl Default for DeployConfig {
@@ -29,6 +32,7 @@ impl Default for DeployConfig {
         DeployConfig {
             poll: Duration::from_millis(500),
             grace: Duration::from_secs(30),
+            lease: Duration::from_secs(30),
         }
     }
 }

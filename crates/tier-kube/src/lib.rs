@@ -11,9 +11,11 @@
 
 mod cluster;
 mod deploy;
+mod lease;
 mod network;
 mod object;
 mod patch;
+mod records;
 mod render;
 mod rollout;
 mod store;
@@ -21,11 +23,13 @@ mod workload;
 
 pub use cluster::{
     Cluster, ClusterError, FIELD_MANAGER, Kind, Pruned, check_context, environment_selector,
+    kubeconfig_place,
 };
 pub use deploy::{DeployConfig, DeployFailure, Event, deploy, waves};
 pub use network::EXTERNAL_SUFFIX;
 pub use object::{Object, OutputError, to_yaml, write_dir};
 pub use patch::{PatchEffect, PatchError};
+pub use records::{ClusterRecords, RECORDS_LABEL};
 pub use render::{
     CONFIG_DIR, CONFIG_HASH_ANNOTATION, ENVIRONMENT_LABEL, MANAGED_BY_LABEL, NAME_LABEL,
     PART_OF_LABEL, POD_SECURITY_AUDIT, POD_SECURITY_ENFORCE, POD_SECURITY_WARN, RenderError,

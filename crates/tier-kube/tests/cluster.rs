@@ -43,6 +43,7 @@ fn fast() -> DeployConfig {
     DeployConfig {
         poll: Duration::from_millis(10),
         grace: Duration::from_secs(60),
+        ..DeployConfig::default()
     }
 }
 

@@ -38,25 +38,30 @@ pub enum StateError {
         "the environment is locked by `{}` (pid {} on {}){}",
         holder.command,
         holder.pid,
-        holder.host,
+        holder.place(),
         if *alive { "" } else { ", which is no longer running; the lock can be broken" }
     )]
     Locked { holder: Holder, alive: bool },
 
     /// This process's lock was broken (and perhaps taken by another process) while it was
-    /// held; writing on would interleave two applies.
+    /// held; writing on would interleave two applies. `place` is the state file, or the
+    /// cluster's lease.
     #[error(
-        "the lock on {} was broken while this process held it{}",
-        path.display(),
+        "the lock on {place} was broken while this process held it{}",
         match holder {
-            Some(holder) => format!("; it is now held by `{}` (pid {} on {})", holder.command, holder.pid, holder.host),
+            Some(holder) => format!("; it is now held by `{}` (pid {} on {})", holder.command, holder.pid, holder.place()),
             None => String::new(),
         }
     )]
     LockLost {
-        path: PathBuf,
+        place: String,
         holder: Option<Holder>,
     },
+
+    /// The records kept outside this machine (a cluster's) could not be read or written;
+    /// the message names the request and the server.
+    #[error("{message} ({place})")]
+    Remote { place: String, message: String },
 
     /// A revision number that was never begun.
     #[error("there is no revision {number}")]

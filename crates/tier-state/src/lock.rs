@@ -17,6 +17,9 @@ use crate::state::State;
 pub struct Holder {
     pub pid: u32,
     pub host: String,
+    /// The user who runs it (`$USER`); empty in records written before it was kept.
+    #[serde(default)]
+    pub user: String,
     /// The command line, e.g. `tier apply prod`, so the message says what is running.
     pub command: String,
     pub since_unix_ms: u64,
@@ -29,8 +32,18 @@ impl Holder {
         Holder {
             pid: std::process::id(),
             host: this_host(),
+            user: this_user(),
             command: command.into(),
             since_unix_ms,
+        }
+    }
+
+    /// `user@host`, or the host alone when the user is not known: who to ask about the lock.
+    pub fn place(&self) -> String {
+        if self.user.is_empty() {
+            self.host.clone()
+        } else {
+            format!("{}@{}", self.user, self.host)
         }
     }
 
@@ -126,6 +139,13 @@ impl Drop for Lock {
 fn this_host() -> String {
     nix::unistd::gethostname()
         .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The user running this process, from `$USER` (or `$LOGNAME`); empty when neither is set.
+fn this_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_default()
 }
 

@@ -59,6 +59,8 @@ enum OutcomeRecord {
 pub(crate) struct HolderRecord {
     pid: u32,
     host: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    user: String,
     command: String,
     since_unix_ms: u64,
 }
@@ -152,6 +154,7 @@ impl HolderRecord {
         HolderRecord {
             pid: holder.pid,
             host: holder.host.clone(),
+            user: holder.user.clone(),
             command: holder.command.clone(),
             since_unix_ms: holder.since_unix_ms,
         }
@@ -161,9 +164,42 @@ impl HolderRecord {
         Holder {
             pid: self.pid,
             host: self.host,
+            user: self.user,
             command: self.command,
             since_unix_ms: self.since_unix_ms,
         }
+    }
+}
+
+/// The stored forms for a backend outside this crate (the cluster's Secrets and Lease), so
+/// every backend keeps revisions and holders in one format.
+pub mod codec {
+    use super::{HolderRecord, RevisionRecord};
+    use crate::lock::Holder;
+    use crate::revision::Revision;
+
+    /// A revision as its stored JSON.
+    pub fn encode_revision(revision: &Revision) -> Vec<u8> {
+        serde_json::to_vec(&RevisionRecord::from_revision(revision)).unwrap_or_default()
+    }
+
+    /// A revision from its stored JSON; the error says what did not parse.
+    pub fn decode_revision(bytes: &[u8]) -> Result<Revision, String> {
+        serde_json::from_slice::<RevisionRecord>(bytes)
+            .map(RevisionRecord::into_revision)
+            .map_err(|error| error.to_string())
+    }
+
+    /// A lock holder as its stored JSON.
+    pub fn encode_holder(holder: &Holder) -> String {
+        serde_json::to_string(&HolderRecord::from_holder(holder)).unwrap_or_default()
+    }
+
+    /// A lock holder from its stored JSON.
+    pub fn decode_holder(text: &str) -> Result<Holder, String> {
+        serde_json::from_str::<HolderRecord>(text)
+            .map(HolderRecord::into_holder)
+            .map_err(|error| error.to_string())
     }
 }
 

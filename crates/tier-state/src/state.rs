@@ -305,6 +305,35 @@ impl State {
         })
     }
 
+    /// Writes revisions from elsewhere as they are, into a state that holds none.
+    pub(crate) fn import_revisions(
+        &self,
+        holder: &Holder,
+        revisions: &[Revision],
+    ) -> Result<(), StateError> {
+        let summary = crate::backend::Summary::of(revisions);
+        self.write(|transaction| {
+            self.check_holder(transaction, holder)?;
+            let mut table = transaction.open_table(REVISIONS)?;
+            if table.first()?.is_some() {
+                return Err(Failure::Corrupt(
+                    "revisions can only be imported into an empty state".to_owned(),
+                ));
+            }
+            for revision in revisions {
+                let record = self.encode(&RevisionRecord::from_revision(revision))?;
+                table.insert(revision.number, record.as_slice())?;
+            }
+            let mut meta = transaction.open_table(META)?;
+            meta.insert(LAST_REVISION_KEY, summary.last)?;
+            meta.insert(SERIAL_KEY, summary.serial)?;
+            if let Some(deployed) = summary.deployed {
+                meta.insert(DEPLOYED_KEY, deployed)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Fails with `LockLost` unless the lock record is `holder`'s: a lock broken while held
     /// must stop its old holder from writing.
     fn check_holder(&self, transaction: &WriteTransaction, holder: &Holder) -> Result<(), Failure> {
@@ -313,7 +342,7 @@ impl State {
             return Ok(());
         }
         Err(Failure::State(StateError::LockLost {
-            path: self.database.clone(),
+            place: self.database.display().to_string(),
             holder: current,
         }))
     }

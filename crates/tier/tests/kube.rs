@@ -135,9 +135,30 @@ fn apply_creates_every_object_on_the_cluster_and_records_the_revision() {
     );
     let fake = &setup.fake;
     assert!(fake.get("namespaces", "", "shop-prod").is_some());
+    // The environment's records live beside its objects: the index, one Secret per revision.
     assert_eq!(
         fake.names("configmaps", "shop-prod"),
-        ["api-config", "web-config", "worker-config"]
+        [
+            "api-config",
+            "tier.prod.index",
+            "web-config",
+            "worker-config"
+        ]
+    );
+    assert!(
+        fake.names("secrets", "shop-prod")
+            .contains(&"tier.prod.v1".to_owned()),
+        "{:?}",
+        fake.names("secrets", "shop-prod")
+    );
+    assert!(
+        !setup.project.path().join(".tier/prod/state.redb").exists(),
+        "a kubernetes environment keeps no state file"
+    );
+    assert_eq!(
+        fake.names("leases", "shop-prod"),
+        Vec::<String>::new(),
+        "the lock is released"
     );
     assert_eq!(
         fake.names("deployments", "shop-prod"),
@@ -202,7 +223,12 @@ fn a_service_removed_from_the_project_is_pruned_and_others_objects_stay() {
     );
     assert_eq!(
         fake.names("configmaps", "shop-prod"),
-        ["api-config", "someone-elses", "web-config"]
+        [
+            "api-config",
+            "someone-elses",
+            "tier.prod.index",
+            "web-config"
+        ]
     );
 }
 
@@ -283,8 +309,14 @@ fn the_context_guard_refuses_another_context_and_changes_nothing() {
         setup.fake.requests().is_empty(),
         "nothing reached the cluster"
     );
-    let history = setup.run(&["history", "prod"], 0);
-    assert_eq!(history.stdout, "prod: nothing applied yet\n");
+    // Its history lives in the cluster, behind the same guard.
+    let history = setup.run(&["history", "prod"], 1);
+    assert!(
+        history.stderr.contains("the current context is `kind-dev`"),
+        "{}",
+        history.stderr
+    );
+    assert!(setup.fake.requests().is_empty());
 }
 
 #[test]

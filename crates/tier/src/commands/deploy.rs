@@ -81,6 +81,9 @@ fn changing(
     let mut session = Session::new(&show);
     session.confirm = Confirm::named(confirm).or_ask(&ask);
     session.interrupt = interrupt;
+    if let Some(lease) = lease_duration() {
+        session.kube.lease = lease;
+    }
     let result = call(workspace, &session);
     drawer.finish();
     match result {
@@ -94,6 +97,17 @@ fn changing(
         Ok(Applied::Unchanged { .. }) => Ok(()),
         Err(error) => Err(failed(global, workspace, &error)),
     }
+}
+
+/// `TIER_LEASE_DURATION` (whole seconds): how long a kubernetes environment's lock outlives
+/// an apply that stopped renewing it (30 s when unset).
+fn lease_duration() -> Option<std::time::Duration> {
+    let seconds: u64 = std::env::var("TIER_LEASE_DURATION")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(std::time::Duration::from_secs(seconds.max(1)))
 }
 
 pub fn apply(
@@ -120,8 +134,8 @@ pub fn apply(
 }
 
 pub fn history(global: &Global, env: &str) -> CommandResult {
-    let workspace = known_environment(global, env)?;
-    let revisions = match tier_deploy::history(&workspace, env) {
+    let mut workspace = known_environment(global, env)?;
+    let revisions = match tier_deploy::history(&mut workspace, env) {
         Ok(revisions) => revisions,
         Err(error) => return Err(failed(global, &workspace, &error)),
     };
@@ -220,26 +234,33 @@ pub fn promote(
 }
 
 pub fn unlock(global: &Global, env: &str, yes: bool) -> CommandResult {
-    let workspace = known_environment(global, env)?;
-    let confirm = |holder: &tier_state::Holder| {
+    let mut workspace = known_environment(global, env)?;
+    let confirm = |holder: &tier_state::Holder, alive: bool| {
         yes || (std::io::IsTerminal::is_terminal(&std::io::stdin())
             && console::Term::stderr().is_term()
             && {
+                let state = if alive {
+                    "still renewing its lease"
+                } else {
+                    "no longer running"
+                };
                 eprint!(
-                    "break the lock of `{}` (pid {}, no longer running)? [y/N] ",
-                    holder.command, holder.pid
+                    "break the lock of `{}` (pid {} on {}, {state})? [y/N] ",
+                    holder.command,
+                    holder.pid,
+                    holder.place()
                 );
                 let mut answer = String::new();
                 std::io::stdin().read_line(&mut answer).is_ok()
                     && matches!(answer.trim(), "y" | "yes")
             })
     };
-    match tier_deploy::unlock(&workspace, env, &confirm) {
+    match tier_deploy::unlock(&mut workspace, env, &confirm) {
         Ok(Unlocked::NotLocked) => {
             eprintln!("{env} is not locked");
             Ok(())
         }
-        Ok(Unlocked::Broke(holder)) => {
+        Ok(Unlocked::Broke { holder, .. }) => {
             eprintln!(
                 "{env}: broke the lock of `{}` (pid {})",
                 holder.command, holder.pid

@@ -45,8 +45,7 @@ pub fn run(global: &Global, command: &DepsCommand) -> CommandResult {
                     affected,
                     env,
                 } => {
-                    let deployed =
-                        deployed_versions(&project, &root, library, &inventory, env.as_deref())?;
+                    let deployed = deployed_versions(global, library, &inventory, env.as_deref())?;
                     why(global, &inventory, library, affected.as_deref(), &deployed)
                 }
                 DepsCommand::Outdated => outdated(global, &inventory),
@@ -163,18 +162,19 @@ struct Deployed {
 }
 
 /// The deployed versions of `library` in every environment (or the one named) that has a
-/// deployed revision with a bill of materials.
+/// deployed revision with a bill of materials, read from each environment's records (its
+/// state file, or its cluster; a cluster that cannot be reached is named and skipped).
 fn deployed_versions(
-    project: &Project,
-    root: &Path,
+    global: &Global,
     library: &str,
     inventory: &Inventory,
     only: Option<&str>,
 ) -> Result<Vec<Deployed>, Exit> {
+    let mut workspace = super::workspace(global)?;
     if let Some(env) = only
-        && project.environment(env).is_none()
+        && workspace.project().environment(env).is_none()
     {
-        output::error(&project.unknown_environment(env));
+        output::error(&workspace.project().unknown_environment(env));
         return Err(Exit::Usage);
     }
     let package = inventory
@@ -182,19 +182,32 @@ fn deployed_versions(
         .iter()
         .find(|candidate| candidate.name == library)
         .map_or(library, |candidate| candidate.package.as_str());
+    let environments: Vec<String> = workspace
+        .project()
+        .environments
+        .iter()
+        .filter(|decl| !decl.is_abstract && only.is_none_or(|env| env == decl.name))
+        .map(|decl| decl.name.clone())
+        .collect();
     let mut found = Vec::new();
-    for decl in &project.environments {
-        if only.is_some_and(|env| env != decl.name) || decl.is_abstract {
+    for env in environments {
+        let local = workspace.resolve(&env, &[]).map_or(true, |resolved| {
+            resolved.environment.runtime == tier_model::environment::Runtime::Local
+        });
+        let file = tier_local::paths::EnvDir::new(workspace.root(), &env)
+            .root()
+            .join("state.redb");
+        if local && !file.exists() {
             continue;
         }
-        let dir = tier_local::paths::EnvDir::new(root, &decl.name);
-        if !dir.root().join("state.redb").exists() {
-            continue;
-        }
-        let Ok(state) = tier_state::State::open(dir.root()) else {
-            continue;
+        let records = match tier_deploy::records(&mut workspace, &env, Default::default()) {
+            Ok(records) => records,
+            Err(error) => {
+                output::error(&format!("{env}: not read: {error}"));
+                continue;
+            }
         };
-        let Ok(Some(revision)) = state.deployed() else {
+        let Ok(Some(revision)) = records.deployed() else {
             continue;
         };
         // A revision recorded before bills of materials existed has none.
@@ -206,7 +219,7 @@ fn deployed_versions(
         };
         let versions = bom.versions_of(package);
         found.push(Deployed {
-            environment: decl.name.clone(),
+            environment: env.clone(),
             revision: revision.number,
             versions,
         });

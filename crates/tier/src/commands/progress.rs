@@ -123,6 +123,15 @@ impl Drawer {
                 eprintln!("{env}: applying revision {revision} again, which was deployed before");
             }
             DeployEvent::Warning { message } => output::error(&message),
+            DeployEvent::StateMoved {
+                env,
+                revisions,
+                from,
+                to,
+            } => eprintln!(
+                "{env}: moved {revisions} revision{} from {from} into the cluster ({to}); the file is now {from}.moved",
+                if revisions == 1 { "" } else { "s" }
+            ),
             DeployEvent::LockTaken { .. }
             | DeployEvent::AgentStarted { .. }
             | DeployEvent::EnvironmentReady { .. } => {}

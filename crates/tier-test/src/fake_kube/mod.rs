@@ -12,17 +12,27 @@
 //!   `resourceVersion`, and bumps a Deployment's `generation` when its spec changed;
 //!   a namespaced object needs its Namespace to exist;
 //! - `GET` of one object, `GET` of a list (in one namespace or all) with a `labelSelector`
-//!   of equality terms, and `DELETE` (a Namespace takes its objects with it);
+//!   of equality terms, and `DELETE` (a Namespace takes its objects with it) with the
+//!   `preconditions` of its body;
+//! - `POST` (create: 409 `AlreadyExists` when the name is taken) and `PUT` (replace: 409
+//!   `Conflict` when `metadata.resourceVersion` is not the stored one), the optimistic
+//!   concurrency a Lease and tier's records rely on (`writes.rs`);
+//! - `GET /version`, which tier reads to learn that the server answers;
 //! - for namespaces, configmaps, services, secrets, serviceaccounts and
-//!   persistentvolumeclaims (`/api/v1`), deployments (`/apis/apps/v1`) and ingresses
-//!   (`/apis/networking.k8s.io/v1`).
+//!   persistentvolumeclaims (`/api/v1`), deployments (`/apis/apps/v1`), ingresses
+//!   (`/apis/networking.k8s.io/v1`) and leases (`/apis/coordination.k8s.io/v1`).
+//!
+//! A Lease is stored like any object: the fake does not expire it (a real API server does not
+//! either; holders compare `renewTime` plus `leaseDurationSeconds` with their own clock).
 //!
 //! A Deployment's status plays a controller in fast motion, counted in reads of that
 //! Deployment (not in time, so tests never depend on timing): at the first read after a
 //! change the new generation is not yet observed; at the second one replica is updated; from
 //! the third every replica is updated and available. When an image's tag contains `fail`,
 //! the third read instead reports the `Progressing` condition with reason
-//! `ProgressDeadlineExceeded`, as a controller does for pods that never become ready.
+//! `ProgressDeadlineExceeded`, as a controller does for pods that never become ready; when it
+//! contains `hold`, the rollout stays at one updated replica and none ready, for as long as
+//! the test wants an apply to be in flight.
 //! [`FakeKube::set_ready`] makes a Deployment report fewer ready replicas, for `tier status`.
 //!
 //! It is not a conformance fake: no watches, no field merging between managers, no
@@ -37,6 +47,13 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+
+mod controller;
+mod routes;
+mod writes;
+
+use controller::deployment_status;
+use routes::{Target, kind_of, matches, parse_path, parse_selector};
 
 /// The fake API server; it stops when dropped.
 pub struct FakeKube {
@@ -226,87 +243,6 @@ struct Stored {
     ready: Option<u32>,
 }
 
-/// The resources the fake knows: plural, API group path, kind, namespaced.
-const RESOURCES: &[(&str, &str, &str, bool)] = &[
-    ("namespaces", "api/v1", "Namespace", false),
-    ("configmaps", "api/v1", "ConfigMap", true),
-    ("services", "api/v1", "Service", true),
-    ("secrets", "api/v1", "Secret", true),
-    ("deployments", "apis/apps/v1", "Deployment", true),
-    ("serviceaccounts", "api/v1", "ServiceAccount", true),
-    (
-        "persistentvolumeclaims",
-        "api/v1",
-        "PersistentVolumeClaim",
-        true,
-    ),
-    ("ingresses", "apis/networking.k8s.io/v1", "Ingress", true),
-];
-
-/// What a request's path names.
-enum Target {
-    List {
-        resource: &'static str,
-        namespace: Option<String>,
-    },
-    One {
-        resource: &'static str,
-        namespace: String,
-        name: String,
-    },
-}
-
-fn parse_path(path: &str) -> Option<Target> {
-    let (group, rest) = if let Some(rest) = path.strip_prefix("/api/v1/") {
-        ("api/v1", rest)
-    } else {
-        RESOURCES
-            .iter()
-            .map(|(_, group, ..)| *group)
-            .filter(|group| *group != "api/v1")
-            .find_map(|group| {
-                let rest = path
-                    .strip_prefix('/')?
-                    .strip_prefix(group)?
-                    .strip_prefix('/')?;
-                Some((group, rest))
-            })?
-    };
-    let known = |plural: &str, namespaced: bool| {
-        RESOURCES
-            .iter()
-            .find(|(name, in_group, _, scoped)| {
-                *name == plural && *in_group == group && *scoped == namespaced
-            })
-            .map(|(name, ..)| *name)
-    };
-    let segments: Vec<&str> = rest.split('/').filter(|part| !part.is_empty()).collect();
-    match segments.as_slice() {
-        [plural] => Some(Target::List {
-            resource: RESOURCES
-                .iter()
-                .find(|(name, in_group, ..)| name == plural && *in_group == group)
-                .map(|(name, ..)| *name)?,
-            namespace: None,
-        }),
-        ["namespaces", name] if group == "api/v1" => Some(Target::One {
-            resource: "namespaces",
-            namespace: String::new(),
-            name: (*name).to_owned(),
-        }),
-        ["namespaces", namespace, plural] => Some(Target::List {
-            resource: known(plural, true)?,
-            namespace: Some((*namespace).to_owned()),
-        }),
-        ["namespaces", namespace, plural, name] => Some(Target::One {
-            resource: known(plural, true)?,
-            namespace: (*namespace).to_owned(),
-            name: (*name).to_owned(),
-        }),
-        _ => None,
-    }
-}
-
 async fn handle(
     State(cluster): State<Arc<Mutex<Cluster>>>,
     method: Method,
@@ -323,6 +259,16 @@ async fn handle(
         path: uri.path().to_owned(),
         query: uri.query().unwrap_or_default().to_owned(),
     });
+    if method == Method::GET && uri.path() == "/version" {
+        return (
+            StatusCode::OK,
+            axum::Json(json!({
+                "major": "1", "minor": "32", "gitVersion": "v1.32.0-fake",
+                "platform": "linux/amd64",
+            })),
+        )
+            .into_response();
+    }
     let Some(target) = parse_path(uri.path()) else {
         return status(
             StatusCode::NOT_FOUND,
@@ -355,13 +301,36 @@ async fn handle(
             },
         ) => cluster.apply(resource, &namespace, &name, &query, &headers, &body),
         (
+            Method::POST,
+            Target::List {
+                resource,
+                namespace,
+            },
+        ) => cluster.create(
+            resource,
+            namespace.as_deref().unwrap_or_default(),
+            &query,
+            &body,
+        ),
+        (
+            Method::PUT,
+            Target::One {
+                resource,
+                namespace,
+                name,
+            },
+        ) => cluster.replace(resource, &namespace, &name, &body),
+        (
             Method::DELETE,
             Target::One {
                 resource,
                 namespace,
                 name,
             },
-        ) => cluster.delete(resource, &namespace, &name),
+        ) => match cluster.check_preconditions(resource, &namespace, &name, &body) {
+            Ok(()) => cluster.delete(resource, &namespace, &name),
+            Err(refused) => refused,
+        },
         (method, _) => status(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
@@ -575,124 +544,6 @@ impl Cluster {
     }
 }
 
-/// The status the fake controller reports after `reads` reads of the current generation.
-fn deployment_status(stored: &Stored) -> Value {
-    let object = &stored.object;
-    let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
-    let name = object["metadata"]["name"].as_str().unwrap_or_default();
-    let desired = object["spec"]["replicas"].as_u64().unwrap_or(1);
-    let failing = object["spec"]["template"]["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|container| container["image"].as_str())
-        .any(|image| image_tag(image).contains("fail"));
-    let set = format!("{name}-{generation}");
-    match stored.reads {
-        0 | 1 => json!({
-            "observedGeneration": generation - 1,
-            "replicas": desired,
-        }),
-        2 => json!({
-            "observedGeneration": generation,
-            "replicas": desired,
-            "updatedReplicas": desired.min(1),
-            "readyReplicas": 0,
-            "availableReplicas": 0,
-            "conditions": [{
-                "type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
-                "message": format!("ReplicaSet \"{set}\" is progressing."),
-            }],
-        }),
-        _ if failing => json!({
-            "observedGeneration": generation,
-            "replicas": desired,
-            "updatedReplicas": desired.min(1),
-            "readyReplicas": 0,
-            "availableReplicas": 0,
-            "unavailableReplicas": desired,
-            "conditions": [{
-                "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
-                "message": format!("ReplicaSet \"{set}\" has timed out progressing."),
-            }],
-        }),
-        _ => {
-            let ready = stored.ready.map_or(desired, u64::from).min(desired);
-            json!({
-                "observedGeneration": generation,
-                "replicas": desired,
-                "updatedReplicas": desired,
-                "readyReplicas": ready,
-                "availableReplicas": ready,
-                "conditions": [
-                    {"type": "Available", "status": if ready == desired { "True" } else { "False" },
-                     "reason": if ready == desired { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" }},
-                    {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-                     "message": format!("ReplicaSet \"{set}\" has successfully progressed.")},
-                ],
-            })
-        }
-    }
-}
-
-/// The tag of an image reference (`name:tag`, after any registry port), or empty.
-fn image_tag(image: &str) -> &str {
-    let last = image.rsplit('/').next().unwrap_or(image);
-    last.split_once(':').map(|(_, tag)| tag).unwrap_or_default()
-}
-
-fn kind_of(resource: &str) -> (&'static str, &'static str) {
-    RESOURCES
-        .iter()
-        .find(|(name, ..)| *name == resource)
-        .map(|(_, group, kind, _)| {
-            let api_version = group.strip_prefix("apis/").unwrap_or("v1");
-            (*kind, api_version)
-        })
-        .unwrap_or(("Unknown", "v1"))
-}
-
-enum Term {
-    Equals(String, String),
-    NotEquals(String, String),
-    Exists(String),
-    Absent(String),
-}
-
-/// Equality-based selectors (`a=b,c!=d,e,!f`); set-based ones are refused.
-fn parse_selector(text: &str) -> Result<Vec<Term>, String> {
-    text.split(',')
-        .filter(|term| !term.trim().is_empty())
-        .map(|term| {
-            let term = term.trim();
-            if term.contains(" in ") || term.contains(" notin ") || term.contains('(') {
-                Err(format!(
-                    "the fake API server does not take set-based selectors: {term}"
-                ))
-            } else if let Some((label, value)) = term.split_once("!=") {
-                Ok(Term::NotEquals(label.to_owned(), value.to_owned()))
-            } else if let Some((label, value)) = term.split_once("==") {
-                Ok(Term::Equals(label.to_owned(), value.to_owned()))
-            } else if let Some((label, value)) = term.split_once('=') {
-                Ok(Term::Equals(label.to_owned(), value.to_owned()))
-            } else if let Some(label) = term.strip_prefix('!') {
-                Ok(Term::Absent(label.to_owned()))
-            } else {
-                Ok(Term::Exists(term.to_owned()))
-            }
-        })
-        .collect()
-}
-
-fn matches(selector: &[Term], labels: &Value) -> bool {
-    selector.iter().all(|term| match term {
-        Term::Equals(label, value) => labels[label].as_str() == Some(value),
-        Term::NotEquals(label, value) => labels[label].as_str() != Some(value),
-        Term::Exists(label) => !labels[label].is_null(),
-        Term::Absent(label) => labels[label].is_null(),
-    })
-}
-
 fn not_found(resource: &str, name: &str) -> Response {
     status(
         StatusCode::NOT_FOUND,
@@ -716,26 +567,4 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response {
         })),
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn image_tags_ignore_registry_ports() {
-        assert_eq!(image_tag("app:0.1-fail"), "0.1-fail");
-        assert_eq!(image_tag("registry:5000/app"), "");
-        assert_eq!(image_tag("registry:5000/team/app:2"), "2");
-    }
-
-    #[test]
-    fn equality_selectors_match_labels() {
-        let labels = json!({"a": "1", "b": "2"});
-        let selector = parse_selector("a=1,b!=3,!c,a").unwrap_or_default();
-        assert!(matches(&selector, &labels));
-        let selector = parse_selector("a==2").unwrap_or_default();
-        assert!(!matches(&selector, &labels));
-        assert!(parse_selector("a in (1)").is_err());
-    }
 }
