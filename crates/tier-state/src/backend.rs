@@ -184,3 +184,77 @@ impl Summary {
         summary
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn revision(number: u64, outcome: Outcome) -> Revision {
+        Revision {
+            number,
+            spec: serde_json::Value::Null,
+            artifacts: BTreeMap::new(),
+            who: String::new(),
+            started_unix_ms: 0,
+            finished_unix_ms: None,
+            origin: Origin::Apply,
+            outcome,
+            bom: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn the_summary_is_what_the_revisions_imply() {
+        let failed = Outcome::Failed {
+            reason: "no".to_owned(),
+        };
+        let revisions = [
+            revision(1, Outcome::Succeeded),
+            revision(2, Outcome::InProgress),
+            revision(3, Outcome::Succeeded),
+            revision(4, failed),
+        ];
+        assert_eq!(
+            Summary::of(&revisions),
+            Summary {
+                last: 4,
+                deployed: Some(3),
+                serial: 7,
+            }
+        );
+        assert_eq!(Summary::of(&[]), Summary::default());
+    }
+
+    /// A state file's serial and deployed pointer agree with the summary of its revisions, so
+    /// a cluster that recomputes its index gets the numbers a state file would hold.
+    #[test]
+    fn a_state_file_agrees_with_the_summary_of_its_revisions() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let state = State::open(dir.path()).expect("a state");
+        let lock = state
+            .lock(Holder::this_process("test", 0))
+            .expect("the lock");
+        let spec = serde_json::json!({});
+        for outcome in [
+            Outcome::Succeeded,
+            Outcome::RolledBack {
+                reason: "x".to_owned(),
+            },
+        ] {
+            let number = lock
+                .begin(&spec, &BTreeMap::new(), "me", Origin::Apply)
+                .expect("begun");
+            lock.finish(number, outcome).expect("finished");
+        }
+        lock.begin(&spec, &BTreeMap::new(), "me", Origin::Apply)
+            .expect("begun");
+        let summary = Summary::of(&state.history().expect("history"));
+        let snapshot = state.snapshot().expect("snapshot");
+        assert_eq!(summary.serial, snapshot.serial);
+        assert_eq!(
+            summary.deployed,
+            snapshot.deployed.map(|revision| revision.number)
+        );
+        assert_eq!(summary.last, 3);
+    }
+}

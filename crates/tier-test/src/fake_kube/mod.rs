@@ -329,7 +329,7 @@ async fn handle(
             },
         ) => match cluster.check_preconditions(resource, &namespace, &name, &body) {
             Ok(()) => cluster.delete(resource, &namespace, &name),
-            Err(refused) => refused,
+            Err(refused) => *refused,
         },
         (method, _) => status(
             StatusCode::METHOD_NOT_ALLOWED,

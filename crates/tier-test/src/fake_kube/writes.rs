@@ -119,16 +119,16 @@ impl Cluster {
         namespace: &str,
         name: &str,
         body: &[u8],
-    ) -> Result<(), Response> {
+    ) -> Result<(), Box<Response>> {
         if body.is_empty() {
             return Ok(());
         }
         let Ok(options) = serde_json::from_slice::<Value>(body) else {
-            return Err(status(
+            return Err(Box::new(status(
                 StatusCode::BAD_REQUEST,
                 "BadRequest",
                 "the body is not DeleteOptions",
-            ));
+            )));
         };
         let Some(stored) = self.objects.get(&key(resource, namespace, name)) else {
             return Ok(());
@@ -137,7 +137,7 @@ impl Cluster {
         for field in ["resourceVersion", "uid"] {
             let wanted = &preconditions[field];
             if !wanted.is_null() && *wanted != stored.object["metadata"][field] {
-                return Err(conflict(resource, name));
+                return Err(Box::new(conflict(resource, name)));
             }
         }
         Ok(())

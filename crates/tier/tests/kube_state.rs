@@ -1,0 +1,521 @@
+//! A kubernetes environment's records live in its cluster: two machines (two copies of one
+//! project, two users, two home directories) against one API server share one history and
+//! one lock; a killed apply's lease expires; a kill at any point leaves no revision half
+//! written; an API server that does not answer records nothing and is named.
+//!
+//! The API server is `tier_test::fake_kube::FakeKube` (no cluster can run here); it keeps
+//! Leases, Secrets and ConfigMaps with the resourceVersion conflicts of a real one. The
+//! binary, kube-rs and every request are real.
+
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use tier_test::fake_kube::FakeKube;
+use tier_test::{TestProject, wait_for};
+
+const PROJECT: &str = r#"[project]
+name = "shop"
+
+[environments.prod]
+runtime = "kubernetes"
+kube = { context = "prod-admin", namespace = "shop-prod" }
+
+[services.api]
+command = ["api"]
+image = "shop-api:1.0"
+port = 8080
+replicas = 2
+
+[services.web]
+command = ["web"]
+image = "shop-web:1.0"
+port = 8081
+depends_on = ["api"]
+"#;
+
+/// One copy of the project on one "machine": its own directory, home and user.
+struct Machine {
+    project: TestProject,
+    home: tempfile::TempDir,
+    user: &'static str,
+}
+
+/// What one run printed.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Machine {
+    fn new(fake: &FakeKube, user: &'static str) -> Machine {
+        let project = TestProject::with_files(&[("tier.toml", PROJECT)]);
+        let home = tempfile::tempdir().expect("a home directory");
+        std::fs::create_dir_all(home.path().join(".kube")).expect("~/.kube");
+        fake.write_kubeconfig(
+            &home.path().join(".kube/config"),
+            &["prod-admin"],
+            "prod-admin",
+        );
+        Machine {
+            project,
+            home,
+            user,
+        }
+    }
+
+    fn env(&self, command: &mut Process) {
+        command
+            .env("HOME", self.home.path())
+            .env("USER", self.user)
+            .env_remove("KUBECONFIG")
+            .env("TIER_LEASE_DURATION", "1")
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "100");
+    }
+
+    fn tier(&self, args: &[&str]) -> Run {
+        let mut command = process();
+        self.env(&mut command);
+        let output = command
+            .arg("--project")
+            .arg(self.project.path())
+            .args(args)
+            .output()
+            .expect("run tier");
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> Run {
+        let run = self.tier(args);
+        assert_eq!(
+            run.code,
+            Some(0),
+            "{} tier {args:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.user,
+            run.stdout,
+            run.stderr
+        );
+        run
+    }
+
+    fn history(&self) -> serde_json::Value {
+        let run = self.ok(&["history", "prod", "--output", "json"]);
+        serde_json::from_str(&run.stdout).expect("history as JSON")
+    }
+
+    /// Starts `tier apply prod` in the background.
+    fn spawn(&self, sets: &[&str]) -> Child {
+        let mut command = process();
+        self.env(&mut command);
+        command.arg("--project").arg(self.project.path());
+        command.args(["apply", "prod"]);
+        for set in sets {
+            command.args(["--set", set]);
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tier apply")
+    }
+
+    /// Applies, retrying while a killed holder's lease has not expired yet (bounded).
+    fn apply_when_free(&self) -> Run {
+        let mut last = None;
+        wait_for(Duration::from_secs(20), "the lock to be free", || {
+            let run = self.tier(&["apply", "prod"]);
+            let done = run.code == Some(0) || !run.stderr.contains("locked");
+            last = Some(run);
+            done
+        });
+        last.expect("an apply ran")
+    }
+}
+
+/// The real `tier` binary, started as a user would.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the test drives the real tier binary, and SIGKILLs it mid-apply"
+)]
+fn process() -> Process {
+    Process::new(tier_test::tier_binary())
+}
+
+/// Lets `ms` pass: where a kill lands in an apply, and a killed holder's lease running out.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the pause is the point: it places a SIGKILL, or outlasts a lease"
+)]
+fn pause(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// Waits (bounded) until the fake holds the environment's lease.
+fn wait_for_lease(fake: &FakeKube) -> serde_json::Value {
+    let mut lease = None;
+    wait_for(
+        Duration::from_secs(30),
+        "the apply to take the lock",
+        || {
+            lease = fake.get("leases", "shop-prod", "tier.prod.lock");
+            lease.is_some()
+        },
+    );
+    lease.unwrap_or_default()
+}
+
+fn kill(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn two_machines_share_one_history_and_one_lock() {
+    let fake = FakeKube::start();
+    let alice = Machine::new(&fake, "alice");
+    let bob = Machine::new(&fake, "bob");
+
+    let applied = alice.ok(&["apply", "prod"]);
+    assert!(applied.stdout.contains("prod: revision 1 deployed"));
+    // Bob's machine sees Alice's revision, and nothing left to do.
+    let history = bob.history();
+    assert_eq!(history.as_array().map(Vec::len), Some(1), "{history:#}");
+    assert!(
+        history[0]["who"]
+            .as_str()
+            .is_some_and(|who| who.starts_with("alice")),
+        "{history:#}"
+    );
+    assert_eq!(history[0]["outcome"]["status"], "succeeded");
+    let plan = bob.ok(&["plan", "prod"]);
+    assert!(
+        plan.stdout.contains("No changes: prod matches revision 1."),
+        "{}",
+        plan.stdout
+    );
+
+    // While Alice's apply runs (its rollout never finishes), Bob is refused, by name.
+    let running = alice.spawn(&["services.api.image=shop-api:2.0-hold"]);
+    let lease = wait_for_lease(&fake);
+    wait_for(
+        Duration::from_secs(30),
+        "the apply to record revision 2",
+        || fake.get("secrets", "shop-prod", "tier.prod.v2").is_some(),
+    );
+    assert!(
+        lease["spec"]["holderIdentity"]
+            .as_str()
+            .is_some_and(|holder| holder.starts_with("alice@")),
+        "{lease:#}"
+    );
+    let refused = bob.tier(&["apply", "prod"]);
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("prod is locked")
+            && refused.stderr.contains("`tier apply prod`")
+            && refused.stderr.contains("on alice@"),
+        "{}",
+        refused.stderr
+    );
+    let unlock = bob.tier(&["unlock", "prod"]);
+    assert_eq!(unlock.code, Some(1), "{}", unlock.stderr);
+    assert!(
+        unlock.stderr.contains("the lock was not broken"),
+        "{}",
+        unlock.stderr
+    );
+
+    // Alice's apply is killed: its lease expires and Bob's apply goes through.
+    kill(running);
+    let after = bob.apply_when_free();
+    assert_eq!(after.code, Some(0), "{}", after.stderr);
+    assert!(
+        after.stdout.contains("prod: revision 3 deployed"),
+        "{}",
+        after.stdout
+    );
+    let history = alice.history();
+    let outcomes: Vec<&str> = history
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|revision| revision["outcome"]["status"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["succeeded", "in_progress", "succeeded"],
+        "{history:#}"
+    );
+    assert!(
+        history[2]["who"]
+            .as_str()
+            .is_some_and(|who| who.starts_with("bob"))
+    );
+    let text = alice.ok(&["history", "prod"]);
+    assert!(
+        text.stdout.contains("in progress or interrupted"),
+        "{}",
+        text.stdout
+    );
+    assert_eq!(
+        fake.names("leases", "shop-prod"),
+        Vec::<String>::new(),
+        "released"
+    );
+}
+
+#[test]
+fn a_killed_apply_never_leaves_a_half_written_revision() {
+    let fake = FakeKube::start();
+    let machine = Machine::new(&fake, "alice");
+    let started = Instant::now();
+    machine.ok(&["apply", "prod"]);
+    // Kill points spread over a whole apply's length, from before the lock to after the end.
+    let length = started.elapsed().as_millis() as u64 + 100;
+    for run in 0..20u64 {
+        let replicas = format!("services.api.replicas={}", 2 + run % 3);
+        let child = machine.spawn(&[replicas.as_str()]);
+        pause(length * run / 19);
+        kill(child);
+        // A killed holder's lease (one second) expires before the next run starts.
+        if fake.get("leases", "shop-prod", "tier.prod.lock").is_some() {
+            pause(1100);
+        }
+        // Every revision reads back whole, numbered without gaps, and the index never points
+        // past what exists.
+        let history = machine.history();
+        let revisions = history.as_array().cloned().unwrap_or_default();
+        for (at, revision) in revisions.iter().enumerate() {
+            assert_eq!(revision["number"], at as u64 + 1, "run {run}: {history:#}");
+        }
+        let index = fake
+            .get("configmaps", "shop-prod", "tier.prod.index")
+            .expect("the index");
+        let number = |key: &str| {
+            index["data"][key]
+                .as_str()
+                .and_then(|text| text.parse::<usize>().ok())
+        };
+        assert!(number("last").unwrap_or(0) <= revisions.len(), "{index:#}");
+        if let Some(deployed) = number("deployed") {
+            assert_eq!(
+                revisions[deployed - 1]["outcome"]["status"],
+                "succeeded",
+                "run {run}: the index points at revision {deployed}: {history:#}"
+            );
+        }
+    }
+    // The next apply proceeds once the killed holder's lease expired, and brings the index
+    // back in line with the revisions.
+    let run = machine.apply_when_free();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let history = machine.history();
+    let revisions = history.as_array().cloned().unwrap_or_default();
+    let last = revisions.len();
+    assert_eq!(revisions[last - 1]["outcome"]["status"], "succeeded");
+    let interrupted = revisions
+        .iter()
+        .filter(|revision| revision["outcome"]["status"] == "in_progress")
+        .count();
+    // The kills landed inside applies (revisions begun and never finished), not only before
+    // or after them.
+    assert!(interrupted > 0, "{history:#}");
+    eprintln!("{} revisions, {interrupted} interrupted", revisions.len());
+    let index = fake
+        .get("configmaps", "shop-prod", "tier.prod.index")
+        .expect("the index");
+    assert_eq!(index["data"]["last"], last.to_string(), "{index:#}");
+    assert_eq!(index["data"]["deployed"], last.to_string(), "{index:#}");
+}
+
+#[test]
+fn an_api_server_that_does_not_answer_is_named_and_nothing_is_recorded() {
+    let fake = FakeKube::start();
+    let machine = Machine::new(&fake, "alice");
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port");
+    let config = machine.home.path().join(".kube/config");
+    let text = std::fs::read_to_string(&config).expect("the kubeconfig");
+    std::fs::write(
+        &config,
+        text.replace(&fake.url(), &format!("http://127.0.0.1:{port}")),
+    )
+    .expect("point the kubeconfig at nothing");
+    for args in [
+        &["apply", "prod"][..],
+        &["plan", "prod"],
+        &["history", "prod"],
+    ] {
+        let run = machine.tier(args);
+        assert_eq!(run.code, Some(1), "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains(&format!("the API server http://127.0.0.1:{port}"))
+                && run.stderr.contains("kube context `prod-admin`")
+                && run.stderr.contains("kubeconfig ~/.kube/config")
+                && run.stderr.contains("does not answer"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr
+                .contains("`kubectl --context prod-admin version`"),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("revision"), "{}", run.stderr);
+    }
+    assert!(
+        !machine
+            .project
+            .path()
+            .join(".tier/prod/state.redb")
+            .exists()
+    );
+    assert!(fake.requests().is_empty());
+}
+
+#[test]
+fn a_state_file_of_a_kubernetes_environment_moves_into_the_cluster_once() {
+    let fake = FakeKube::start();
+    let machine = Machine::new(&fake, "alice");
+    // Two revisions recorded on this machine by an earlier tier, which kept them in a file.
+    let spec: serde_json::Value =
+        serde_json::from_str(&machine.ok(&["render", "prod", "--format", "json"]).stdout)
+            .expect("the environment as JSON");
+    let dir = machine.project.path().join(".tier/prod");
+    let state = tier_state::State::open(&dir).expect("a state file");
+    let lock = state
+        .lock(tier_state::Holder::this_process("tier apply prod", 0))
+        .expect("its lock");
+    for _ in 0..2 {
+        let number = lock
+            .begin(
+                &spec,
+                &Default::default(),
+                "alice@laptop",
+                tier_state::Origin::Apply,
+            )
+            .expect("a revision");
+        lock.finish(number, tier_state::Outcome::Succeeded)
+            .expect("finished");
+    }
+    lock.release().expect("released");
+
+    let run = machine.ok(&["apply", "prod"]);
+    assert!(
+        run.stderr.contains(&format!(
+            "prod: moved 2 revisions from {} into the cluster (namespace shop-prod on {})",
+            dir.join("state.redb").display(),
+            fake.url()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("prod: revision 3 deployed"),
+        "{}",
+        run.stdout
+    );
+    assert!(!dir.join("state.redb").exists());
+    assert!(dir.join("state.redb.moved").exists());
+    let history = machine.history();
+    let who: Vec<&str> = history
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|revision| revision["who"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(&who[..2], ["alice@laptop", "alice@laptop"], "{history:#}");
+    // Once: the next apply moves nothing.
+    let again = machine.ok(&["apply", "prod"]);
+    assert!(!again.stderr.contains("moved"), "{}", again.stderr);
+}
+
+#[test]
+fn a_live_lease_is_broken_only_when_confirmed_and_an_expired_one_is_taken_over() {
+    let fake = FakeKube::start();
+    let machine = Machine::new(&fake, "alice");
+    machine.ok(&["apply", "prod"]);
+    let lease = |renewed: &str| {
+        serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": "tier.prod.lock",
+                "namespace": "shop-prod",
+                "annotations": {"tier.dev/holder": serde_json::json!({
+                    "pid": 4242, "host": "elsewhere", "user": "carol",
+                    "command": "tier apply prod", "since_unix_ms": 0,
+                }).to_string()},
+            },
+            "spec": {
+                "holderIdentity": "carol@elsewhere",
+                "leaseDurationSeconds": 3600,
+                "renewTime": renewed,
+            },
+        })
+    };
+    let now = tier_state::system_clock() / 1000;
+    let stamp = |seconds: u64| {
+        let days = seconds / 86_400;
+        let rest = seconds % 86_400;
+        // 1970-01-01 plus days, good for these tests' dates.
+        let date = civil(days);
+        format!(
+            "{date}T{:02}:{:02}:{:02}.000000Z",
+            rest / 3600,
+            rest % 3600 / 60,
+            rest % 60
+        )
+    };
+    fake.insert("leases", lease(&stamp(now)));
+    let refused = machine.tier(&["apply", "prod"]);
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("(pid 4242 on carol@elsewhere) is changing it"),
+        "{}",
+        refused.stderr
+    );
+    let kept = machine.tier(&["unlock", "prod"]);
+    assert_eq!(kept.code, Some(1), "{}", kept.stderr);
+    let broke = machine.ok(&["unlock", "prod", "--yes"]);
+    assert!(
+        broke
+            .stderr
+            .contains("broke the lock of `tier apply prod` (pid 4242)"),
+        "{}",
+        broke.stderr
+    );
+    machine.ok(&["apply", "prod"]);
+
+    // A lease its holder stopped renewing two hours ago has expired: no unlock needed.
+    fake.insert("leases", lease(&stamp(now - 7200)));
+    let run = machine.ok(&["apply", "prod"]);
+    assert!(run.stdout.contains("deployed"), "{}", run.stdout);
+}
+
+/// `YYYY-MM-DD` of a day count since 1970-01-01 (Howard Hinnant's civil-from-days).
+fn civil(days: u64) -> String {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
