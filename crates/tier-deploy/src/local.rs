@@ -450,12 +450,12 @@ pub fn run_agent(
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     let stop = tokio_util::sync::CancellationToken::new();
-    runtime.block_on(async {
+    let ran = runtime.block_on(async {
         tokio::spawn(stop_on_signal(stop.clone()));
-        tier_local::run(prepared, stop).await;
+        tier_local::run(prepared, stop).await
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
-    Ok(())
+    ran.map_err(|error| error.to_string())
 }
 
 /// Cancels `stop` on SIGINT or SIGTERM.

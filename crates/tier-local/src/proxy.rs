@@ -33,7 +33,7 @@ pub type Endpoints = watch::Receiver<Arc<Vec<Endpoint>>>;
 #[derive(Debug)]
 pub enum ProxyEvent {
     /// A replica refused a connection: take it out of rotation until its probe passes again.
-    Refused { service: usize, replica: u32 },
+    Refused { service: Arc<str>, replica: u32 },
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -91,7 +91,8 @@ type ProxyBody = Either<Incoming, Full<Bytes>>;
 /// What the workers serving one service share.
 struct Shared {
     service: String,
-    index: usize,
+    /// The service's name as the events to the agent carry it.
+    name: Arc<str>,
     endpoints: Endpoints,
     next: AtomicUsize,
     /// Replicas that refused a connection a moment ago; `ejected_count` lets the common case,
@@ -156,14 +157,9 @@ async fn connect(address: SocketAddr) -> Result<SendRequest<UpstreamBody>, Strin
 
 /// Serves one service's HTTP proxy on each listener, on every worker, until `stop` is
 /// cancelled.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site, every argument distinct"
-)]
 pub fn serve_http(
     workers: &Workers,
     service: String,
-    index: usize,
     listeners: Vec<std::net::TcpListener>,
     endpoints: Endpoints,
     events: mpsc::UnboundedSender<ProxyEvent>,
@@ -171,8 +167,8 @@ pub fn serve_http(
     stop: CancellationToken,
 ) {
     let shared = Arc::new(Shared {
+        name: Arc::from(service.as_str()),
         service,
-        index,
         endpoints,
         next: AtomicUsize::new(0),
         ejected: Mutex::new(Vec::new()),
@@ -415,7 +411,7 @@ impl HttpProxy {
             shared.ejected_count.store(ejected.len(), Ordering::Relaxed);
         }
         let _ = shared.events.send(ProxyEvent::Refused {
-            service: shared.index,
+            service: Arc::clone(&shared.name),
             replica: endpoint.replica,
         });
     }
@@ -532,13 +528,14 @@ impl RequestIds {
 /// when one refuses.
 pub fn serve_tcp(
     workers: &Workers,
-    index: usize,
+    service: &str,
     listeners: Vec<std::net::TcpListener>,
     endpoints: Endpoints,
     events: mpsc::UnboundedSender<ProxyEvent>,
     stop: CancellationToken,
 ) {
     let next = Arc::new(AtomicUsize::new(0));
+    let name: Arc<str> = Arc::from(service);
     for (handle, listener) in workers
         .handles
         .iter()
@@ -551,6 +548,7 @@ pub fn serve_tcp(
         let events = events.clone();
         let stop = stop.clone();
         let next = Arc::clone(&next);
+        let name = Arc::clone(&name);
         handle.spawn(async move {
             let Ok(listener) = TcpListener::from_std(listener) else { return };
             loop {
@@ -565,6 +563,7 @@ pub fn serve_tcp(
                 let events = events.clone();
                 let start = next.fetch_add(1, Ordering::Relaxed);
                 let stop = stop.clone();
+                let name = Arc::clone(&name);
                 tokio::spawn(async move {
                     for offset in 0..ready.len() {
                         let endpoint = ready[(start + offset) % ready.len()];
@@ -578,7 +577,7 @@ pub fn serve_tcp(
                             }
                             Err(_) => {
                                 let _ = events.send(ProxyEvent::Refused {
-                                    service: index,
+                                    service: Arc::clone(&name),
                                     replica: endpoint.replica,
                                 });
                             }

@@ -190,7 +190,10 @@ fn up_foreground(
                 report_up(&env, waited, &stop, &failed);
             });
         }
-        tier_local::run(prepared, stop).await;
+        if let Err(error) = tier_local::run(prepared, stop).await {
+            output::error(&error.to_string());
+            failed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     if failed.load(std::sync::atomic::Ordering::SeqCst) {
