@@ -39,8 +39,22 @@ pub fn plan(workspace: &mut Workspace, env: &str, sets: &[Set]) -> Result<Plan, 
     let (environment, secrets) = deployable(workspace, env, sets)?;
     let root = workspace.root();
     let desired = fix_artifacts(root, environment, secrets)?;
-    let records = crate::state::open(root, &desired.environment, DeployConfig::default())?;
-    make_plan(records.as_ref(), env, &desired)
+    if desired.environment.runtime != RuntimeKind::Kubernetes {
+        let records = crate::state::open(root, &desired.environment, DeployConfig::default())?;
+        return make_plan(records.as_ref(), env, &desired);
+    }
+    // A kubernetes environment's plan also says what changed outside tier since its revision.
+    let records =
+        tier_kube::ClusterRecords::connect(&desired.environment, DeployConfig::default().lease)
+            .map_err(|error| crate::kube::refused(env, &error))?;
+    let mut plan = make_plan(&records, env, &desired)?;
+    let (_, found) = crate::drift::live_drift(root, &records, env)?;
+    plan.outside = found
+        .iter()
+        .filter(|drift| drift.expected.is_none())
+        .map(tier_kube::Drift::describe)
+        .collect();
+    Ok(plan)
 }
 
 /// Carries out the plan of an environment (or a saved plan) under its lock.

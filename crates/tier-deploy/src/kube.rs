@@ -194,7 +194,7 @@ pub fn store_tokens(root: &Path, environment: &Environment) -> Result<Option<Sto
 
 /// The objects of an environment, each service running its recorded artifact (its image),
 /// with the store's real tokens.
-fn render(
+pub(crate) fn render(
     root: &Path,
     environment: &Environment,
     artifacts: &BTreeMap<String, Artifact>,

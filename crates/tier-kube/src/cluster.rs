@@ -423,6 +423,80 @@ impl Cluster {
             .collect())
     }
 
+    /// The live objects carrying this environment's labels (of the kinds tier prunes, and the
+    /// kinds of `applied`), keyed as `drift` keys them, and the HorizontalPodAutoscalers of
+    /// `namespace`: what `drift` compares with.
+    pub async fn live(
+        &self,
+        environment: &Environment,
+        applied: &[Object],
+        namespace: &str,
+    ) -> Result<
+        (
+            BTreeMap<crate::drift::ObjectKey, serde_json::Value>,
+            Vec<serde_json::Value>,
+        ),
+        ClusterError,
+    > {
+        let mut kinds: Vec<(String, String)> = [
+            ("v1", "ConfigMap"),
+            ("v1", "Secret"),
+            ("apps/v1", "Deployment"),
+            ("v1", "Service"),
+            ("v1", "ServiceAccount"),
+            ("networking.k8s.io/v1", "Ingress"),
+        ]
+        .iter()
+        .map(|(version, kind)| ((*version).to_owned(), (*kind).to_owned()))
+        .collect();
+        for object in applied {
+            if let Object::Other(other) = object
+                && let Some(types) = &other.types
+            {
+                let kind = (types.api_version.clone(), types.kind.clone());
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+        }
+        let params = ListParams::default().labels(&environment_selector(environment));
+        let mut live = BTreeMap::new();
+        for (api_version, kind) in &kinds {
+            let resource = api_resource(api_version, kind);
+            let api = Api::<DynamicObject>::all_with(self.client.clone(), &resource);
+            let listed = api
+                .list(&params)
+                .await
+                .map_err(|source| ClusterError::Api {
+                    action: format!("list the {kind}s of {}", environment.name),
+                    source,
+                })?;
+            for item in listed.items {
+                let key = (
+                    kind.clone(),
+                    item.metadata.namespace.clone().unwrap_or_default(),
+                    item.metadata.name.clone().unwrap_or_default(),
+                );
+                if let Ok(value) = serde_json::to_value(&item) {
+                    live.insert(key, value);
+                }
+            }
+        }
+        let resource = api_resource("autoscaling/v2", "HorizontalPodAutoscaler");
+        let hpas = Api::<DynamicObject>::namespaced_with(self.client.clone(), namespace, &resource)
+            .list(&ListParams::default())
+            .await
+            .map(|list| {
+                list.items
+                    .iter()
+                    .filter_map(|item| serde_json::to_value(item).ok())
+                    .collect()
+            })
+            // A cluster without the autoscaling API has no HPAs.
+            .unwrap_or_default();
+        Ok((live, hpas))
+    }
+
     async fn list_labelled(
         &self,
         kind: &Kind,

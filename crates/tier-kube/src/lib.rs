@@ -11,6 +11,8 @@
 
 mod cluster;
 mod deploy;
+mod drift;
+mod drift_records;
 mod lease;
 mod network;
 mod object;
@@ -26,6 +28,8 @@ pub use cluster::{
     kubeconfig_place,
 };
 pub use deploy::{DeployConfig, DeployFailure, Event, deploy, waves};
+pub use drift::{Change, Drift, ObjectKey, drift};
+pub use drift_records::DriftRecord;
 pub use network::EXTERNAL_SUFFIX;
 pub use object::{Object, OutputError, to_yaml, write_dir};
 pub use patch::{PatchEffect, PatchError};

@@ -59,6 +59,11 @@ pub struct Plan {
     /// The order of the desired services' rollout: every service comes after the services it
     /// depends on. A single wave when `project.ordering` is false.
     pub waves: Vec<Vec<String>>,
+    /// What runs differently from the deployed revision because something other than tier
+    /// changed it (a kubernetes environment's live objects, read when the plan was made), one
+    /// line each. `tier apply` puts these back; they are not part of `is_empty`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outside: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +209,7 @@ pub fn plan(
         settings,
         services,
         waves,
+        outside: Vec::new(),
     }
 }
 

@@ -29,6 +29,22 @@ const DIGEST_SHOWN: usize = 12;
 const UNCHANGED_NAMED: usize = 5;
 
 pub(crate) fn render_text(plan: &Plan, color: bool) -> String {
+    let mut out = tier_changes(plan, color);
+    if !plan.outside.is_empty() {
+        let paint = Paint { color };
+        let _ = writeln!(
+            out,
+            "\n{}",
+            paint.bold("Changed outside tier (`tier apply` puts these back):")
+        );
+        for line in &plan.outside {
+            let _ = writeln!(out, "  {} {line}", paint.sign('~'));
+        }
+    }
+    out
+}
+
+fn tier_changes(plan: &Plan, color: bool) -> String {
     let paint = Paint { color };
     let environment = &plan.environment;
     let mut out = String::new();

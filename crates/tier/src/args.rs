@@ -135,6 +135,17 @@ pub enum Command {
     },
     /// The revisions of an environment: who, when, what and how it ended.
     History { env: String },
+    /// What runs differently from a kubernetes environment's deployed revision: fields other
+    /// managers edited, objects deleted or added, images changed. `tier apply` puts them back.
+    Drift {
+        env: String,
+        /// Also list what other controllers own by design (an HPA's replicas, a sidecar).
+        #[arg(long)]
+        all: bool,
+        /// Every drift seen, with when it was first and last seen, and when it went away.
+        #[arg(long)]
+        history: bool,
+    },
     /// Deploy an earlier revision again, as a new revision.
     Rollback {
         env: String,

@@ -519,3 +519,140 @@ fn civil(days: u64) -> String {
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}")
 }
+
+#[test]
+fn drift_names_other_managers_edits_apart_from_what_controllers_own_and_remembers_since_when() {
+    let fake = FakeKube::start();
+    let machine = Machine::new(&fake, "alice");
+    machine.ok(&["apply", "prod"]);
+    let clean = machine.ok(&["drift", "prod"]);
+    assert_eq!(clean.stdout, "prod: no drift from revision 1\n");
+
+    // Someone scales api by hand twelve minutes ago; an HPA scales web; web's Service is
+    // deleted; api's image is changed.
+    fake.edit(
+        "deployments",
+        "shop-prod",
+        "api",
+        "kubectl-edit",
+        720,
+        |api| {
+            api["spec"]["replicas"] = serde_json::json!(5);
+        },
+    );
+    fake.insert(
+        "horizontalpodautoscalers",
+        serde_json::json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web", "namespace": "shop-prod"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                     "minReplicas": 1, "maxReplicas": 4},
+        }),
+    );
+    fake.edit(
+        "deployments",
+        "shop-prod",
+        "web",
+        "kube-controller-manager",
+        60,
+        |web| {
+            web["spec"]["replicas"] = serde_json::json!(4);
+        },
+    );
+    fake.remove("services", "shop-prod", "web");
+
+    let run = machine.ok(&["drift", "prod"]);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines[0], "prod: 2 differences from revision 1:",
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines[1].starts_with("  Deployment api: spec.replicas 2 → 5 by manager kubectl-edit at 20"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(lines[2], "  Service web: deleted", "{}", run.stdout);
+    assert!(!run.stdout.contains("Deployment web"), "{}", run.stdout);
+    let all = machine.ok(&["drift", "prod", "--all"]);
+    assert!(
+        all.stdout
+            .contains("Deployment web: spec.replicas 1 → 4 by manager kube-controller-manager")
+            && all
+                .stdout
+                .contains("(expected: HorizontalPodAutoscaler web owns the replicas)"),
+        "{}",
+        all.stdout
+    );
+    // The plan shows them apart from tier's own changes (there are none).
+    let plan = machine.ok(&["plan", "prod"]);
+    assert!(
+        plan.stdout.contains("No changes: prod matches revision 1.")
+            && plan
+                .stdout
+                .contains("Changed outside tier (`tier apply` puts these back):")
+            && plan
+                .stdout
+                .contains("~ Deployment api: spec.replicas 2 → 5"),
+        "{}",
+        plan.stdout
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&machine.ok(&["drift", "prod", "--output", "json"]).stdout)
+            .expect("JSON");
+    assert_eq!(json["drift"][0]["change"]["class"], "edited", "{json:#}");
+    assert_eq!(json["drift"][0]["change"]["manager"], "kubectl-edit");
+    assert_eq!(json["drift"][1]["change"]["class"], "deleted");
+
+    fake.edit(
+        "deployments",
+        "shop-prod",
+        "api",
+        "kubectl-set-image",
+        0,
+        |api| {
+            api["spec"]["template"]["spec"]["containers"][0]["image"] =
+                serde_json::json!("shop-api:hotfix");
+        },
+    );
+    let image = machine.ok(&["drift", "prod"]);
+    assert!(
+        image.stdout.contains(
+            "Deployment api: container api runs image shop-api:hotfix, the revision's is shop-api:1.0 by manager kubectl-set-image"
+        ),
+        "{}",
+        image.stdout
+    );
+
+    // An apply puts tier's fields back; the history keeps when each drift was seen.
+    machine.ok(&["apply", "prod"]);
+    let after = machine.ok(&["drift", "prod"]);
+    assert_eq!(
+        after.stdout, "prod: no drift from revision 2\n",
+        "{}",
+        after.stdout
+    );
+    let history: serde_json::Value = serde_json::from_str(
+        &machine
+            .ok(&["drift", "prod", "--history", "--output", "json"])
+            .stdout,
+    )
+    .expect("JSON");
+    let records = history["history"].as_array().cloned().unwrap_or_default();
+    assert_eq!(records.len(), 3, "{history:#}");
+    for record in &records {
+        assert!(record["gone_unix_ms"].is_u64(), "{history:#}");
+        assert!(record["first_seen_unix_ms"].as_u64() <= record["last_seen_unix_ms"].as_u64());
+    }
+    let replicas = records
+        .iter()
+        .find(|record| record["key"] == "Deployment shop-prod/api: spec.replicas")
+        .expect("the replicas record");
+    assert!(
+        replicas["first_seen_unix_ms"].as_u64() < replicas["last_seen_unix_ms"].as_u64(),
+        "seen at several checks: {history:#}"
+    );
+    let text = machine.ok(&["drift", "prod", "--history"]);
+    assert!(text.stdout.starts_with("FIRST SEEN"), "{}", text.stdout);
+}

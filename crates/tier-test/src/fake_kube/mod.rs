@@ -35,8 +35,13 @@
 //! the test wants an apply to be in flight.
 //! [`FakeKube::set_ready`] makes a Deployment report fewer ready replicas, for `tier status`.
 //!
-//! It is not a conformance fake: no watches, no field merging between managers, no
-//! admission, no validation beyond the checks above.
+//! Field ownership is kept as the API server keeps it, in `managedFields` (`fields.rs`): an
+//! apply owns every field of its body, forced; [`FakeKube::edit`] changes an object as another
+//! manager would and gives that manager the fields it changed, with a time.
+//!
+//! It is not a conformance fake: no watches, no admission, no validation beyond the checks
+//! above, and an apply replaces the object with its body (fields only another manager set are
+//! not merged back in; their ownership entries stay).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -49,6 +54,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 mod controller;
+mod fields;
 mod routes;
 mod writes;
 
@@ -179,6 +185,53 @@ impl FakeKube {
         );
     }
 
+    /// Changes an object as another client would with an update (`kubectl edit`, `kubectl
+    /// scale`, a controller): `change` edits it, and `manager` (at `seconds_ago` before now)
+    /// takes ownership of exactly the fields that changed, from whoever owned them.
+    pub fn edit(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        manager: &str,
+        seconds_ago: u64,
+        change: impl FnOnce(&mut Value),
+    ) {
+        let mut cluster = self.lock();
+        cluster.version += 1;
+        let version = cluster.version;
+        let Some(stored) = cluster.objects.get_mut(&key(resource, namespace, name)) else {
+            panic!("no {resource} {namespace}/{name} to edit");
+        };
+        let before = stored.object.clone();
+        change(&mut stored.object);
+        let taken = fields::changed(&before, &stored.object);
+        let (_, api_version) = kind_of(resource);
+        let metadata = &mut stored.object["metadata"];
+        metadata["managedFields"] = fields::take(
+            &before["metadata"]["managedFields"],
+            manager,
+            "Update",
+            &fields::rfc3339(now_seconds().saturating_sub(seconds_ago)),
+            api_version,
+            &taken,
+            true,
+        );
+        metadata["resourceVersion"] = json!(version.to_string());
+        if before["spec"] != stored.object["spec"] {
+            let generation = before["metadata"]["generation"].as_i64().unwrap_or(1);
+            stored.object["metadata"]["generation"] = json!(generation + 1);
+            stored.reads = 3;
+        }
+    }
+
+    /// Deletes an object as another client would.
+    pub fn remove(&self, resource: &str, namespace: &str, name: &str) {
+        let mut cluster = self.lock();
+        cluster.version += 1;
+        cluster.objects.remove(&key(resource, namespace, name));
+    }
+
     /// Makes a Deployment report `ready` ready and available replicas from now on.
     pub fn set_ready(&self, namespace: &str, name: &str, ready: u32) {
         if let Some(stored) = self
@@ -220,6 +273,13 @@ impl Drop for FakeKube {
             let _ = thread.join();
         }
     }
+}
+
+/// The wall clock in seconds, for managedFields times.
+fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 type Key = (String, String, String);
@@ -461,6 +521,10 @@ impl Cluster {
         self.version += 1;
         let version = self.version;
         let previous = self.objects.get(&key(resource, namespace, name));
+        let owners = previous
+            .map(|previous| previous.object["metadata"]["managedFields"].clone())
+            .unwrap_or_else(|| json!([]));
+        let applied_fields = fields::fields_of(&object);
         let (uid, generation, reads, ready, cluster_ip) = match previous {
             Some(previous) => {
                 let old = &previous.object;
@@ -489,8 +553,16 @@ impl Cluster {
         metadata["resourceVersion"] = json!(version.to_string());
         metadata["generation"] = json!(generation);
         metadata["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
-        metadata["managedFields"] =
-            json!([{"manager": manager, "operation": "Apply", "apiVersion": api_version}]);
+        // Forced: the applier owns every field of its body; others keep the rest.
+        metadata["managedFields"] = fields::take(
+            &owners,
+            manager,
+            "Apply",
+            &fields::rfc3339(now_seconds()),
+            api_version,
+            &applied_fields,
+            false,
+        );
         if !cluster_ip.is_null() {
             object["spec"]["clusterIP"] = cluster_ip;
         }

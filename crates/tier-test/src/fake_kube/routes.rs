@@ -19,6 +19,12 @@ pub(super) const RESOURCES: &[(&str, &str, &str, bool)] = &[
     ),
     ("ingresses", "apis/networking.k8s.io/v1", "Ingress", true),
     ("leases", "apis/coordination.k8s.io/v1", "Lease", true),
+    (
+        "horizontalpodautoscalers",
+        "apis/autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        true,
+    ),
 ];
 
 /// What a request's path names.

@@ -179,6 +179,73 @@ pub fn history(global: &Global, env: &str) -> CommandResult {
     Ok(())
 }
 
+pub fn drift(global: &Global, env: &str, all: bool, history: bool) -> CommandResult {
+    let mut workspace = known_environment(global, env)?;
+    let report = match tier_deploy::drift(&mut workspace, env) {
+        Ok(report) => report,
+        Err(error) => return Err(failed(global, &workspace, &error)),
+    };
+    let shown: Vec<&tier_kube::Drift> = report
+        .found
+        .iter()
+        .filter(|drift| all || drift.expected.is_none())
+        .collect();
+    if global.output == Output::Json {
+        let mut value = json!({
+            "environment": env,
+            "revision": report.revision,
+            "drift": shown,
+        });
+        if history {
+            value["history"] = json!(report.history);
+        }
+        output::json(&value);
+        return Ok(());
+    }
+    if history {
+        if report.history.is_empty() {
+            output::stdout_line(&format!("{env}: no drift seen"));
+            return Ok(());
+        }
+        let mut rows = vec![
+            ["FIRST SEEN", "LAST SEEN", "GONE", "DRIFT"]
+                .map(str::to_owned)
+                .to_vec(),
+        ];
+        for record in &report.history {
+            rows.push(vec![
+                format_time(record.first_seen_unix_ms),
+                format_time(record.last_seen_unix_ms),
+                record
+                    .gone_unix_ms
+                    .map(format_time)
+                    .unwrap_or_else(|| "-".to_owned()),
+                record.description.clone(),
+            ]);
+        }
+        output::stdout(&super::inspect::columns(&rows));
+        return Ok(());
+    }
+    match report.revision {
+        None => output::stdout_line(&format!("{env}: nothing deployed, nothing to compare")),
+        Some(revision) if shown.is_empty() => {
+            output::stdout_line(&format!("{env}: no drift from revision {revision}"));
+        }
+        Some(revision) => {
+            output::stdout_line(&format!(
+                "{env}: {} difference{} from revision {revision}:",
+                shown.len(),
+                if shown.len() == 1 { "" } else { "s" }
+            ));
+            for drift in shown {
+                output::stdout_line(&format!("  {}", drift.describe()));
+            }
+            output::hint(&format!("`tier apply {env}` puts tier's fields back"));
+        }
+    }
+    Ok(())
+}
+
 /// `2026-11-26 21:30:01 UTC`, computed without a time zone database.
 pub(super) fn format_time(unix_ms: u64) -> String {
     let seconds = unix_ms / 1000;

@@ -102,6 +102,7 @@ fn command(cli: Cli) -> CommandResult {
         } => deploy::apply(global, &target, confirm.as_deref(), &overrides.sets),
         Command::Deps { command } => deps::run(global, &command),
         Command::History { env } => deploy::history(global, &env),
+        Command::Drift { env, all, history } => deploy::drift(global, &env, all, history),
         Command::Rollback { env, to, confirm } => {
             deploy::rollback(global, &env, to, confirm.as_deref())
         }
