@@ -331,3 +331,47 @@ pub fn status(environment: &Environment) -> Result<KubeStatus, DeployError> {
         services,
     })
 }
+
+/// The pods of a kubernetes environment (one service's, or all), for `tier logs`: connected
+/// after the kube context guard.
+pub struct KubeLogs {
+    runtime: tokio::runtime::Runtime,
+    cluster: Cluster,
+    namespace: String,
+    pub pods: Vec<String>,
+}
+
+impl KubeLogs {
+    pub fn open(environment: &Environment, service: Option<&str>) -> Result<KubeLogs, DeployError> {
+        let env = environment.name.as_str();
+        let runtime = current_thread()?;
+        let namespace = tier_kube::namespace_of(environment);
+        let (cluster, pods) = runtime
+            .block_on(async {
+                let cluster = Cluster::connect(environment).await?;
+                let pods = cluster.pods(environment, &namespace, service).await?;
+                Ok::<_, ClusterError>((cluster, pods))
+            })
+            .map_err(|error| refused(env, &error))?;
+        Ok(KubeLogs {
+            runtime,
+            cluster,
+            namespace,
+            pods,
+        })
+    }
+
+    /// What the pods logged so far, merged by time.
+    pub fn lines(&self) -> Result<Vec<tier_kube::PodLine>, String> {
+        self.runtime
+            .block_on(self.cluster.log_lines(&self.namespace, &self.pods))
+            .map_err(|error| error.to_string())
+    }
+
+    /// New lines as they come, until every pod's stream ends.
+    pub fn follow(&self, line: &(dyn Fn(tier_kube::PodLine) + Sync)) -> Result<(), String> {
+        self.runtime
+            .block_on(self.cluster.follow_logs(&self.namespace, &self.pods, line))
+            .map_err(|error| error.to_string())
+    }
+}

@@ -14,6 +14,7 @@ mod deploy;
 mod drift;
 mod drift_records;
 mod lease;
+mod logs;
 mod network;
 mod object;
 mod patch;
@@ -30,6 +31,7 @@ pub use cluster::{
 pub use deploy::{DeployConfig, DeployFailure, Event, deploy, waves};
 pub use drift::{Change, Drift, ObjectKey, drift};
 pub use drift_records::DriftRecord;
+pub use logs::PodLine;
 pub use network::EXTERNAL_SUFFIX;
 pub use object::{Object, OutputError, to_yaml, write_dir};
 pub use patch::{PatchEffect, PatchError};

@@ -656,3 +656,30 @@ fn drift_names_other_managers_edits_apart_from_what_controllers_own_and_remember
     let text = machine.ok(&["drift", "prod", "--history"]);
     assert!(text.stdout.starts_with("FIRST SEEN"), "{}", text.stdout);
 }
+
+#[test]
+fn logs_of_a_kubernetes_environment_come_from_its_pods_merged_and_prefixed() {
+    let fake = FakeKube::start();
+    let machine = Machine::new(&fake, "alice");
+    let none = machine.tier(&["logs", "prod"]);
+    assert_eq!(none.code, Some(1), "{}", none.stderr);
+    assert!(none.stderr.contains("prod: no pods"), "{}", none.stderr);
+    machine.ok(&["apply", "prod"]);
+    fake.log("shop-prod", "api-1-0", "listening on :8080");
+    fake.log("shop-prod", "web-1-0", "ready");
+    fake.log("shop-prod", "api-1-1", "listening on :8080 too");
+    let all = machine.ok(&["logs", "prod"]);
+    assert_eq!(
+        all.stdout,
+        "api-1-0 | listening on :8080\nweb-1-0 | ready\napi-1-1 | listening on :8080 too\n"
+    );
+    let web = machine.ok(&["logs", "prod", "web", "--follow"]);
+    assert_eq!(web.stdout, "web-1-0 | ready\n");
+    let unknown = machine.tier(&["logs", "prod", "nope"]);
+    assert_eq!(unknown.code, Some(2), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("no service `nope` in prod"),
+        "{}",
+        unknown.stderr
+    );
+}

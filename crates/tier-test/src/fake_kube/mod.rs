@@ -22,6 +22,8 @@
 //!   persistentvolumeclaims (`/api/v1`), deployments (`/apis/apps/v1`), ingresses
 //!   (`/apis/networking.k8s.io/v1`) and leases (`/apis/coordination.k8s.io/v1`).
 //!
+//! - pods and their logs, synthesized from the Deployments (`pods.rs`).
+//!
 //! A Lease is stored like any object: the fake does not expire it (a real API server does not
 //! either; holders compare `renewTime` plus `leaseDurationSeconds` with their own clock).
 //!
@@ -55,6 +57,7 @@ use serde_json::{Value, json};
 
 mod controller;
 mod fields;
+mod pods;
 mod routes;
 mod writes;
 
@@ -225,6 +228,21 @@ impl FakeKube {
         }
     }
 
+    /// Appends a line to a pod's log (pods are `<deployment>-<generation>-<index>`), stamped
+    /// now.
+    pub fn log(&self, namespace: &str, pod: &str, line: &str) {
+        let elapsed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let stamp = fields::rfc3339(elapsed.as_secs())
+            .replace('Z', &format!(".{:09}Z", elapsed.subsec_nanos()));
+        self.lock()
+            .logs
+            .entry((namespace.to_owned(), pod.to_owned()))
+            .or_default()
+            .push((stamp, line.to_owned()));
+    }
+
     /// Deletes an object as another client would.
     pub fn remove(&self, resource: &str, namespace: &str, name: &str) {
         let mut cluster = self.lock();
@@ -294,6 +312,8 @@ struct Cluster {
     version: u64,
     uids: u64,
     seen: Vec<Seen>,
+    /// Log lines by (namespace, pod): an RFC 3339 time with nanoseconds, and the line.
+    logs: BTreeMap<(String, String), Vec<(String, String)>>,
 }
 
 struct Stored {
@@ -328,6 +348,22 @@ async fn handle(
             })),
         )
             .into_response();
+    }
+    if method == Method::GET {
+        let segments: Vec<&str> = uri
+            .path()
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .collect();
+        match segments.as_slice() {
+            ["api", "v1", "namespaces", namespace, "pods"] => {
+                return cluster.list_pods(namespace, &query);
+            }
+            ["api", "v1", "namespaces", namespace, "pods", pod, "log"] => {
+                return cluster.pod_log(namespace, pod, &query);
+            }
+            _ => {}
+        }
     }
     let Some(target) = parse_path(uri.path()) else {
         return status(

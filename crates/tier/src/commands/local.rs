@@ -404,6 +404,68 @@ pub fn status(global: &Global, env: Option<&str>) -> CommandResult {
     Ok(())
 }
 
+/// The environment, when it resolves and runs on kubernetes.
+fn kubernetes_environment(global: &Global, env: &str) -> Option<tier_model::Environment> {
+    let mut workspace = tier_deploy::Workspace::load(&global.project).ok()?;
+    let resolved = workspace.resolve(env, &[]).ok()?;
+    (resolved.environment.runtime == tier_model::environment::Runtime::Kubernetes)
+        .then_some(resolved.environment)
+}
+
+/// `tier logs` of a kubernetes environment: its pods' logs through the API.
+fn kube_logs(
+    environment: &tier_model::Environment,
+    service: Option<&str>,
+    follow: bool,
+) -> CommandResult {
+    let env = environment.name.as_str();
+    let logs = match tier_deploy::kube::KubeLogs::open(environment, service) {
+        Ok(logs) => logs,
+        Err(error) => {
+            output::error(&error.to_string());
+            if let Some(hint) = error.hint() {
+                output::hint(&hint);
+            }
+            return Err(Exit::Failure);
+        }
+    };
+    if logs.pods.is_empty() {
+        output::error(&format!(
+            "{env}: no pods{}",
+            match service {
+                Some(service) => format!(" of {service}"),
+                None => String::new(),
+            }
+        ));
+        output::hint(&format!("`tier status {env}` shows what runs"));
+        return Err(Exit::Failure);
+    }
+    let width = logs.pods.iter().map(String::len).max().unwrap_or(0);
+    let lines = match logs.lines() {
+        Ok(lines) => lines,
+        Err(why) => {
+            output::error(&format!("{env}: {why}"));
+            return Err(Exit::Failure);
+        }
+    };
+    let mut text = String::new();
+    for line in &lines {
+        text.push_str(&tier_local::logs::format_line(&line.pod, &line.text, width));
+        text.push('\n');
+    }
+    output::stdout(&text);
+    if follow {
+        let print = |line: tier_kube::PodLine| {
+            output::stdout_line(&tier_local::logs::format_line(&line.pod, &line.text, width));
+        };
+        if let Err(why) = logs.follow(&print) {
+            output::error(&format!("{env}: {why}"));
+            return Err(Exit::Failure);
+        }
+    }
+    Ok(())
+}
+
 pub fn logs(global: &Global, env: &str, service: Option<&str>, follow: bool) -> CommandResult {
     let project = load(global)?;
     if project.environment(env).is_none() {
@@ -424,6 +486,9 @@ pub fn logs(global: &Global, env: &str, service: Option<&str>, follow: bool) -> 
             }
             return Err(Exit::Usage);
         }
+    }
+    if let Some(environment) = kubernetes_environment(global, env) {
+        return kube_logs(&environment, service, follow);
     }
     let dir = EnvDir::new(&project_root(global), env).logs();
     if !dir.is_dir() {
