@@ -17,7 +17,10 @@
 //! - `POST` (create: 409 `AlreadyExists` when the name is taken) and `PUT` (replace: 409
 //!   `Conflict` when `metadata.resourceVersion` is not the stored one), the optimistic
 //!   concurrency a Lease and tier's records rely on (`writes.rs`);
-//! - `GET /version`, which tier reads to learn that the server answers;
+//! - `GET /version`, which tier reads to learn that the server answers, and the legacy
+//!   discovery documents (`/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>`) kubectl
+//!   reads; a server-side apply with `dryRun=All` answers without storing (`kubectl diff
+//!   --server-side`);
 //! - for namespaces, configmaps, services, secrets, serviceaccounts and
 //!   persistentvolumeclaims (`/api/v1`), deployments (`/apis/apps/v1`), ingresses
 //!   (`/apis/networking.k8s.io/v1`) and leases (`/apis/coordination.k8s.io/v1`).
@@ -293,6 +296,59 @@ impl Drop for FakeKube {
     }
 }
 
+/// An object as shown, with a status in place of any stored one, serialised without a copy.
+struct Shown<'a> {
+    object: &'a Value,
+    status: Option<&'a Value>,
+}
+
+impl serde::Serialize for Shown<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(fields) = self.object.as_object() else {
+            return self.object.serialize(serializer);
+        };
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in fields {
+            if key != "status" || self.status.is_none() {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        if let Some(status) = self.status {
+            map.serialize_entry("status", status)?;
+        }
+        map.end()
+    }
+}
+
+fn status_error() -> Response {
+    status(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+        "the fake could not write the list",
+    )
+}
+
+/// Whether two versions of an object hold the same content, the server's metadata aside.
+fn same_content(old: &Value, new: &Value) -> bool {
+    let strip = |object: &Value| {
+        let mut object = object.clone();
+        if let Some(metadata) = object["metadata"].as_object_mut() {
+            for server in [
+                "uid",
+                "resourceVersion",
+                "generation",
+                "creationTimestamp",
+                "managedFields",
+            ] {
+                metadata.remove(server);
+            }
+        }
+        object
+    };
+    strip(old) == strip(new)
+}
+
 /// The wall clock in seconds, for managedFields times.
 fn now_seconds() -> u64 {
     std::time::SystemTime::now()
@@ -348,6 +404,11 @@ async fn handle(
             })),
         )
             .into_response();
+    }
+    if method == Method::GET
+        && let Some(discovery) = routes::discovery(uri.path())
+    {
+        return (StatusCode::OK, axum::Json(discovery)).into_response();
     }
     if method == Method::GET {
         let segments: Vec<&str> = uri
@@ -458,24 +519,47 @@ impl Cluster {
             Some(Ok(selector)) => selector,
             Some(Err(why)) => return status(StatusCode::BAD_REQUEST, "BadRequest", &why),
         };
-        let items: Vec<Value> = self
-            .objects
-            .iter()
-            .filter(|((kind, space, _), _)| {
-                kind == resource && namespace.is_none_or(|wanted| wanted == space)
-            })
-            .filter(|(_, stored)| matches(&selector, &stored.object["metadata"]["labels"]))
-            .map(|(_, stored)| self.shown(stored))
-            .collect();
+        // Written item by item without copying the objects: a list of thousands of objects
+        // is what `tier plan` and `kubectl diff` read, and copying them dominated.
+        let mut items = Vec::new();
+        for ((kind, space, _), stored) in &self.objects {
+            if kind != resource
+                || namespace.is_some_and(|wanted| wanted != space)
+                || !matches(&selector, &stored.object["metadata"]["labels"])
+            {
+                continue;
+            }
+            items.push(if items.is_empty() { b'[' } else { b',' });
+            let status = (stored.object["kind"] == json!("Deployment"))
+                .then(|| controller::deployment_status(stored));
+            let shown = Shown {
+                object: &stored.object,
+                status: status.as_ref(),
+            };
+            if serde_json::to_writer(&mut items, &shown).is_err() {
+                return status_error();
+            }
+        }
+        if items.is_empty() {
+            items.push(b'[');
+        }
+        items.push(b']');
         let (kind, api_version) = kind_of(resource);
+        let head = json!({
+            "apiVersion": api_version,
+            "kind": format!("{kind}List"),
+            "metadata": {"resourceVersion": self.version.to_string()},
+        })
+        .to_string();
+        let mut body = head.into_bytes();
+        body.pop();
+        body.extend_from_slice(b",\"items\":");
+        body.extend_from_slice(&items);
+        body.push(b'}');
         (
             StatusCode::OK,
-            axum::Json(json!({
-                "apiVersion": api_version,
-                "kind": format!("{kind}List"),
-                "metadata": {"resourceVersion": self.version.to_string()},
-                "items": items,
-            })),
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
         )
             .into_response()
     }
@@ -610,8 +694,20 @@ impl Cluster {
             reads,
             ready,
         };
+        let mut stored = stored;
+        // An apply that changes nothing keeps the object as it was (its resourceVersion and
+        // its owners' times), as the API server does.
+        if let Some(previous) = self.objects.get(&key(resource, namespace, name))
+            && same_content(&previous.object, &stored.object)
+        {
+            stored.object["metadata"] = previous.object["metadata"].clone();
+            self.version -= 1;
+        }
         let shown = self.shown(&stored);
-        self.objects.insert(key(resource, namespace, name), stored);
+        // A dry run (`kubectl diff --server-side`) answers what the apply would store.
+        if query.get("dryRun").is_none_or(|value| value != "All") {
+            self.objects.insert(key(resource, namespace, name), stored);
+        }
         (StatusCode::OK, axum::Json(shown)).into_response()
     }
 

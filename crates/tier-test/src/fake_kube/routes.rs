@@ -143,6 +143,69 @@ pub(super) fn matches(selector: &[Term], labels: &Value) -> bool {
     })
 }
 
+/// The legacy discovery documents for the resources above, as kubectl reads them to map a
+/// kind to its resource: `/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>`.
+pub(super) fn discovery(path: &str) -> Option<Value> {
+    let resources = |group_version: &str| -> Value {
+        let list: Vec<Value> = RESOURCES
+            .iter()
+            .filter(|(_, group, ..)| {
+                group.strip_prefix("apis/") == Some(group_version)
+                    || (*group == "api/v1" && group_version == "v1")
+            })
+            .map(|(plural, _, kind, namespaced)| {
+                serde_json::json!({
+                    "name": plural,
+                    "singularName": kind.to_lowercase(),
+                    "namespaced": namespaced,
+                    "kind": kind,
+                    "verbs": ["create", "delete", "get", "list", "patch", "update"],
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "kind": "APIResourceList", "apiVersion": "v1",
+            "groupVersion": group_version, "resources": list,
+        })
+    };
+    match path.trim_end_matches('/') {
+        "/api" => Some(serde_json::json!({
+            "kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}],
+        })),
+        "/apis" => {
+            let mut groups: Vec<&str> = RESOURCES
+                .iter()
+                .filter_map(|(_, group, ..)| group.strip_prefix("apis/"))
+                .collect();
+            groups.sort_unstable();
+            groups.dedup();
+            let groups: Vec<Value> = groups
+                .iter()
+                .map(|group_version| {
+                    let (name, version) =
+                        group_version.split_once('/').unwrap_or((group_version, "v1"));
+                    let version =
+                        serde_json::json!({"groupVersion": group_version, "version": version});
+                    serde_json::json!({"name": name, "versions": [version], "preferredVersion": version})
+                })
+                .collect();
+            Some(serde_json::json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+        }
+        "/api/v1" => Some(resources("v1")),
+        other => {
+            let group_version = other.strip_prefix("/apis/")?;
+            if group_version.matches('/').count() != 1 {
+                return None;
+            }
+            RESOURCES
+                .iter()
+                .any(|(_, group, ..)| group.strip_prefix("apis/") == Some(group_version))
+                .then(|| resources(group_version))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
