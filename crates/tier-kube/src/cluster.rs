@@ -463,23 +463,48 @@ impl Cluster {
         let mut live = BTreeMap::new();
         for (api_version, kind) in &kinds {
             let resource = api_resource(api_version, kind);
-            let api = Api::<DynamicObject>::all_with(self.client.clone(), &resource);
-            let listed = api
+            // Read as plain JSON: drift compares JSON, and a typed object in between would
+            // be decoded and encoded again for each of thousands of objects.
+            let path = if resource.group.is_empty() {
+                format!("/api/{}/{}", resource.version, resource.plural)
+            } else {
+                format!(
+                    "/apis/{}/{}/{}",
+                    resource.group, resource.version, resource.plural
+                )
+            };
+            let action = || format!("list the {kind}s of {}", environment.name);
+            let request = kube::core::Request::new(path)
                 .list(&params)
-                .await
-                .map_err(|source| ClusterError::Api {
-                    action: format!("list the {kind}s of {}", environment.name),
-                    source,
+                .map_err(|error| ClusterError::Api {
+                    action: action(),
+                    source: kube::Error::BuildRequest(error),
                 })?;
-            for item in listed.items {
+            let mut listed: serde_json::Value =
+                self.client
+                    .request(request)
+                    .await
+                    .map_err(|source| ClusterError::Api {
+                        action: action(),
+                        source,
+                    })?;
+            let items = match listed.get_mut("items").map(serde_json::Value::take) {
+                Some(serde_json::Value::Array(items)) => items,
+                _ => Vec::new(),
+            };
+            for item in items {
                 let key = (
                     kind.clone(),
-                    item.metadata.namespace.clone().unwrap_or_default(),
-                    item.metadata.name.clone().unwrap_or_default(),
+                    item["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    item["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
                 );
-                if let Ok(value) = serde_json::to_value(&item) {
-                    live.insert(key, value);
-                }
+                live.insert(key, item);
             }
         }
         let resource = api_resource("autoscaling/v2", "HorizontalPodAutoscaler");

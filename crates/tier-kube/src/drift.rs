@@ -9,7 +9,7 @@
 //! (the `spec.replicas` of a Deployment an HPA scales) and what other managers added beside
 //! tier's fields (an injected sidecar container) are listed apart, as `expected`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -148,7 +148,7 @@ pub type ObjectKey = (String, String, String);
 /// objects carrying tier's labels, by key), given the namespace's HPAs.
 pub fn drift(applied: &[Object], live: &BTreeMap<ObjectKey, Value>, hpas: &[Value]) -> Vec<Drift> {
     let mut found = Vec::new();
-    let mut seen = Vec::new();
+    let mut seen = BTreeSet::new();
     for object in applied {
         if matches!(object, Object::Namespace(_)) {
             continue;
@@ -158,7 +158,7 @@ pub fn drift(applied: &[Object], live: &BTreeMap<ObjectKey, Value>, hpas: &[Valu
             object.namespace().unwrap_or_default().to_owned(),
             object.name().to_owned(),
         );
-        seen.push(key.clone());
+        seen.insert(key.clone());
         let entry = |change: Change, expected: Option<String>| Drift {
             kind: key.0.clone(),
             namespace: key.1.clone(),
