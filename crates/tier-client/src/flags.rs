@@ -1,8 +1,8 @@
 //! The flag cache: the environment's flags with their effective values, replaced by each
 //! snapshot a `GET /v1/watch?flags` stream sends, so questions need no request.
 //!
-//! [`flag_enabled`] and [`rollout_bucket`] repeat `tier_store::http`'s definitions exactly (a
-//! test keeps them equal), so a service and the CLI agree on who is in a rollout.
+//! Questions are answered by [`flag_enabled`], the definition the server uses too, so a
+//! service and the CLI agree on who is in a rollout.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,9 +13,11 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::error::check;
+use crate::rollout::flag_enabled;
 use crate::sse::EventReader;
 use crate::watch::{FIRST_BACKOFF, MAX_BACKOFF};
-use crate::{Client, ClientError, check};
+use crate::{Client, ClientError};
 
 /// The environment's flags as last seen. Cheap to clone; the background watch stops when the
 /// last clone is dropped.
@@ -80,39 +82,6 @@ impl Flags {
     /// The store revision of the flags as last seen.
     pub fn revision(&self) -> u64 {
         self.shared.current.borrow().revision
-    }
-}
-
-/// The rollout bucket (0 to 99) of `key` for `flag`: FNV-1a (64-bit) over the UTF-8 bytes of
-/// `<flag>/<key>`, modulo 100.
-pub fn rollout_bucket(flag: &str, key: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in flag.bytes().chain([b'/']).chain(key.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash % 100
-}
-
-/// Whether a flag with `value` is on (for `key` when given): `true`/`false` as they are;
-/// `{"percent": p}` when `rollout_bucket(flag, key) < p`, without a key only at 100 (off at
-/// 0, `None` between); other values are not on/off flags (`None`).
-pub fn flag_enabled(flag: &str, value: &Value, key: Option<&str>) -> Option<bool> {
-    match value {
-        Value::Bool(on) => Some(*on),
-        Value::Object(object) => {
-            let percent = object.get("percent")?.as_u64()?;
-            if object.len() != 1 || percent > 100 {
-                return None;
-            }
-            match (percent, key) {
-                (100, _) => Some(true),
-                (0, _) => Some(false),
-                (percent, Some(key)) => Some(rollout_bucket(flag, key) < percent),
-                (_, None) => None,
-            }
-        }
-        _ => None,
     }
 }
 

@@ -9,8 +9,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::error::check;
 use crate::sse::EventReader;
-use crate::{Client, ClientError, check};
+use crate::{Client, ClientError};
 
 /// The first wait before reconnecting, and the longest.
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);

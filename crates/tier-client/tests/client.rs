@@ -302,38 +302,3 @@ async fn the_flag_cache_sees_a_flip_and_answers_like_the_server() {
     drop(flags);
     agent.stop().await;
 }
-
-#[test]
-fn the_rollout_hash_is_the_servers() {
-    let values = [
-        json!(true),
-        json!(false),
-        json!({"percent": 0}),
-        json!({"percent": 1}),
-        json!({"percent": 37}),
-        json!({"percent": 100}),
-        json!({"percent": 101}),
-        json!({"percent": 5, "extra": 1}),
-        json!("blue"),
-        json!(3),
-        Value::Null,
-    ];
-    for flag in ["new-checkout", "a", "", "dark.mode_2"] {
-        for user in 0..200 {
-            let key = format!("user-{user}");
-            assert_eq!(
-                tier_client::rollout_bucket(flag, &key),
-                http::rollout_bucket(flag, &key)
-            );
-            for value in &values {
-                for key in [Some(key.as_str()), None] {
-                    assert_eq!(
-                        tier_client::flag_enabled(flag, value, key),
-                        http::flag_enabled(flag, value, key),
-                        "{flag} {value} {key:?}"
-                    );
-                }
-            }
-        }
-    }
-}
