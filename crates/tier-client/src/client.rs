@@ -1,8 +1,11 @@
 //! The connection to one environment's store and the calls every service makes: typed get
-//! and put, watches, the flag cache and discovery.
+//! and put, watches, the flag cache and discovery. The calls the CLI adds (listing, history,
+//! rollback, flag overrides, watches from a revision) are in `keys.rs`, `flags.rs` and
+//! `events.rs`.
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
@@ -14,9 +17,23 @@ use crate::flags::{self, Flags};
 use crate::watch::{self, Watch};
 
 /// A connection to one environment's store. Cheap to clone.
+///
+/// Reads need the environment's read-only or read-write token; writes (put, delete,
+/// rollback, flag overrides) need the read-write one, which the CLI and operators hold.
 #[derive(Clone, Debug)]
 pub struct Client {
     inner: Arc<Inner>,
+}
+
+/// How a client talks to the store beyond its address and token.
+#[derive(Clone, Debug, Default)]
+pub struct ClientConfig {
+    /// Sent as `X-Tier-Actor` (1 to 128 printable bytes): whom the audit records of changes
+    /// made through this client name.
+    pub actor: Option<String>,
+    /// How long one request and its answer may take. Watches and the flag cache's stream
+    /// are not bounded by it: they are meant to stay open.
+    pub request_timeout: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -24,6 +41,7 @@ struct Inner {
     base: Url,
     token: Secret,
     environment: String,
+    config: ClientConfig,
     http: reqwest::Client,
 }
 
@@ -44,14 +62,10 @@ pub struct Endpoint {
     pub address: String,
 }
 
+/// The answer to a change: its revision, `null` when there was nothing to change.
 #[derive(Deserialize)]
-struct KeyValueBody {
-    value: Value,
-}
-
-#[derive(Deserialize)]
-struct Written {
-    revision: u64,
+pub(crate) struct Written {
+    pub(crate) revision: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +93,16 @@ impl Client {
     /// The client for the store at `agent_url` (`http://127.0.0.1:PORT`), with a token of
     /// `environment`.
     pub fn new(agent_url: &str, token: &str, environment: &str) -> Result<Client, ClientError> {
+        Client::with_config(agent_url, token, environment, ClientConfig::default())
+    }
+
+    /// [`Client::new`] with an actor and a request timeout.
+    pub fn with_config(
+        agent_url: &str,
+        token: &str,
+        environment: &str,
+        config: ClientConfig,
+    ) -> Result<Client, ClientError> {
         let invalid = |reason: &str| ClientError::InvalidUrl {
             url: agent_url.to_owned(),
             reason: reason.to_owned(),
@@ -108,6 +132,7 @@ impl Client {
                 base,
                 token: Secret(token.to_owned()),
                 environment: environment.to_owned(),
+                config,
                 http,
             }),
         })
@@ -120,13 +145,11 @@ impl Client {
 
     /// The value under `key`, decoded as `T`; `None` when the key does not exist.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ClientError> {
-        let url = self.url(&["v1", "kv"], key, &[]);
-        match self.call::<KeyValueBody>(Method::GET, url, None).await {
-            Ok(body) => serde_json::from_value(body.value)
+        match self.entry(key).await? {
+            Some(kv) => serde_json::from_value(kv.value)
                 .map(Some)
                 .map_err(|error| ClientError::Decode(format!("{key}: {error}"))),
-            Err(ClientError::Api { status: 404, .. }) => Ok(None),
-            Err(error) => Err(error),
+            None => Ok(None),
         }
     }
 
@@ -136,22 +159,17 @@ impl Client {
             serde_json::to_value(value).map_err(|error| ClientError::Decode(error.to_string()))?;
         let url = self.url(&["v1", "kv"], key, &[]);
         let body = serde_json::json!({ "value": value });
-        Ok(self
-            .call::<Written>(Method::PUT, url, Some(body))
-            .await?
-            .revision)
+        let written: Written = self.call(Method::PUT, url, Some(body)).await?;
+        written
+            .revision
+            .ok_or_else(|| ClientError::Decode(format!("{key}: a write without a revision")))
     }
 
     /// Every change to keys under `prefix` from now on. After a disconnect (an agent restart,
     /// say) the watch reconnects with a bounded backoff and continues after the last change
     /// it delivered, so none is missed or repeated.
     pub async fn watch(&self, prefix: &str) -> Result<Watch, ClientError> {
-        let url = self.url(&["v1", "kv"], "", &[("prefix", prefix)]);
-        #[derive(Deserialize)]
-        struct Listed {
-            revision: u64,
-        }
-        let start = self.call::<Listed>(Method::GET, url, None).await?.revision;
+        let start = self.list(prefix).await?.revision;
         Ok(watch::start(self.clone(), prefix.to_owned(), start))
     }
 
@@ -185,13 +203,20 @@ impl Client {
         url
     }
 
+    /// A request with the token and the actor; no timeout, so streams may use it.
     pub(crate) fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
-        self.inner
+        let request = self
+            .inner
             .http
             .request(method, url)
-            .bearer_auth(&self.inner.token.0)
+            .bearer_auth(&self.inner.token.0);
+        match &self.inner.config.actor {
+            Some(actor) => request.header("x-tier-actor", actor),
+            None => request,
+        }
     }
 
+    /// Sends one request within the configured timeout and decodes its JSON answer.
     pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -199,14 +224,15 @@ impl Client {
         body: Option<Value>,
     ) -> Result<T, ClientError> {
         let mut request = self.request(method, url);
+        if let Some(timeout) = self.inner.config.request_timeout {
+            request = request.timeout(timeout);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request.send().await.map_err(ClientError::Unreachable)?;
         let response = check(response).await?;
-        response
-            .json()
-            .await
-            .map_err(|error| ClientError::Decode(error.to_string()))
+        let body = response.bytes().await.map_err(ClientError::BrokenOff)?;
+        serde_json::from_slice(&body).map_err(|error| ClientError::Decode(error.to_string()))
     }
 }
