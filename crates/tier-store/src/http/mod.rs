@@ -18,8 +18,8 @@
 //! ```
 //!
 //! `flags` is the environment's resolved `[flags.<name>]`: a map from name to
-//! [`FlagDefault`]. The CLI reads the same tokens with [`Tokens::load`] and speaks HTTP, or
-//! calls [`router`] in-process. [`flag_enabled`] and [`rollout_bucket`] are `tier_client`'s,
+//! [`FlagDefault`]. The CLI reads the same tokens with [`Tokens::load`] and reaches the API
+//! through `tier_client`, serving a stopped environment's store file with [`serve`] itself. [`flag_enabled`] and [`rollout_bucket`] are `tier_client`'s,
 //! the one definition of how a flag evaluates, which the server and every client share.
 //!
 //! # Layout in the store
