@@ -1,21 +1,24 @@
 //! The flag cache: the environment's flags with their effective values, replaced by each
 //! snapshot a `GET /v1/watch?flags` stream sends, so questions need no request.
 //!
-//! [`flag_enabled`] and [`rollout_bucket`] repeat `tier_store::http`'s definitions exactly (a
-//! test keeps them equal), so a service and the CLI agree on who is in a rollout.
+//! Questions are answered by [`flag_enabled`], the definition the server uses too, so a
+//! service and the CLI agree on who is in a rollout.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use reqwest::Method;
-use serde::Deserialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::client::Written;
+use crate::error::check;
+use crate::rollout::flag_enabled;
 use crate::sse::EventReader;
 use crate::watch::{FIRST_BACKOFF, MAX_BACKOFF};
-use crate::{Client, ClientError, check};
+use crate::{Client, ClientError};
 
 /// The environment's flags as last seen. Cheap to clone; the background watch stops when the
 /// last clone is dropped.
@@ -26,7 +29,7 @@ pub struct Flags {
 
 #[derive(Debug)]
 struct Shared {
-    current: watch::Receiver<Snapshot>,
+    current: watch::Receiver<FlagSnapshot>,
     task: JoinHandle<()>,
 }
 
@@ -36,15 +39,28 @@ impl Drop for Shared {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
-struct Snapshot {
-    revision: u64,
-    flags: BTreeMap<String, FlagBody>,
+/// Every declared flag of the environment at one revision, as `GET /v1/flags` answers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FlagSnapshot {
+    pub revision: u64,
+    pub flags: BTreeMap<String, FlagState>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-struct FlagBody {
-    value: Value,
+/// One flag: its effective value and where it comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlagState {
+    /// The override if there is one, else the declared default.
+    pub value: Value,
+    /// `flag_enabled` of the value without a key.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub default: Value,
+    /// Whether the value is a run-time override.
+    #[serde(default)]
+    pub overridden: bool,
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 impl Flags {
@@ -83,42 +99,38 @@ impl Flags {
     }
 }
 
-/// The rollout bucket (0 to 99) of `key` for `flag`: FNV-1a (64-bit) over the UTF-8 bytes of
-/// `<flag>/<key>`, modulo 100.
-pub fn rollout_bucket(flag: &str, key: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in flag.bytes().chain([b'/']).chain(key.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+impl Client {
+    /// Every declared flag with its effective value, default and whether it is overridden.
+    pub async fn list_flags(&self) -> Result<FlagSnapshot, ClientError> {
+        let url = self.url(&["v1", "flags"], "", &[]);
+        self.call(Method::GET, url, None).await
     }
-    hash % 100
-}
 
-/// Whether a flag with `value` is on (for `key` when given): `true`/`false` as they are;
-/// `{"percent": p}` when `rollout_bucket(flag, key) < p`, without a key only at 100 (off at
-/// 0, `None` between); other values are not on/off flags (`None`).
-pub fn flag_enabled(flag: &str, value: &Value, key: Option<&str>) -> Option<bool> {
-    match value {
-        Value::Bool(on) => Some(*on),
-        Value::Object(object) => {
-            let percent = object.get("percent")?.as_u64()?;
-            if object.len() != 1 || percent > 100 {
-                return None;
-            }
-            match (percent, key) {
-                (100, _) => Some(true),
-                (0, _) => Some(false),
-                (percent, Some(key)) => Some(rollout_bucket(flag, key) < percent),
-                (_, None) => None,
-            }
-        }
-        _ => None,
+    /// Overrides flag `name` with `value` (`true`, `false`, `{"percent": p}`, a string or a
+    /// number) until it is cleared; needs a read-write token. Returns the change's revision.
+    /// An undeclared name is `ClientError::Api` with code `flag_not_found` and, when a
+    /// declared flag has a close name, `did_you_mean`.
+    pub async fn set_flag(&self, name: &str, value: &Value) -> Result<u64, ClientError> {
+        let url = self.url(&["v1", "flags", name], "", &[]);
+        let written: Written = self
+            .call(Method::PUT, url, Some(json!({ "value": value })))
+            .await?;
+        written
+            .revision
+            .ok_or_else(|| ClientError::Decode(format!("{name}: an override without a revision")))
+    }
+
+    /// Drops the override of flag `name`, so its default applies again; needs a read-write
+    /// token. Returns the change's revision, `None` when there was no override.
+    pub async fn clear_flag(&self, name: &str) -> Result<Option<u64>, ClientError> {
+        let url = self.url(&["v1", "flags", name], "", &[]);
+        let written: Written = self.call(Method::DELETE, url, None).await?;
+        Ok(written.revision)
     }
 }
 
 pub(crate) async fn start(client: Client) -> Result<Flags, ClientError> {
-    let url = client.url(&["v1", "flags"], "", &[]);
-    let first: Snapshot = client.call(Method::GET, url, None).await?;
+    let first = client.list_flags().await?;
     let (sender, current) = watch::channel(first);
     let task = tokio::spawn(follow(client, sender));
     Ok(Flags {
@@ -128,7 +140,7 @@ pub(crate) async fn start(client: Client) -> Result<Flags, ClientError> {
 
 /// Replaces the snapshot with each one the server sends; reconnects with a bounded backoff.
 /// Every connection starts with a full snapshot, so nothing is lost across a disconnect.
-async fn follow(client: Client, snapshots: watch::Sender<Snapshot>) {
+async fn follow(client: Client, snapshots: watch::Sender<FlagSnapshot>) {
     let mut backoff = FIRST_BACKOFF;
     loop {
         let url = client.url(&["v1", "watch"], "", &[("flags", "")]);
@@ -144,7 +156,7 @@ async fn follow(client: Client, snapshots: watch::Sender<Snapshot>) {
                     if event.event != "flags" {
                         continue;
                     }
-                    if let Ok(snapshot) = serde_json::from_str::<Snapshot>(&event.data) {
+                    if let Ok(snapshot) = serde_json::from_str::<FlagSnapshot>(&event.data) {
                         snapshots.send_replace(snapshot);
                     }
                 }

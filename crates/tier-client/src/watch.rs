@@ -3,14 +3,12 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
-use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::sse::EventReader;
-use crate::{Client, ClientError, check};
+use crate::events::{WatchEvent, WatchStart, WatchTarget};
+use crate::{Client, ClientError};
 
 /// The first wait before reconnecting, and the longest.
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -46,17 +44,6 @@ impl Drop for Watch {
     }
 }
 
-#[derive(Deserialize)]
-struct PutEvent {
-    key: String,
-    value: Value,
-}
-
-#[derive(Deserialize)]
-struct DeleteEvent {
-    key: String,
-}
-
 pub(crate) fn start(client: Client, prefix: String, after: u64) -> Watch {
     let (sender, changes) = mpsc::channel(64);
     let task = tokio::spawn(follow(client, prefix, after, sender));
@@ -87,7 +74,8 @@ async fn follow(
     }
 }
 
-/// Streams until the connection ends (`Ok`, retry) or a fatal error (`Err`).
+/// Streams until the connection ends (`Ok`, retry) or a fatal error (`Err`): a refused
+/// token, compacted history, an answer that is not a change.
 async fn stream(
     client: &Client,
     prefix: &str,
@@ -95,46 +83,23 @@ async fn stream(
     changes: &mpsc::Sender<Result<Change, ClientError>>,
     backoff: &mut Duration,
 ) -> Result<(), ClientError> {
-    let url = client.url(&["v1", "watch"], "", &[("prefix", prefix)]);
-    let request = client
-        .request(Method::GET, url)
-        .header("last-event-id", last.to_string());
-    let Ok(response) = request.send().await else {
-        return Ok(());
+    let target = WatchTarget::Prefix(prefix.to_owned());
+    let mut events = match client.events(&target, WatchStart::After(*last)).await {
+        Ok(events) => events,
+        // The store is away or restarting: try again after the backoff.
+        Err(ClientError::Unreachable(_)) => return Ok(()),
+        Err(ClientError::Api { status, .. }) if status >= 500 => return Ok(()),
+        Err(error) => return Err(error),
     };
-    if response.status().is_server_error() {
-        return Ok(());
-    }
-    let response = check(response).await?;
     *backoff = FIRST_BACKOFF;
-    let mut events = EventReader::new(response);
-    while let Ok(Some(event)) = events.next().await {
-        let revision = event.id.as_deref().and_then(|id| id.parse::<u64>().ok());
-        let change = match (event.event.as_str(), revision) {
-            ("put", Some(revision)) => {
-                serde_json::from_str::<PutEvent>(&event.data)
-                    .ok()
-                    .map(|put| Change {
-                        key: put.key,
-                        value: Some(put.value),
-                        revision,
-                    })
-            }
-            ("delete", Some(revision)) => serde_json::from_str::<DeleteEvent>(&event.data)
-                .ok()
-                .map(|delete| Change {
-                    key: delete.key,
-                    value: None,
-                    revision,
-                }),
-            ("error", _) => return Err(stream_error(&event.data)),
-            _ => None,
-        };
-        let Some(change) = change else {
-            return Err(ClientError::Decode(format!(
-                "a watch event that is not a change: {}",
-                event.event
-            )));
+    while let Some(event) = events.next().await? {
+        let change = Change {
+            key: event.key().to_owned(),
+            revision: event.revision(),
+            value: match event {
+                WatchEvent::Put(kv) => Some(kv.value),
+                WatchEvent::Delete { .. } => None,
+            },
         };
         *last = change.revision;
         if changes.send(Ok(change)).await.is_err() {
@@ -142,27 +107,4 @@ async fn stream(
         }
     }
     Ok(())
-}
-
-/// The error event a server sends before ending a watch it cannot continue.
-pub(crate) fn stream_error(data: &str) -> ClientError {
-    #[derive(Deserialize)]
-    struct ErrorEvent {
-        error: String,
-        #[serde(default)]
-        message: String,
-        #[serde(default)]
-        compacted_revision: Option<u64>,
-    }
-    match serde_json::from_str::<ErrorEvent>(data) {
-        Ok(event) if event.error == "compacted" => ClientError::Compacted {
-            compacted: event.compacted_revision.unwrap_or(0),
-        },
-        Ok(event) => ClientError::Api {
-            status: StatusCode::OK.as_u16(),
-            code: event.error,
-            message: event.message,
-        },
-        Err(error) => ClientError::Decode(error.to_string()),
-    }
 }

@@ -1,122 +1,20 @@
-//! The client against the real API: an `EmbeddedStore` and its router on 127.0.0.1, stopped
-//! and started again on the same port and store file where a test needs it.
+//! The calls every service makes against the real API: typed get and put, discovery, a
+//! resumable watch and the flag cache, across a restart of the server.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::{Agent, PATIENCE, ok, store_path, wait_until};
 use tier_client::{Change, Client, ClientError};
-use tier_store::http::{self, ApiConfig, FlagDefault, Registry, Tokens};
+use tier_store::http::{self, Registry};
 use tier_store::{Backend, EmbeddedConfig, EmbeddedStore};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-
-const PATIENCE: Duration = Duration::from_secs(20);
-
-fn ok<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
-    match result {
-        Ok(value) => value,
-        Err(error) => panic!("unexpected error: {error}"),
-    }
-}
-
-/// A running API over the store file at `path`.
-struct Agent {
-    address: SocketAddr,
-    store: Arc<EmbeddedStore>,
-    tokens: Tokens,
-    shutdown: CancellationToken,
-    serving: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Agent {
-    async fn start(directory: &Path, address: SocketAddr) -> Agent {
-        let config = EmbeddedConfig {
-            history: None,
-            ..EmbeddedConfig::default()
-        };
-        let store = Arc::new(ok(EmbeddedStore::open(&store_path(directory), config).await));
-        let tokens = ok(Tokens::load_or_create(
-            &directory.join("tokens.json"),
-            "dev",
-        ));
-        let listener = ok(TcpListener::bind(address).await);
-        let address = ok(listener.local_addr());
-        let shutdown = CancellationToken::new();
-        let flags = BTreeMap::from([
-            (
-                "dark-mode".to_owned(),
-                FlagDefault {
-                    value: json!(true),
-                    description: None,
-                },
-            ),
-            (
-                "new-checkout".to_owned(),
-                FlagDefault {
-                    value: json!({"percent": 40}),
-                    description: None,
-                },
-            ),
-        ]);
-        let config = ApiConfig {
-            flags,
-            shutdown: shutdown.clone(),
-            ..ApiConfig::default()
-        };
-        let serving = tokio::spawn(http::serve(listener, store.clone(), tokens.clone(), config));
-        Agent {
-            address,
-            store,
-            tokens,
-            shutdown,
-            serving,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.address)
-    }
-
-    fn client(&self) -> Client {
-        ok(Client::new(
-            &self.url(),
-            self.tokens.read_write().expose(),
-            "dev",
-        ))
-    }
-
-    /// Stops serving and closes the store file.
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let stopped = tokio::time::timeout(PATIENCE, self.serving).await;
-        assert!(matches!(stopped, Ok(Ok(Ok(())))), "the server did not stop");
-    }
-}
-
-fn store_path(directory: &Path) -> PathBuf {
-    directory.join("store.redb")
-}
 
 async fn next_change(watch: &mut tier_client::Watch) -> Change {
     match tokio::time::timeout(PATIENCE, watch.next()).await {
         Ok(Some(Ok(change))) => change,
         other => panic!("expected a change, got {other:?}"),
-    }
-}
-
-/// Polls until `check` holds, for at most `PATIENCE`.
-async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited {PATIENCE:?} for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -301,39 +199,4 @@ async fn the_flag_cache_sees_a_flip_and_answers_like_the_server() {
     .await;
     drop(flags);
     agent.stop().await;
-}
-
-#[test]
-fn the_rollout_hash_is_the_servers() {
-    let values = [
-        json!(true),
-        json!(false),
-        json!({"percent": 0}),
-        json!({"percent": 1}),
-        json!({"percent": 37}),
-        json!({"percent": 100}),
-        json!({"percent": 101}),
-        json!({"percent": 5, "extra": 1}),
-        json!("blue"),
-        json!(3),
-        Value::Null,
-    ];
-    for flag in ["new-checkout", "a", "", "dark.mode_2"] {
-        for user in 0..200 {
-            let key = format!("user-{user}");
-            assert_eq!(
-                tier_client::rollout_bucket(flag, &key),
-                http::rollout_bucket(flag, &key)
-            );
-            for value in &values {
-                for key in [Some(key.as_str()), None] {
-                    assert_eq!(
-                        tier_client::flag_enabled(flag, value, key),
-                        http::flag_enabled(flag, value, key),
-                        "{flag} {value} {key:?}"
-                    );
-                }
-            }
-        }
-    }
 }

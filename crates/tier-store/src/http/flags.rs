@@ -4,9 +4,9 @@
 //!
 //! A flag's value is `true`/`false`, a percentage rollout `{"percent": 0..=100}`, or another
 //! scalar (a string or number) for the service to interpret. A rollout is on for a caller key
-//! (a user id, say) when [`rollout_bucket`] of the flag and key is below the percentage, so
-//! every service, the CLI and `tier-client` agree on who is in, and raising the percentage
-//! only adds keys.
+//! (a user id, say) when `tier_client::rollout_bucket` of the flag and key is below the
+//! percentage. The evaluation is `tier_client`'s, the one definition every service and the
+//! CLI use too, so they agree on who is in, and raising the percentage only adds keys.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use tier_client::{flag_enabled, rollout_percent};
 
 use super::audit::{self, Change};
 use super::error::ApiError;
@@ -32,41 +33,6 @@ use crate::types::{Revision, Selector};
 pub struct FlagDefault {
     pub value: Value,
     pub description: Option<String>,
-}
-
-/// The rollout bucket (0 to 99) of `key` for `flag`: FNV-1a (64-bit; offset basis
-/// 0xcbf29ce484222325, prime 0x100000001b3) over the UTF-8 bytes of `<flag>/<key>`, modulo
-/// 100. The flag's name is part of the input so that two flags at 10% reach different keys.
-pub fn rollout_bucket(flag: &str, key: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in flag.bytes().chain([b'/']).chain(key.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash % 100
-}
-
-/// Whether a flag with `value` is on, for `key` when given: `true`/`false` as they are; a
-/// rollout `{"percent": p}` is on when `rollout_bucket(flag, key) < p`, and without a key only
-/// at 100 (off at 0; `None` in between). Other values are not on/off flags: `None`.
-pub fn flag_enabled(flag: &str, value: &Value, key: Option<&str>) -> Option<bool> {
-    match value {
-        Value::Bool(on) => Some(*on),
-        Value::Object(_) => match (percent(value)?, key) {
-            (100, _) => Some(true),
-            (0, _) => Some(false),
-            (percent, Some(key)) => Some(rollout_bucket(flag, key) < percent),
-            (_, None) => None,
-        },
-        _ => None,
-    }
-}
-
-/// The percentage of `{"percent": p}` with a whole `p` from 0 to 100.
-fn percent(value: &Value) -> Option<u64> {
-    let object = value.as_object()?;
-    let percent = object.get("percent")?.as_u64()?;
-    (object.len() == 1 && percent <= 100).then_some(percent)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,7 +115,7 @@ pub(crate) async fn put<B: Backend>(
     declared(&api, &name)?;
     let valid = match &body.value {
         Value::Bool(_) | Value::String(_) | Value::Number(_) => true,
-        Value::Object(_) => percent(&body.value).is_some(),
+        Value::Object(_) => rollout_percent(&body.value).is_some(),
         Value::Null | Value::Array(_) => false,
     };
     if !valid {
@@ -244,43 +210,4 @@ fn declared<'a, B>(api: &'a Api<B>, name: &str) -> Result<&'a FlagDefault, ApiEr
         error = error.with("did_you_mean", known.as_str());
     }
     Err(error)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fnv1a_matches_the_published_vectors() {
-        // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c (the published test vector); of "/" (an
-        // empty flag and key) 0xaf63a24c860189fe, and of "checkout/user-42" 0xc25cc35398949ae2.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in b"a" {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        assert_eq!(hash, 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(rollout_bucket("", ""), 0xaf63_a24c_8601_89fe_u64 % 100);
-        assert_eq!(rollout_bucket("checkout", "user-42"), 34);
-    }
-
-    #[test]
-    fn evaluation() {
-        let on = json!({ "percent": 100 });
-        let off = json!({ "percent": 0 });
-        let half = json!({ "percent": 50 });
-        assert_eq!(flag_enabled("f", &json!(true), None), Some(true));
-        assert_eq!(flag_enabled("f", &on, None), Some(true));
-        assert_eq!(flag_enabled("f", &off, Some("u")), Some(false));
-        assert_eq!(flag_enabled("f", &half, None), None);
-        assert_eq!(flag_enabled("f", &json!("blue"), None), None);
-        assert_eq!(
-            flag_enabled("f", &json!({ "percent": 101 }), Some("u")),
-            None
-        );
-        let in_half = (0..1000)
-            .filter(|user| flag_enabled("f", &half, Some(&format!("user-{user}"))) == Some(true))
-            .count();
-        assert!((400..600).contains(&in_half), "{in_half} of 1000 at 50%");
-    }
 }

@@ -18,9 +18,9 @@
 //! ```
 //!
 //! `flags` is the environment's resolved `[flags.<name>]`: a map from name to
-//! [`FlagDefault`]. The CLI reads the same tokens with [`Tokens::load`] and speaks HTTP, or
-//! calls [`router`] in-process. [`flag_enabled`] and [`rollout_bucket`] are the one definition
-//! of how a flag evaluates; `tier-client` repeats them and a test keeps the two equal.
+//! [`FlagDefault`]. The CLI reads the same tokens with [`Tokens::load`] and reaches the API
+//! through `tier_client`, serving a stopped environment's store file with [`serve`] itself. [`flag_enabled`] and [`rollout_bucket`] are `tier_client`'s,
+//! the one definition of how a flag evaluates, which the server and every client share.
 //!
 //! # Layout in the store
 //!
@@ -51,8 +51,10 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use flags::{FlagDefault, flag_enabled, rollout_bucket};
+pub use flags::FlagDefault;
 pub use registry::{Endpoint, Registry};
+/// How a flag evaluates, from `tier_client` (the one definition clients use too).
+pub use tier_client::{flag_enabled, rollout_bucket};
 pub use tokens::{Token, TokenError, TokenKind, Tokens};
 
 use crate::backend::Backend;
