@@ -466,18 +466,7 @@ fn a_live_lease_is_broken_only_when_confirmed_and_an_expired_one_is_taken_over()
         })
     };
     let now = tier_state::system_clock() / 1000;
-    let stamp = |seconds: u64| {
-        let days = seconds / 86_400;
-        let rest = seconds % 86_400;
-        // 1970-01-01 plus days, good for these tests' dates.
-        let date = civil(days);
-        format!(
-            "{date}T{:02}:{:02}:{:02}.000000Z",
-            rest / 3600,
-            rest % 3600 / 60,
-            rest % 60
-        )
-    };
+    let stamp = tier_test::fake_kube::rfc3339;
     fake.insert("leases", lease(&stamp(now)));
     let refused = machine.tier(&["apply", "prod"]);
     assert_eq!(refused.code, Some(1), "{}", refused.stderr);
@@ -504,20 +493,6 @@ fn a_live_lease_is_broken_only_when_confirmed_and_an_expired_one_is_taken_over()
     fake.insert("leases", lease(&stamp(now - 7200)));
     let run = machine.ok(&["apply", "prod"]);
     assert!(run.stdout.contains("deployed"), "{}", run.stdout);
-}
-
-/// `YYYY-MM-DD` of a day count since 1970-01-01 (Howard Hinnant's civil-from-days).
-fn civil(days: u64) -> String {
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
 }
 
 #[test]

@@ -187,8 +187,8 @@ fn merge(into: &mut Value, from: &Value) {
     }
 }
 
-/// `2026-12-03T15:04:05Z` for a Unix time in seconds.
-pub(super) fn rfc3339(seconds: u64) -> String {
+/// `2026-12-03T15:04:05Z` for a Unix time in seconds, as the API server writes times.
+pub fn rfc3339(seconds: u64) -> String {
     let days = (seconds / 86_400) as i64;
     let rest = seconds % 86_400;
     let z = days + 719_468;

@@ -64,6 +64,8 @@ mod pods;
 mod routes;
 mod writes;
 
+pub use fields::rfc3339;
+
 use controller::deployment_status;
 use routes::{Target, kind_of, matches, parse_path, parse_selector};
 
