@@ -14,7 +14,7 @@
 
 pub mod artifacts;
 pub mod bom;
-mod drift;
+pub mod drift;
 mod engine;
 mod error;
 pub mod event;
@@ -32,7 +32,7 @@ use tier_model::{Environment, LoadError, Project, Resolved, Set};
 
 pub use artifacts::Desired;
 pub use bom::BillOfMaterials;
-pub use drift::{DriftReport, drift};
+pub use drift::{DriftReport, Found, drift};
 pub use engine::{Applied, Target, apply, plan, promote, rollback};
 pub use error::DeployError;
 pub use event::{DeployEvent, EventSink, Phase, ServiceProgress, ignore_events};

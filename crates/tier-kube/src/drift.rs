@@ -14,12 +14,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
+use tier_model::quantity::Quantity;
+
 use crate::cluster::FIELD_MANAGER;
 use crate::object::Object;
+use crate::render::NAME_LABEL;
 
 /// One difference between what tier applied and what runs.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Drift {
+    /// The service the object belongs to (its `app.kubernetes.io/name` label), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// `Deployment`, `Service`, ...
     pub kind: String,
     pub namespace: String,
@@ -159,7 +165,12 @@ pub fn drift(applied: &[Object], live: &BTreeMap<ObjectKey, Value>, hpas: &[Valu
             object.name().to_owned(),
         );
         seen.insert(key.clone());
+        let Ok(mut want) = serde_json::to_value(object) else {
+            continue;
+        };
+        let service = service_of(&want);
         let entry = |change: Change, expected: Option<String>| Drift {
+            service: service.clone(),
             kind: key.0.clone(),
             namespace: key.1.clone(),
             name: key.2.clone(),
@@ -168,9 +179,6 @@ pub fn drift(applied: &[Object], live: &BTreeMap<ObjectKey, Value>, hpas: &[Valu
         };
         let Some(live) = live.get(&key) else {
             found.push(entry(Change::Deleted, None));
-            continue;
-        };
-        let Ok(mut want) = serde_json::to_value(object) else {
             continue;
         };
         if let Some(map) = want.as_object_mut() {
@@ -237,9 +245,10 @@ pub fn drift(applied: &[Object], live: &BTreeMap<ObjectKey, Value>, hpas: &[Valu
             found.push(entry(change, expected));
         }
     }
-    for key in live.keys() {
+    for (key, object) in live {
         if key.0 != "Namespace" && !seen.contains(key) {
             found.push(Drift {
+                service: service_of(object),
                 kind: key.0.clone(),
                 namespace: key.1.clone(),
                 name: key.2.clone(),
@@ -249,6 +258,13 @@ pub fn drift(applied: &[Object], live: &BTreeMap<ObjectKey, Value>, hpas: &[Valu
         }
     }
     found
+}
+
+/// The service an object belongs to, by its name label.
+fn service_of(object: &Value) -> Option<String> {
+    object["metadata"]["labels"][NAME_LABEL]
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// A step into a value: an object's key, or a list entry by its `name`.
@@ -312,7 +328,7 @@ fn compare(want: &Value, live: &Value, at: &mut Vec<Segment>, out: &mut Vec<Diff
                 at.pop();
             }
         }
-        (want, live) if !same(want, live) => out.push(Difference {
+        (want, live) if !same(want, live, at) => out.push(Difference {
             segments: at.clone(),
             applied: want.clone(),
             live: live.clone(),
@@ -322,14 +338,37 @@ fn compare(want: &Value, live: &Value, at: &mut Vec<Segment>, out: &mut Vec<Diff
 }
 
 /// Equal as the API server would store them: a number and its string spelling (`"1"` and
-/// `1` in quantities) are not told apart.
-fn same(want: &Value, live: &Value) -> bool {
+/// `1` in quantities) are not told apart, and a resource quantity the server wrote in its
+/// canonical form (`0.5` CPU as `500m`, `1024Mi` as `1Gi`) is the same quantity.
+fn same(want: &Value, live: &Value, at: &[Segment]) -> bool {
     want == live
         || match (want, live) {
             (Value::Number(number), Value::String(text))
             | (Value::String(text), Value::Number(number)) => number.to_string() == *text,
+            (Value::String(want), Value::String(live)) => same_quantity(want, live, at),
             _ => false,
         }
+}
+
+fn same_quantity(want: &str, live: &str, at: &[Segment]) -> bool {
+    fn key(segment: Option<&Segment>) -> &str {
+        match segment {
+            Some(Segment::Key(key)) => key,
+            _ => "",
+        }
+    }
+    let field = key(at.last());
+    let in_resources = matches!(key(at.iter().rev().nth(1)), "limits" | "requests");
+    let parse = match field {
+        "cpu" if in_resources => Quantity::parse_cpu,
+        "memory" | "ephemeral-storage" | "storage" if in_resources => Quantity::parse_memory,
+        "sizeLimit" => Quantity::parse_memory,
+        _ => return false,
+    };
+    match (parse(want), parse(live)) {
+        (Ok(want), Ok(live)) => want.base_units() == live.base_units(),
+        _ => false,
+    }
 }
 
 fn dotted(segments: &[Segment]) -> String {
@@ -476,5 +515,26 @@ mod tests {
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].expected.is_some() && matches!(found[0].change, Change::Extra { .. }));
         assert_eq!(found[1].change, Change::Added);
+    }
+
+    #[test]
+    fn a_quantity_the_server_wrote_canonically_is_not_drift_and_another_value_is() {
+        let with_cpu = |cpu: &str, memory: &str| {
+            let mut object = serde_json::to_value(deployment(1, "api:1")).expect("JSON");
+            object["spec"]["template"]["spec"]["containers"][0]["resources"] =
+                json!({"limits": {"cpu": cpu, "memory": memory}});
+            serde_json::from_value::<Object>(object).expect("a Deployment")
+        };
+        let applied = [with_cpu("0.5", "1024Mi")];
+        assert!(
+            drift(&applied, &live(&with_cpu("500m", "1Gi"), json!([])), &[]).is_empty(),
+            "0.5 CPU is 500m and 1024Mi is 1Gi"
+        );
+        let found = drift(&applied, &live(&with_cpu("1", "1Gi"), json!([])), &[]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].describe().contains("limits.cpu 0.5 → 1"),
+            "{found:?}"
+        );
     }
 }

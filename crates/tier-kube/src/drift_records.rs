@@ -7,30 +7,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, PostParams};
-use serde::{Deserialize, Serialize};
 use tier_model::Environment;
 use tier_state::StateError;
+use tier_state::drift::{DriftRecord, merge};
 
 use crate::cluster::{ClusterError, FIELD_MANAGER};
 use crate::drift::{Drift, drift};
 use crate::object::Object;
 use crate::records::{ClusterRecords, RECORDS_LABEL};
 use crate::render::MANAGED_BY_LABEL;
-
-/// How long drift history is kept: the newest records, by last seen.
-const KEPT: usize = 500;
-
-/// One drifted field or object over time.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DriftRecord {
-    pub key: String,
-    pub description: String,
-    pub first_seen_unix_ms: u64,
-    pub last_seen_unix_ms: u64,
-    /// When a check found it gone; `None` while it lasts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gone_unix_ms: Option<u64>,
-}
 
 impl ClusterRecords {
     /// The differences between `applied` (the deployed revision's objects) and the live
@@ -45,47 +30,17 @@ impl ClusterRecords {
         Ok(drift(applied, &live, &hpas))
     }
 
-    /// Records what a check found (entries that are drift, not `expected` ones) at `now`, and
-    /// returns every record, newest first.
-    pub fn record_drift(&self, found: &[Drift], now: u64) -> Result<Vec<DriftRecord>, StateError> {
+    /// Records what a check found at `now` (the key and description of each drift; see
+    /// [`merge`]), and returns every record, newest first.
+    pub fn record_drift(
+        &self,
+        current: &[(String, String)],
+        now: u64,
+    ) -> Result<Vec<DriftRecord>, StateError> {
         self.block_on(async {
             for _ in 0..5 {
-                let (mut records, version) = self.read_drift().await?;
-                let current: BTreeMap<String, &Drift> = found
-                    .iter()
-                    .filter(|drift| drift.expected.is_none())
-                    .map(|drift| (drift.key(), drift))
-                    .collect();
-                for record in &mut records {
-                    match current.get(&record.key) {
-                        Some(drift) if record.gone_unix_ms.is_none() => {
-                            record.last_seen_unix_ms = now;
-                            record.description = drift.describe();
-                        }
-                        None if record.gone_unix_ms.is_none() => record.gone_unix_ms = Some(now),
-                        _ => {}
-                    }
-                }
-                for (key, drift) in &current {
-                    if !records
-                        .iter()
-                        .any(|record| record.key == *key && record.gone_unix_ms.is_none())
-                    {
-                        records.push(DriftRecord {
-                            key: key.clone(),
-                            description: drift.describe(),
-                            first_seen_unix_ms: now,
-                            last_seen_unix_ms: now,
-                            gone_unix_ms: None,
-                        });
-                    }
-                }
-                records.sort_by(|a, b| {
-                    b.last_seen_unix_ms
-                        .cmp(&a.last_seen_unix_ms)
-                        .then_with(|| a.key.cmp(&b.key))
-                });
-                records.truncate(KEPT);
+                let (records, version) = self.read_drift().await?;
+                let records = merge(records, current, now);
                 match self.write_drift(&records, version).await {
                     Ok(()) => return Ok(records),
                     Err(kube::Error::Api(status)) if status.code == 409 => continue,

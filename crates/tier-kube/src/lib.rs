@@ -30,7 +30,6 @@ pub use cluster::{
 };
 pub use deploy::{DeployConfig, DeployFailure, Event, deploy, waves};
 pub use drift::{Change, Drift, ObjectKey, drift};
-pub use drift_records::DriftRecord;
 pub use logs::PodLine;
 pub use network::EXTERNAL_SUFFIX;
 pub use object::{Object, OutputError, to_yaml, write_dir};
@@ -44,3 +43,4 @@ pub use render::{
     namespace_of, render, render_with_patches, store_url,
 };
 pub use rollout::{Counts, RolloutState, counts, rollout_state};
+pub use tier_state::DriftRecord;

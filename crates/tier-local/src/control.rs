@@ -222,10 +222,42 @@ pub struct ReplicaStatus {
     pub replica: u32,
     pub pid: Option<u32>,
     pub port: u16,
-    pub phase: String,
+    pub phase: Phase,
     pub restarts: u32,
     pub last_probe: Option<String>,
     pub last_exit: Option<String>,
+}
+
+/// Where a replica is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Spawned, not ready yet.
+    Starting,
+    Ready,
+    /// Was ready; probes fail now.
+    Unready,
+    /// Exited; a restart is scheduled.
+    Backoff,
+    /// Exited and stays down (restart policy, or the agent is stopping).
+    Exited,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Ready => "ready",
+            Phase::Unready => "unready",
+            Phase::Backoff => "backoff",
+            Phase::Exited => "exited",
+        }
+    }
+
+    /// Whether the replica's process is gone (exited, restarting later or never).
+    pub fn is_down(self) -> bool {
+        matches!(self, Phase::Backoff | Phase::Exited)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,7 @@
 //! each service, and answers the CLI on a Unix socket under `.tier/<env>/`.
 
 pub mod agent;
+pub mod config_file;
 pub mod control;
 pub mod health;
 pub mod logs;

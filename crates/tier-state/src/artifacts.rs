@@ -17,6 +17,21 @@ use crate::error::StateError;
 
 const DIGEST_PREFIX: &str = "sha256:";
 
+/// What [`ArtifactStore::check`] found of a stored copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stored {
+    Intact,
+    /// The file's bytes have another digest now.
+    Changed {
+        path: PathBuf,
+        digest: String,
+    },
+    /// No readable file.
+    Missing {
+        path: PathBuf,
+    },
+}
+
 /// The artifact store of one project.
 #[derive(Clone, Debug)]
 pub struct ArtifactStore {
@@ -72,6 +87,30 @@ impl ArtifactStore {
         }
         let path = self.dir.join(hex);
         path.is_file().then_some(path)
+    }
+
+    /// Whether the stored copy of the artifact with `digest` still holds the bytes the digest
+    /// names: `tier drift` reports a copy changed or removed behind tier's back, since the
+    /// local runtime runs replicas from these copies. `None` for a digest this store does not
+    /// keep (an image reference).
+    pub fn check(&self, digest: &str) -> Option<Stored> {
+        let hex = digest.strip_prefix(DIGEST_PREFIX)?;
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return None;
+        }
+        let path = self.dir.join(hex);
+        Some(match hash_file(&path) {
+            Ok(found) if found == hex => Stored::Intact,
+            Ok(found) => Stored::Changed {
+                path,
+                digest: format!("{DIGEST_PREFIX}{found}"),
+            },
+            Err(_) => Stored::Missing { path },
+        })
     }
 
     /// Copies `program` into the store and returns the hex digest of what was copied.
@@ -182,5 +221,26 @@ mod tests {
         assert_eq!(store.path_of("sample-app-backend:0.0.1"), None);
         assert_eq!(store.path_of(&format!("sha256:{}", "A".repeat(64))), None);
         assert_eq!(store.path_of(&format!("sha256:{}", "a".repeat(64))), None);
+    }
+
+    #[test]
+    fn check_tells_an_intact_copy_from_a_changed_or_missing_one() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let program = dir.path().join("program");
+        std::fs::write(&program, b"#!/bin/sh\n").expect("written");
+        let store = ArtifactStore::new(dir.path());
+        let (artifact, stored) = store.put(&program).expect("stored");
+        assert_eq!(store.check(&artifact.digest), Some(Stored::Intact));
+        std::fs::write(&stored, b"#!/bin/sh\necho changed\n").expect("changed");
+        assert!(matches!(
+            store.check(&artifact.digest),
+            Some(Stored::Changed { digest, .. }) if digest != artifact.digest
+        ));
+        std::fs::remove_file(&stored).expect("removed");
+        assert!(matches!(
+            store.check(&artifact.digest),
+            Some(Stored::Missing { .. })
+        ));
+        assert_eq!(store.check("sample-app-backend:0.0.1"), None);
     }
 }

@@ -8,6 +8,7 @@
 
 mod artifacts;
 mod backend;
+pub mod drift;
 mod error;
 mod fingerprint;
 mod lock;
@@ -15,8 +16,9 @@ mod record;
 mod revision;
 mod state;
 
-pub use artifacts::ArtifactStore;
+pub use artifacts::{ArtifactStore, Stored};
 pub use backend::{HeldLock, LockHolder, NewRevision, Records, Summary};
+pub use drift::DriftRecord;
 pub use error::StateError;
 pub use fingerprint::FingerprintKey;
 pub use lock::{Holder, Lock};

@@ -347,7 +347,7 @@ impl State {
         }))
     }
 
-    fn encode<T: serde::Serialize>(&self, record: &T) -> Result<Vec<u8>, Failure> {
+    pub(crate) fn encode<T: serde::Serialize>(&self, record: &T) -> Result<Vec<u8>, Failure> {
         serde_json::to_vec(record).map_err(|error| {
             Failure::State(StateError::Io {
                 path: self.database.clone(),
@@ -358,7 +358,7 @@ impl State {
 
     /// Runs `change` in one write transaction and commits it durably; when `change` fails,
     /// nothing is written.
-    fn write<T>(
+    pub(crate) fn write<T>(
         &self,
         change: impl FnOnce(&WriteTransaction) -> Result<T, Failure>,
     ) -> Result<T, StateError> {
@@ -370,7 +370,7 @@ impl State {
         })
     }
 
-    fn read<T>(
+    pub(crate) fn read<T>(
         &self,
         look: impl FnOnce(&ReadTransaction) -> Result<T, Failure>,
     ) -> Result<T, StateError> {
@@ -482,7 +482,7 @@ enum Verify {
 
 /// Why an operation failed, before the database path is attached; lets the transaction code
 /// use `?` on every redb error type.
-enum Failure {
+pub(crate) enum Failure {
     Database(redb::Error),
     /// A record that does not decode, or a reference to a missing one.
     Corrupt(String),
@@ -515,7 +515,7 @@ failure_from_redb!(
 
 /// A table of a read transaction, or `None` when the file has no such table yet (it was
 /// deleted and recreated empty since `open`).
-fn open_for_reading<K: Key + 'static, V: Value + 'static>(
+pub(crate) fn open_for_reading<K: Key + 'static, V: Value + 'static>(
     transaction: &ReadTransaction,
     definition: TableDefinition<K, V>,
 ) -> Result<Option<ReadOnlyTable<K, V>>, Failure> {

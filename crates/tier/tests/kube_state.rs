@@ -560,6 +560,27 @@ fn drift_names_other_managers_edits_apart_from_what_controllers_own_and_remember
         "{}",
         all.stdout
     );
+    // `tier status` shows each service's drift in its DRIFT column; the HPA's is not drift.
+    let status = machine.ok(&["status", "prod"]);
+    let row = |service: &str| {
+        status
+            .stdout
+            .lines()
+            .find(|line| line.starts_with(service))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(status.stdout.contains("DRIFT"), "{}", status.stdout);
+    assert!(
+        row("api").contains("Deployment spec.replicas edited"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        row("web").contains("Service deleted") && !row("web").contains("more"),
+        "{}",
+        status.stdout
+    );
     // The plan shows them apart from tier's own changes (there are none).
     let plan = machine.ok(&["plan", "prod"]);
     assert!(

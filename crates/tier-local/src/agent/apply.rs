@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tier_model::Environment;
-use tier_model::address;
 use tier_model::environment::Service;
 use tokio::sync::{mpsc, oneshot};
 
-use super::prepare::LocalAddresses;
 use super::proxies::ServiceProxy;
 use super::supervisor::{CRASH_LOOP_AFTER, Phase};
 use super::{Agent, Event, now};
+use crate::config_file;
 use crate::control::{ApplyRequest, Response};
 use crate::paths::write_atomic;
 use crate::rollout;
@@ -194,11 +193,9 @@ impl Agent {
         program: PathBuf,
         environment: &Environment,
     ) -> Result<(), String> {
-        let addresses = LocalAddresses::new(environment, |service| {
+        let text = config_file::contents(environment, &spec.config, |service| {
             self.proxies.get(service).map(|proxy| proxy.proxy_port)
         });
-        let config = address::substitute_json(&spec.config, &addresses);
-        let text = serde_json::to_vec_pretty(&config).unwrap_or_else(|_| b"{}".to_vec());
         write_atomic(&self.dir.config(name, &spec.config), &text)
             .map_err(|error| format!("{name}: cannot write its config: {error}"))?;
         if self.supervisor.service(name).is_some() {

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use tier_model::Environment;
-use tier_model::address::{self, Addresses};
-use tier_model::environment::Protocol;
 
+use crate::config_file;
 use crate::paths::{EnvDir, STORE_PORT, write_atomic};
 use crate::secrets::SecretValues;
 use crate::spawn;
@@ -79,7 +78,7 @@ pub fn prepare(options: AgentOptions) -> Result<Prepared, StartError> {
         programs.push(program);
     }
 
-    let remembered = remembered_ports(&dir);
+    let remembered = config_file::remembered_ports(&dir);
     let mut services = Vec::new();
     let mut ports = BTreeMap::new();
     for ((name, service), program) in options.environment.services.iter().zip(programs) {
@@ -116,11 +115,10 @@ pub fn prepare(options: AgentOptions) -> Result<Prepared, StartError> {
         });
     }
 
-    let addresses =
-        LocalAddresses::new(&options.environment, |service| ports.get(service).copied());
     for (name, service) in &options.environment.services {
-        let config = address::substitute_json(&service.config, &addresses);
-        let text = serde_json::to_vec_pretty(&config).unwrap_or_else(|_| b"{}".to_vec());
+        let text = config_file::contents(&options.environment, &service.config, |service| {
+            ports.get(service).copied()
+        });
         write_atomic(&dir.config(name.as_str(), &service.config), &text)
             .map_err(|error| fail(format!("service {name}: cannot write its config: {error}")))?;
     }
@@ -194,13 +192,6 @@ fn dir_env(dir: &EnvDir) -> String {
         .unwrap_or_default()
 }
 
-fn remembered_ports(dir: &EnvDir) -> BTreeMap<String, u16> {
-    std::fs::read(dir.ports())
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
-}
-
 /// The port used last time when it is free, so URLs stay stable; any free port otherwise.
 pub(super) fn bind_proxy(remembered: Option<u16>) -> std::io::Result<std::net::TcpListener> {
     if let Some(port) = remembered
@@ -215,46 +206,6 @@ pub(super) fn bind_proxy(remembered: Option<u16>) -> std::io::Result<std::net::T
 pub(super) fn free_port() -> std::io::Result<u16> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     Ok(listener.local_addr()?.port())
-}
-
-/// Where services are reached on this machine: their proxies on 127.0.0.1.
-pub(super) struct LocalAddresses {
-    ports: BTreeMap<String, (u16, Protocol)>,
-}
-
-impl LocalAddresses {
-    pub(super) fn new(
-        environment: &Environment,
-        proxy_port: impl Fn(&str) -> Option<u16>,
-    ) -> LocalAddresses {
-        LocalAddresses {
-            ports: environment
-                .services
-                .iter()
-                .filter_map(|(name, service)| {
-                    Some((
-                        name.to_string(),
-                        (proxy_port(name.as_str())?, service.protocol),
-                    ))
-                })
-                .collect(),
-        }
-    }
-}
-
-impl Addresses for LocalAddresses {
-    fn host_port(&self, service: &str) -> Option<(String, u16)> {
-        self.ports
-            .get(service)
-            .map(|(port, _)| ("127.0.0.1".to_owned(), *port))
-    }
-
-    fn scheme(&self, service: &str) -> &'static str {
-        match self.ports.get(service) {
-            Some((_, Protocol::Tcp)) => "tcp",
-            _ => "http",
-        }
-    }
 }
 
 /// Whether an agent runs for this environment: it holds the lock file for as long as it lives,

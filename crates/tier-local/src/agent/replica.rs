@@ -13,9 +13,10 @@ use tier_model::environment::{Health, Probe, Service, VolumeSource};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use super::prepare::{LocalAddresses, free_port};
+use super::prepare::free_port;
 use super::supervisor::{self, Replica, Supervised};
 use super::{Agent, Event, status};
+use crate::config_file::LocalAddresses;
 use crate::health::Check;
 use crate::logs::{self, LogFile, Stream};
 use crate::paths::EnvDir;

@@ -116,7 +116,7 @@ pub(crate) fn service_status(
                 replica: replica.id,
                 pid: replica.pid,
                 port: replica.port,
-                phase: format!("{:?}", replica.phase).to_lowercase(),
+                phase: replica.phase,
                 restarts: replica.restarts,
                 last_probe: replica.last_probe.clone(),
                 last_exit: replica.last_exit.clone(),

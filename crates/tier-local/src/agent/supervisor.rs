@@ -29,19 +29,7 @@ pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(15);
 /// How long a replica gets between SIGTERM and SIGKILL when its spec names no grace.
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Where a replica is in its life. Its lowercase name is the `phase` that status shows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Spawned, not ready yet.
-    Starting,
-    Ready,
-    /// Was ready; probes fail now.
-    Unready,
-    /// Exited; a restart is scheduled.
-    Backoff,
-    /// Exited and stays down (restart policy, or the agent is stopping).
-    Exited,
-}
+pub(crate) use crate::control::Phase;
 
 /// News about one replica, as the I/O around the supervisor observed it.
 #[derive(Debug)]
@@ -678,9 +666,7 @@ impl Supervisor {
         else {
             return Vec::new();
         };
-        if replica.killed_because.is_some()
-            || matches!(replica.phase, Phase::Backoff | Phase::Exited)
-        {
+        if replica.killed_because.is_some() || replica.phase.is_down() {
             return Vec::new();
         }
         let threshold =

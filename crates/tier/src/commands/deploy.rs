@@ -185,10 +185,10 @@ pub fn drift(global: &Global, env: &str, all: bool, history: bool) -> CommandRes
         Ok(report) => report,
         Err(error) => return Err(failed(global, &workspace, &error)),
     };
-    let shown: Vec<&tier_kube::Drift> = report
+    let shown: Vec<&tier_deploy::Found> = report
         .found
         .iter()
-        .filter(|drift| all || drift.expected.is_none())
+        .filter(|found| all || found.expected().is_none())
         .collect();
     if global.output == Output::Json {
         let mut value = json!({
@@ -196,6 +196,9 @@ pub fn drift(global: &Global, env: &str, all: bool, history: bool) -> CommandRes
             "revision": report.revision,
             "drift": shown,
         });
+        if let Some(stopped) = &report.stopped {
+            value["stopped"] = json!(stopped);
+        }
         if history {
             value["history"] = json!(report.history);
         }
@@ -237,11 +240,18 @@ pub fn drift(global: &Global, env: &str, all: bool, history: bool) -> CommandRes
                 shown.len(),
                 if shown.len() == 1 { "" } else { "s" }
             ));
-            for drift in shown {
-                output::stdout_line(&format!("  {}", drift.describe()));
+            for found in shown {
+                output::stdout_line(&format!("  {}", found.describe()));
             }
-            output::hint(&format!("`tier apply {env}` puts tier's fields back"));
+            output::hint(&format!(
+                "`tier apply {env}` puts back what differs from revision {revision}"
+            ));
         }
+    }
+    if let Some(stopped) = &report.stopped {
+        output::hint(&format!(
+            "{stopped}: nothing runs to compare; `tier up {env}` starts it"
+        ));
     }
     Ok(())
 }

@@ -47,6 +47,10 @@ pub(super) fn status(global: &Global, env: &str) -> CommandResult {
             return Err(Exit::Failure);
         }
     };
+    let drift = tier_deploy::Workspace::load(&global.project)
+        .ok()
+        .and_then(|mut workspace| tier_deploy::drift::check(&mut workspace, env).ok())
+        .map(|report| report.by_service());
     let (context, namespace) = (&live.context, &live.namespace);
     let services: Vec<serde_json::Value> = live
         .services
@@ -57,6 +61,7 @@ pub(super) fn status(global: &Global, env: &str) -> CommandResult {
                 "ready": service.ready, "updated": service.updated,
                 "available": service.available, "state": service.state.as_str(),
                 "reason": service.reason,
+                "drift": drift.as_ref().map(|drift| drift.get(&service.name).cloned().unwrap_or_default()),
             })
         })
         .collect();
@@ -77,6 +82,7 @@ pub(super) fn status(global: &Global, env: &str) -> CommandResult {
             "UP-TO-DATE",
             "AVAILABLE",
             "STATUS",
+            "DRIFT",
         ]
         .map(str::to_owned)
         .to_vec(),
@@ -100,6 +106,7 @@ pub(super) fn status(global: &Global, env: &str) -> CommandResult {
             number("updated").to_string(),
             number("available").to_string(),
             state,
+            super::local::drift_cell(drift.as_ref(), &text("name")),
         ]);
     }
     output::stdout(&format!(

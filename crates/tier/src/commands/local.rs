@@ -342,15 +342,25 @@ pub fn status(global: &Global, env: Option<&str>) -> CommandResult {
             .collect(),
     };
     let root = project_root(global);
+    let mut workspace = tier_deploy::Workspace::load(&global.project).ok();
     let mut reports = Vec::new();
     for name in &names {
-        reports.push((name.clone(), tier_deploy::local::status(&root, name)));
+        let status = tier_deploy::local::status(&root, name);
+        let drift = match (&status, workspace.as_mut()) {
+            (Ok(_), Some(workspace)) => tier_deploy::drift::check(workspace, name)
+                .ok()
+                .map(|report| report.by_service()),
+            _ => None,
+        };
+        reports.push((name.clone(), status, drift));
     }
     if global.output == Output::Json {
         let entries: Vec<serde_json::Value> = reports
             .iter()
-            .map(|(name, report)| match report {
-                Ok(status) => json!({ "environment": name, "running": true, "status": status }),
+            .map(|(name, report, drift)| match report {
+                Ok(status) => json!({
+                    "environment": name, "running": true, "status": status, "drift": drift,
+                }),
                 Err(why) => json!({ "environment": name, "running": false, "reason": why }),
             })
             .collect();
@@ -358,7 +368,7 @@ pub fn status(global: &Global, env: Option<&str>) -> CommandResult {
         return Ok(());
     }
     let mut text = String::new();
-    for (name, report) in &reports {
+    for (name, report, drift) in &reports {
         match report {
             Err(why) => text.push_str(&format!("{} {why}\n", style(name).bold())),
             Ok(status) => {
@@ -368,9 +378,11 @@ pub fn status(global: &Global, env: Option<&str>) -> CommandResult {
                     status.agent_pid
                 ));
                 let mut rows = vec![
-                    ["SERVICE", "VERSION", "READY", "RESTARTS", "URL", "STATUS"]
-                        .map(str::to_owned)
-                        .to_vec(),
+                    [
+                        "SERVICE", "VERSION", "READY", "RESTARTS", "URL", "STATUS", "DRIFT",
+                    ]
+                    .map(str::to_owned)
+                    .to_vec(),
                 ];
                 for service in &status.services {
                     let state = match &service.reason {
@@ -394,6 +406,7 @@ pub fn status(global: &Global, env: Option<&str>) -> CommandResult {
                             .clone()
                             .unwrap_or_else(|| service.url.clone()),
                         state,
+                        drift_cell(drift.as_ref(), &service.name),
                     ]);
                 }
                 text.push_str(&super::inspect::columns(&rows));
@@ -402,6 +415,24 @@ pub fn status(global: &Global, env: Option<&str>) -> CommandResult {
     }
     output::stdout(&text);
     Ok(())
+}
+
+/// The DRIFT cell of a service: what differs from the deployed revision, in a few words, or
+/// `-`; `?` when it could not be checked.
+pub(super) fn drift_cell(
+    drift: Option<&std::collections::BTreeMap<String, Vec<String>>>,
+    service: &str,
+) -> String {
+    let Some(drift) = drift else {
+        return "?".to_owned();
+    };
+    match drift.get(service).map(Vec::as_slice) {
+        None | Some([]) => "-".to_owned(),
+        Some([one]) => style(one).red().to_string(),
+        Some([first, rest @ ..]) => style(format!("{first} (+{} more)", rest.len()))
+            .red()
+            .to_string(),
+    }
 }
 
 /// The environment, when it resolves and runs on kubernetes.
