@@ -112,6 +112,13 @@ pub fn apply(
         let running = desired.environment.runtime == RuntimeKind::Local
             && crate::local::is_running(root, &env);
         if empty && running {
+            let what = crate::drift::repair_local(root, &env)?;
+            if !what.is_empty() {
+                (session.events)(DeployEvent::Repaired {
+                    env: env.clone(),
+                    what,
+                });
+            }
             return Ok(Applied::Unchanged { env: env.clone() });
         }
         carry_out(

@@ -56,6 +56,9 @@ pub enum DeployEvent {
         from: String,
         to: String,
     },
+    /// A local environment had nothing to apply but drift an apply puts back (a stored
+    /// program or a config file changed on disk): what was put back, in words.
+    Repaired { env: String, what: Vec<String> },
     /// Something went wrong that does not change the result (an agent that would not stop).
     Warning { message: String },
 }

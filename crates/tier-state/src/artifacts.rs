@@ -64,7 +64,7 @@ impl ArtifactStore {
         let hex = if stored.try_exists().unwrap_or(false) {
             hex
         } else {
-            self.copy_in(program)?
+            self.copy_in(program, false)?
         };
         let artifact = Artifact {
             digest: format!("{DIGEST_PREFIX}{hex}"),
@@ -113,8 +113,24 @@ impl ArtifactStore {
         })
     }
 
-    /// Copies `program` into the store and returns the hex digest of what was copied.
-    fn copy_in(&self, program: &Path) -> Result<String, StateError> {
+    /// Puts back the stored copy of the artifact with `digest` from `program` when the copy
+    /// was changed or removed and `program` still has those bytes. Whether it put one back.
+    pub fn repair(&self, digest: &str, program: &Path) -> Result<bool, StateError> {
+        match self.check(digest) {
+            None | Some(Stored::Intact) => Ok(false),
+            Some(_) => {
+                let wanted = digest.strip_prefix(DIGEST_PREFIX).unwrap_or_default();
+                if hash_file(program)? != wanted {
+                    return Ok(false);
+                }
+                Ok(self.copy_in(program, true)? == wanted)
+            }
+        }
+    }
+
+    /// Copies `program` into the store and returns the hex digest of what was copied. A copy
+    /// stored under that name already is kept, unless `replace` (a copy found changed).
+    fn copy_in(&self, program: &Path, replace: bool) -> Result<String, StateError> {
         std::fs::create_dir_all(&self.dir).map_err(io_error(&self.dir))?;
         // Unique per process and per call, so parallel puts never share a temporary file.
         static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -125,7 +141,7 @@ impl ArtifactStore {
         ));
         let result = copy_hashing(program, &temporary).and_then(|hex| {
             let stored = self.dir.join(&hex);
-            if stored.try_exists().unwrap_or(false) {
+            if !replace && stored.try_exists().unwrap_or(false) {
                 // Stored meanwhile by another put: the content is the same, keep the old file.
                 std::fs::remove_file(&temporary).map_err(io_error(&temporary))?;
             } else {
@@ -241,6 +257,9 @@ mod tests {
             store.check(&artifact.digest),
             Some(Stored::Missing { .. })
         ));
+        assert!(store.repair(&artifact.digest, &program).expect("repaired"));
+        assert_eq!(store.check(&artifact.digest), Some(Stored::Intact));
+        assert!(!store.repair(&artifact.digest, &program).expect("intact"));
         assert_eq!(store.check("sample-app-backend:0.0.1"), None);
     }
 }

@@ -137,6 +137,21 @@ fn edited_config_a_replaced_program_and_a_replica_down_are_drift_with_their_time
     assert!(stdout.contains("changed on disk"), "{stdout}");
     assert!(stdout.contains("was edited after the apply"), "{stdout}");
 
+    // With nothing else to apply, an apply puts both back.
+    let (code, _, stderr) = tier(&project, &["apply", "dev"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("dev: put back frontend: its program, copied again from")
+            && stderr
+                .contains("dev: put back frontend: its config file .tier/dev/config/frontend-"),
+        "{stderr}"
+    );
+    assert_eq!(classes(&project, "frontend"), Vec::<String>::new());
+    assert_eq!(
+        std::fs::read(&stored).expect("the stored copy"),
+        std::fs::read(project.path().join("target/release/sample-frontend")).expect("the program")
+    );
+
     // A backend replica killed while it cannot start again: it is down, and that is drift.
     std::fs::write(project.path().join("down"), "").expect("the down file");
     let status = json(&project, &["status", "dev"]);
@@ -181,7 +196,10 @@ fn edited_config_a_replaced_program_and_a_replica_down_are_drift_with_their_time
         "{replica}"
     );
     let edited = record("service frontend: config");
-    assert!(edited["gone_unix_ms"].is_null(), "{edited}");
+    assert!(
+        edited["gone_unix_ms"].as_u64().is_some(),
+        "put back: {edited}"
+    );
     assert!(
         edited["first_seen_unix_ms"].as_u64() < edited["last_seen_unix_ms"].as_u64(),
         "seen at the first check and again since: {edited}"

@@ -257,3 +257,67 @@ fn configs(
     }
     found
 }
+
+/// Puts back what an apply with nothing else to do can: each stored program changed or gone
+/// (copied again from its source, which still has the revision's bytes when the plan is
+/// empty) and each config file edited or gone (written again as the agent wrote it). A
+/// replica down is its agent's to restart. Returns what was put back, in words.
+pub(crate) fn repair(root: &Path, env: &str) -> Result<Vec<String>, DeployError> {
+    let (report, state) = check(root, env)?;
+    let Some(state) = state else {
+        return Ok(Vec::new());
+    };
+    let Some(deployed) = state
+        .deployed()
+        .map_err(|error| DeployError::state(env, error))?
+    else {
+        return Ok(Vec::new());
+    };
+    let environment =
+        environment_of(&deployed).map_err(|why| DeployError::Artifacts(format!("{env}: {why}")))?;
+    let dir = EnvDir::new(root, env);
+    let store = ArtifactStore::new(root);
+    let ports = config_file::remembered_ports(&dir);
+    let mut fixed = Vec::new();
+    for found in &report.found {
+        let Found::Local(drift) = found else {
+            continue;
+        };
+        match &drift.change {
+            LocalChange::ProgramChanged { digest, .. } => {
+                let Some(artifact) = deployed.artifacts.get(&drift.service) else {
+                    continue;
+                };
+                let source = root.join(&artifact.source);
+                if store
+                    .repair(digest, &source)
+                    .map_err(|error| DeployError::state(env, error))?
+                {
+                    fixed.push(format!(
+                        "{}: its program, copied again from {}",
+                        drift.service, artifact.source
+                    ));
+                }
+            }
+            LocalChange::ConfigEdited { path, .. } => {
+                let Some((name, service)) = environment
+                    .services
+                    .iter()
+                    .find(|(name, _)| name.as_str() == drift.service)
+                else {
+                    continue;
+                };
+                let text = config_file::contents(&environment, &service.config, |service| {
+                    ports.get(service).copied()
+                });
+                tier_local::paths::write_atomic(&dir.config(name.as_str(), &service.config), &text)
+                    .map_err(|error| {
+                        DeployError::Artifacts(format!("{env}: cannot write {path}: {error}"))
+                    })?;
+                fixed.push(format!("{}: its config file {path}", drift.service));
+            }
+            LocalChange::NotRunning { .. } => {}
+        }
+    }
+    Ok(fixed)
+}

@@ -17,6 +17,7 @@ use tier_state::{DriftRecord, Records};
 use crate::{DeployError, Workspace};
 
 pub(crate) use kube::live_drift;
+pub(crate) use local::repair as repair_local;
 pub use local::{LocalChange, LocalDrift};
 
 /// What a drift check found.

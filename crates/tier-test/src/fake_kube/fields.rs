@@ -187,6 +187,80 @@ fn merge(into: &mut Value, from: &Value) {
     }
 }
 
+/// The fields an apply by `manager` without `force` may not take: those of `applied` whose
+/// value it changes (`changed`) and that another manager owns, as the API server reports
+/// them (`conflict with "kubectl-edit" using apps/v1: .spec.replicas`), one per field.
+pub(super) fn conflicts(
+    entries: &Value,
+    manager: &str,
+    applied: &Value,
+    changed: &Value,
+) -> Vec<String> {
+    let Some(taken) = intersect(applied, changed) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.as_array().into_iter().flatten() {
+        if entry["manager"] == json!(manager) {
+            continue;
+        }
+        if let Some(owned) = intersect(&entry["fieldsV1"], &taken) {
+            let mut paths = Vec::new();
+            leaves(&owned, &mut String::new(), &mut paths);
+            for path in paths {
+                found.push(format!(
+                    "conflict with {} using {}: {path}",
+                    entry["manager"],
+                    entry["apiVersion"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// The leaf fields both sets hold; `None` when they share none.
+fn intersect(a: &Value, b: &Value) -> Option<Value> {
+    let (Value::Object(a), Value::Object(b)) = (a, b) else {
+        return None;
+    };
+    if a.is_empty() && b.is_empty() {
+        return Some(json!({}));
+    }
+    let mut both = Map::new();
+    for (key, value) in a {
+        if key == "." {
+            continue;
+        }
+        if let Some(other) = b.get(key)
+            && let Some(shared) = intersect(value, other)
+        {
+            both.insert(key.clone(), shared);
+        }
+    }
+    (!both.is_empty()).then_some(Value::Object(both))
+}
+
+/// Every leaf of a `FieldsV1` set as a path: `.spec.template.spec.containers[name="api"].image`.
+fn leaves(set: &Value, at: &mut String, out: &mut Vec<String>) {
+    let Some(map) = set.as_object().filter(|map| !map.is_empty()) else {
+        out.push(at.clone());
+        return;
+    };
+    for (key, sub) in map {
+        let length = at.len();
+        if let Some(field) = key.strip_prefix("f:") {
+            at.push('.');
+            at.push_str(field);
+        } else if let Some(keys) = key.strip_prefix("k:") {
+            let name: Value = serde_json::from_str(keys).unwrap_or_default();
+            at.push_str(&format!("[name={}]", name["name"]));
+        }
+        leaves(sub, at, out);
+        at.truncate(length);
+    }
+}
+
 /// `2026-12-03T15:04:05Z` for a Unix time in seconds, as the API server writes times.
 pub fn rfc3339(seconds: u64) -> String {
     let days = (seconds / 86_400) as i64;
@@ -248,6 +322,43 @@ mod tests {
         assert_eq!(
             entries[1]["fieldsV1"],
             json!({"f:spec": {"f:replicas": {}}})
+        );
+    }
+
+    #[test]
+    fn an_apply_that_changes_a_field_another_manager_owns_conflicts() {
+        let applied = json!({"spec": {"replicas": 3, "template": {"spec": {"containers": [
+            {"name": "api", "image": "api:1"}]}}}});
+        let entries = json!([
+            {"manager": "tier", "apiVersion": "apps/v1", "fieldsV1": fields_of(&applied)},
+            {"manager": "kubectl-edit", "apiVersion": "apps/v1",
+             "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+        ]);
+        let mut live = applied.clone();
+        live["spec"]["replicas"] = json!(5);
+        let found = conflicts(
+            &entries,
+            "tier",
+            &fields_of(&applied),
+            &changed(&live, &applied),
+        );
+        assert_eq!(
+            found,
+            ["conflict with \"kubectl-edit\" using apps/v1: .spec.replicas"]
+        );
+        // Applying the value the other manager set changes nothing, so nothing conflicts.
+        assert!(conflicts(&entries, "tier", &fields_of(&live), &changed(&live, &live)).is_empty());
+        let mut image = applied.clone();
+        image["spec"]["template"]["spec"]["containers"][0]["image"] = json!("api:2");
+        assert!(
+            conflicts(
+                &entries,
+                "tier",
+                &fields_of(&image),
+                &changed(&applied, &image)
+            )
+            .is_empty(),
+            "tier owns the image"
         );
     }
 

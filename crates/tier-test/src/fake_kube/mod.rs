@@ -41,8 +41,11 @@
 //! [`FakeKube::set_ready`] makes a Deployment report fewer ready replicas, for `tier status`.
 //!
 //! Field ownership is kept as the API server keeps it, in `managedFields` (`fields.rs`): an
-//! apply owns every field of its body, forced; [`FakeKube::edit`] changes an object as another
-//! manager would and gives that manager the fields it changed, with a time.
+//! apply owns every field of its body; [`FakeKube::edit`] changes an object as another
+//! manager would and gives that manager the fields it changed, with a time. An apply without
+//! `force=true` that would change a field another manager owns is refused with 409
+//! `Conflict`, naming each field and its owner as the API server does; with `force=true`
+//! (what tier sends) it takes them.
 //!
 //! It is not a conformance fake: no watches, no admission, no validation beyond the checks
 //! above, and an apply replaces the object with its body (fields only another manager set are
@@ -647,6 +650,30 @@ impl Cluster {
             .map(|previous| previous.object["metadata"]["managedFields"].clone())
             .unwrap_or_else(|| json!([]));
         let applied_fields = fields::fields_of(&object);
+        // Without `force`, an apply may not change a field another manager owns.
+        if query.get("force").is_none_or(|force| force != "true")
+            && let Some(previous) = previous
+        {
+            let conflicts = fields::conflicts(
+                &owners,
+                manager,
+                &applied_fields,
+                &fields::changed(&previous.object, &object),
+            );
+            if !conflicts.is_empty() {
+                self.version -= 1;
+                return status(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    &format!(
+                        "Apply failed with {} conflict{}: {}",
+                        conflicts.len(),
+                        if conflicts.len() == 1 { "" } else { "s" },
+                        conflicts.join(", ")
+                    ),
+                );
+            }
+        }
         let (uid, generation, reads, ready, cluster_ip) = match previous {
             Some(previous) => {
                 let old = &previous.object;

@@ -122,6 +122,11 @@ impl Drawer {
                 lock(&self.done).clear();
                 eprintln!("{env}: applying revision {revision} again, which was deployed before");
             }
+            DeployEvent::Repaired { env, what } => {
+                for what in what {
+                    eprintln!("{env}: put back {what}");
+                }
+            }
             DeployEvent::Warning { message } => output::error(&message),
             DeployEvent::StateMoved {
                 env,
