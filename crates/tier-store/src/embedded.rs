@@ -29,7 +29,6 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use futures_util::stream;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
@@ -37,13 +36,14 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, MAX_LEASE_TTL, WatchStream};
+use crate::backend::{Backend, WatchStream, check_key, check_ttl};
 use crate::codec::{self, StoredKey, StoredLease};
 use crate::error::StoreError;
 use crate::types::{
     CasOutcome, Compare, Event, KeyValue, Lease, LeaseId, Op, Range, Revision, Selector,
     TxnOutcome, check_txn,
 };
+use crate::watch_feed::{Fetched, WatchSource, watch_stream};
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
@@ -515,20 +515,15 @@ impl Backend for EmbeddedStore {
             selector,
             next: from,
             receiver,
-            pending: VecDeque::new(),
-            finished: false,
         };
-        watcher.catch_up().await?;
-        Ok(Box::pin(stream::unfold(
-            watcher,
-            |mut watcher| async move { watcher.next_event().await.map(|item| (item, watcher)) },
-        )))
+        // This call holds the store, so the first catch-up cannot find it gone.
+        let mut first = VecDeque::new();
+        watcher.catch_up(&mut first).await?;
+        Ok(watch_stream(first, watcher))
     }
 
     async fn grant(&self, ttl: Duration) -> Result<Lease, StoreError> {
-        if ttl.is_zero() || ttl > MAX_LEASE_TTL {
-            return Err(StoreError::InvalidTtl);
-        }
+        check_ttl(ttl)?;
         let op = WriteOp::Grant {
             ttl,
             at: Instant::now(),
@@ -980,61 +975,49 @@ async fn expire_leases(
     }
 }
 
-/// One watch's position: every event before `next` has been delivered or skipped.
+/// One watch's position: every event before `next` has been fetched or skipped.
 struct Watcher {
     store: Weak<Inner>,
     selector: Selector,
     next: Revision,
     receiver: broadcast::Receiver<Arc<Vec<Event>>>,
-    pending: VecDeque<Event>,
-    finished: bool,
+}
+
+impl WatchSource for Watcher {
+    async fn fetch(&mut self, events: &mut VecDeque<Event>) -> Result<Fetched, StoreError> {
+        let received = self.receiver.recv().await;
+        let revision = match &received {
+            Ok(group) => group.first().map_or(Revision(0), Event::revision),
+            Err(_) => Revision(0),
+        };
+        match received {
+            Ok(_) if revision < self.next => Ok(Fetched::Open),
+            Ok(group) if revision == self.next => {
+                self.next = self.next.next();
+                let matching = group
+                    .iter()
+                    .filter(|event| self.selector.matches(event.key()))
+                    .cloned();
+                events.extend(matching);
+                Ok(Fetched::Open)
+            }
+            // A gap (the receiver lagged): the log has everything that was broadcast.
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up(events).await,
+            Err(broadcast::error::RecvError::Closed) => Ok(Fetched::Ended),
+        }
+    }
 }
 
 impl Watcher {
-    async fn next_event(&mut self) -> Option<Result<Event, StoreError>> {
-        loop {
-            if let Some(event) = self.pending.pop_front() {
-                return Some(Ok(event));
-            }
-            if self.finished {
-                return None;
-            }
-            let received = self.receiver.recv().await;
-            let revision = match &received {
-                Ok(group) => group.first().map_or(Revision(0), Event::revision),
-                Err(_) => Revision(0),
-            };
-            match received {
-                Ok(_) if revision < self.next => {}
-                Ok(group) if revision == self.next => {
-                    self.next = self.next.next();
-                    let matching = group
-                        .iter()
-                        .filter(|event| self.selector.matches(event.key()))
-                        .cloned();
-                    self.pending.extend(matching);
-                }
-                // A gap (the receiver lagged): the log has everything that was broadcast.
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    if let Err(error) = self.catch_up().await {
-                        self.finished = true;
-                        return Some(Err(error));
-                    }
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    }
-
-    /// Queues every retained event from `next` on and moves `next` past the current revision.
-    async fn catch_up(&mut self) -> Result<(), StoreError> {
+    /// Adds every retained event from `next` on to `events` and moves `next` past the current
+    /// revision; `Fetched::Ended` once the store is gone.
+    async fn catch_up(&mut self, events: &mut VecDeque<Event>) -> Result<Fetched, StoreError> {
         let Some(inner) = self.store.upgrade() else {
-            self.finished = true;
-            return Ok(());
+            return Ok(Fetched::Ended);
         };
         let from = self.next;
         let selector = self.selector.clone();
-        let (events, current) = run_blocking(move || {
+        let (retained, current) = run_blocking(move || {
             inner.read(move |transaction| {
                 let meta = transaction.open_table(META)?;
                 let current = Revision(meta_value(&meta, REVISION)?);
@@ -1062,9 +1045,9 @@ impl Watcher {
             })
         })
         .await?;
-        self.pending.extend(events);
+        events.extend(retained);
         self.next = self.next.max(current.next());
-        Ok(())
+        Ok(Fetched::Open)
     }
 }
 
@@ -1084,13 +1067,6 @@ fn by_revision(events: Vec<Event>) -> Vec<Vec<Event>> {
 
 fn unexpected() -> StoreError {
     StoreError::Task("the store's writer answered a different kind of write".into())
-}
-
-fn check_key(key: &str) -> Result<(), StoreError> {
-    if key.is_empty() {
-        return Err(StoreError::InvalidKey("a key must not be empty"));
-    }
-    Ok(())
 }
 
 fn meta_value(meta: &impl ReadableTable<&'static str, u64>, name: &str) -> Result<u64, Failure> {

@@ -111,16 +111,16 @@ mod client {
         Client, CompactionOptions, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn,
         TxnOp, TxnOpResponse, WatchOptions,
     };
-    use futures_util::stream;
     use tokio::time::Instant;
 
     use super::EtcdConfig;
-    use crate::backend::{Backend, MAX_LEASE_TTL, WatchStream};
+    use crate::backend::{Backend, WatchStream, check_key, check_ttl};
     use crate::error::StoreError;
     use crate::types::{
         self, CasOutcome, Event, KeyValue, Lease, LeaseId, Op, Range, Revision, Selector,
         TxnOutcome, check_txn,
     };
+    use crate::watch_feed::{Fetched, WatchSource, watch_stream};
 
     /// How many keys one range request asks for; a prefix with more is read in pages, all at
     /// the first page's revision.
@@ -560,19 +560,12 @@ mod client {
                 selector,
                 next: from,
                 stream: Some(stream),
-                pending: VecDeque::new(),
-                finished: false,
             };
-            Ok(Box::pin(stream::unfold(
-                watcher,
-                |mut watcher| async move { watcher.next_event().await.map(|item| (item, watcher)) },
-            )))
+            Ok(watch_stream(VecDeque::new(), watcher))
         }
 
         async fn grant(&self, ttl: Duration) -> Result<Lease, StoreError> {
-            if ttl.is_zero() || ttl > MAX_LEASE_TTL {
-                return Err(StoreError::InvalidTtl);
-            }
+            check_ttl(ttl)?;
             let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
             let seconds = i64::try_from(seconds).map_err(|_| StoreError::InvalidTtl)?;
             let response = self
@@ -646,74 +639,55 @@ mod client {
         }
     }
 
-    /// One watch's position: every event before `next` has been delivered.
+    /// One watch's position: every event before `next` has been fetched.
     struct Watcher {
         store: EtcdStore,
         selector: Selector,
         next: Revision,
         /// `None` after the stream broke, until it is opened again from `next`.
         stream: Option<etcd_client::WatchStream>,
-        pending: VecDeque<Event>,
-        finished: bool,
+    }
+
+    impl WatchSource for Watcher {
+        async fn fetch(&mut self, events: &mut VecDeque<Event>) -> Result<Fetched, StoreError> {
+            let Some(stream) = self.stream.as_mut() else {
+                self.stream = Some(self.reconnect().await?);
+                return Ok(Fetched::Open);
+            };
+            let response = match stream.message().await {
+                Ok(Some(response)) => response,
+                // The connection broke or etcd restarted: resume from `next`.
+                Ok(None) | Err(_) => {
+                    self.stream = None;
+                    return Ok(Fetched::Open);
+                }
+            };
+            if response.compact_revision() > 0 {
+                let compacted = from_etcd(response.compact_revision());
+                self.store
+                    .compacted
+                    .fetch_max(compacted.0, Ordering::SeqCst);
+                return Err(StoreError::Compacted {
+                    requested: self.next,
+                    compacted,
+                });
+            }
+            if response.canceled() {
+                return Err(StoreError::Etcd(format!(
+                    "etcd cancelled the watch: {}",
+                    response.cancel_reason()
+                )));
+            }
+            for event in response.events() {
+                let event = self.store.event(event)?;
+                self.next = self.next.max(event.revision().next());
+                events.push_back(event);
+            }
+            Ok(Fetched::Open)
+        }
     }
 
     impl Watcher {
-        async fn next_event(&mut self) -> Option<Result<Event, StoreError>> {
-            loop {
-                if let Some(event) = self.pending.pop_front() {
-                    return Some(Ok(event));
-                }
-                if self.finished {
-                    return None;
-                }
-                let Some(stream) = self.stream.as_mut() else {
-                    match self.reconnect().await {
-                        Ok(stream) => self.stream = Some(stream),
-                        Err(error) => return Some(Err(self.fail(error))),
-                    }
-                    continue;
-                };
-                let response = match stream.message().await {
-                    Ok(Some(response)) => response,
-                    // The connection broke or etcd restarted: resume from `next`.
-                    Ok(None) | Err(_) => {
-                        self.stream = None;
-                        continue;
-                    }
-                };
-                if response.compact_revision() > 0 {
-                    let compacted = from_etcd(response.compact_revision());
-                    self.store
-                        .compacted
-                        .fetch_max(compacted.0, Ordering::SeqCst);
-                    let error = StoreError::Compacted {
-                        requested: self.next,
-                        compacted,
-                    };
-                    return Some(Err(self.fail(error)));
-                }
-                if response.canceled() {
-                    let error = StoreError::Etcd(format!(
-                        "etcd cancelled the watch: {}",
-                        response.cancel_reason()
-                    ));
-                    return Some(Err(self.fail(error)));
-                }
-                for event in response.events() {
-                    match self.store.event(event) {
-                        Ok(event) => {
-                            self.next = self.next.max(event.revision().next());
-                            self.pending.push_back(event);
-                        }
-                        Err(error) => {
-                            self.pending.clear();
-                            return Some(Err(self.fail(error)));
-                        }
-                    }
-                }
-            }
-        }
-
         /// Opens the watch again from `next`, retrying with backoff for `watch_reconnect`.
         async fn reconnect(&self) -> Result<etcd_client::WatchStream, StoreError> {
             let deadline = Instant::now() + self.store.config.watch_reconnect;
@@ -738,12 +712,6 @@ mod client {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
-        }
-
-        fn fail(&mut self, error: StoreError) -> StoreError {
-            self.finished = true;
-            self.stream = None;
-            error
         }
     }
 
@@ -827,13 +795,6 @@ mod client {
         let mut end = prefix[..=last].to_vec();
         end[last] += 1;
         Some(end)
-    }
-
-    fn check_key(key: &str) -> Result<(), StoreError> {
-        if key.is_empty() {
-            return Err(StoreError::InvalidKey("a key must not be empty"));
-        }
-        Ok(())
     }
 
     #[cfg(test)]
