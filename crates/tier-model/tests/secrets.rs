@@ -1,6 +1,8 @@
 //! Reading an environment's secrets: values from the shell or from owner-only files, and a
 //! located problem for each reference that cannot be read. No value appears in a problem.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -62,17 +64,9 @@ fn read(fixture: &Fixture, env: &str, variables: &[(&str, &str)]) -> Result<Secr
     };
     let mut project = Project::load(fixture.dir.path()).expect("the project loads");
     let resolved = project.resolve(env, &[]).expect("the environment resolves");
-    resolved.read_secrets(&lookup).map_err(|problems| {
-        problems
-            .iter()
-            .map(|problem| {
-                let place = problem
-                    .place(&project.sources)
-                    .expect("every secret problem has a location");
-                format!("{place} {}", problem.message)
-            })
-            .collect()
-    })
+    resolved
+        .read_secrets(&lookup)
+        .map_err(|problems| support::located(&problems, &project.sources))
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! `[store]`: the runtime config store's settings, their defaults, and a located problem for
 //! an etcd address that `tier store serve` could not use.
 
+mod support;
+
 use tier_model::Project;
 use tier_model::environment::DEFAULT_STORE_IMAGE;
 
@@ -25,16 +27,8 @@ fn project(store: &str) -> (tempfile::TempDir, Project) {
 
 /// Every problem of the project as `file:line:column message`.
 fn problems(project: &mut Project) -> Vec<String> {
-    tier_model::validate(project, &[])
-        .problems
-        .iter()
-        .map(|problem| {
-            let place = problem
-                .place(&project.sources)
-                .expect("every problem has a location");
-            format!("{place} {}", problem.message)
-        })
-        .collect()
+    let validation = tier_model::validate(project, &[]);
+    support::located(&validation.problems, &project.sources)
 }
 
 #[test]

@@ -495,23 +495,11 @@ impl From<StateError> for Failure {
     }
 }
 
-macro_rules! failure_from_redb {
-    ($($error:ty),*) => {$(
-        impl From<$error> for Failure {
-            fn from(error: $error) -> Failure {
-                Failure::Database(error.into())
-            }
-        }
-    )*};
+impl<E: Into<redb::Error>> From<E> for Failure {
+    fn from(error: E) -> Failure {
+        Failure::Database(error.into())
+    }
 }
-
-failure_from_redb!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
 
 /// A table of a read transaction, or `None` when the file has no such table yet (it was
 /// deleted and recreated empty since `open`).

@@ -91,3 +91,19 @@ pub trait Backend: Send + Sync + 'static {
     /// The current global revision and the oldest retained one.
     fn revisions(&self) -> impl Future<Output = Result<(Revision, Revision), StoreError>> + Send;
 }
+
+/// Refuses the empty key, which no backend stores.
+pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() {
+        return Err(StoreError::InvalidKey("a key must not be empty"));
+    }
+    Ok(())
+}
+
+/// Refuses a lease time to live of zero or above `MAX_LEASE_TTL`.
+pub(crate) fn check_ttl(ttl: Duration) -> Result<(), StoreError> {
+    if ttl.is_zero() || ttl > MAX_LEASE_TTL {
+        return Err(StoreError::InvalidTtl);
+    }
+    Ok(())
+}

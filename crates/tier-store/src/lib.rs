@@ -12,6 +12,7 @@ mod error;
 mod etcd;
 pub mod http;
 mod types;
+mod watch_feed;
 
 pub use backend::{Backend, WatchStream};
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
