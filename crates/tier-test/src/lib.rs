@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod api_server;
 pub mod etcd;
 pub mod fake_kube;
 

@@ -5,11 +5,16 @@
 //!
 //! The API server is `tier_test::fake_kube::FakeKube` (no cluster can run here); it keeps
 //! Leases, Secrets and ConfigMaps with the resourceVersion conflicts of a real one. The
-//! binary, kube-rs and every request are real.
+//! binary, kube-rs and every request are real. With `TIER_TEST_KUBECONFIG` naming a
+//! kubeconfig, the tests that need nothing but the API (history and lock, killed applies,
+//! leases, drift) run against that cluster instead, each in a namespace of its own
+//! (`tier_test::api_server`); the others need the fake (its pod logs, its request log, a
+//! server that stops answering).
 
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
+use tier_test::api_server::ApiServer;
 use tier_test::fake_kube::FakeKube;
 use tier_test::{TestProject, wait_for};
 
@@ -48,15 +53,19 @@ struct Run {
 }
 
 impl Machine {
-    fn new(fake: &FakeKube, user: &'static str) -> Machine {
-        let project = TestProject::with_files(&[("tier.toml", PROJECT)]);
+    /// A machine whose project deploys to `namespace` on `server`.
+    fn new(server: &ApiServer, namespace: &str, user: &'static str) -> Machine {
+        // tier prunes its labelled objects in every namespace, so on a shared cluster each
+        // test's project has a name of its own too.
+        let text = PROJECT
+            .replace("name = \"shop\"", &format!("name = \"{namespace}\""))
+            .replace("shop-prod", namespace)
+            .replace("shop-api:1.0", &server.image("shop-api:1.0"))
+            .replace("shop-web:1.0", &server.image("shop-web:1.0"));
+        let project = TestProject::with_files(&[("tier.toml", text.as_str())]);
         let home = tempfile::tempdir().expect("a home directory");
         std::fs::create_dir_all(home.path().join(".kube")).expect("~/.kube");
-        fake.write_kubeconfig(
-            &home.path().join(".kube/config"),
-            &["prod-admin"],
-            "prod-admin",
-        );
+        server.write_kubeconfig(&home.path().join(".kube/config"), "prod-admin");
         Machine {
             project,
             home,
@@ -157,13 +166,13 @@ fn pause(ms: u64) {
 }
 
 /// Waits (bounded) until the fake holds the environment's lease.
-fn wait_for_lease(fake: &FakeKube) -> serde_json::Value {
+fn wait_for_lease(server: &ApiServer, namespace: &str) -> serde_json::Value {
     let mut lease = None;
     wait_for(
         Duration::from_secs(30),
         "the apply to take the lock",
         || {
-            lease = fake.get("leases", "shop-prod", "tier.prod.lock");
+            lease = server.get("leases", namespace, "tier.prod.lock");
             lease.is_some()
         },
     );
@@ -177,9 +186,10 @@ fn kill(mut child: Child) {
 
 #[test]
 fn two_machines_share_one_history_and_one_lock() {
-    let fake = FakeKube::start();
-    let alice = Machine::new(&fake, "alice");
-    let bob = Machine::new(&fake, "bob");
+    let fake = ApiServer::for_test();
+    let ns = fake.namespace("shop-prod");
+    let alice = Machine::new(&fake, &ns, "alice");
+    let bob = Machine::new(&fake, &ns, "bob");
 
     let applied = alice.ok(&["apply", "prod"]);
     assert!(applied.stdout.contains("prod: revision 1 deployed"));
@@ -202,11 +212,11 @@ fn two_machines_share_one_history_and_one_lock() {
 
     // While Alice's apply runs (its rollout never finishes), Bob is refused, by name.
     let running = alice.spawn(&["services.api.image=shop-api:2.0-hold"]);
-    let lease = wait_for_lease(&fake);
+    let lease = wait_for_lease(&fake, &ns);
     wait_for(
         Duration::from_secs(30),
         "the apply to record revision 2",
-        || fake.get("secrets", "shop-prod", "tier.prod.v2").is_some(),
+        || fake.get("secrets", ns.as_str(), "tier.prod.v2").is_some(),
     );
     assert!(
         lease["spec"]["holderIdentity"]
@@ -264,7 +274,7 @@ fn two_machines_share_one_history_and_one_lock() {
         text.stdout
     );
     assert_eq!(
-        fake.names("leases", "shop-prod"),
+        fake.names("leases", ns.as_str()),
         Vec::<String>::new(),
         "released"
     );
@@ -272,8 +282,9 @@ fn two_machines_share_one_history_and_one_lock() {
 
 #[test]
 fn a_killed_apply_never_leaves_a_half_written_revision() {
-    let fake = FakeKube::start();
-    let machine = Machine::new(&fake, "alice");
+    let fake = ApiServer::for_test();
+    let ns = fake.namespace("shop-prod");
+    let machine = Machine::new(&fake, &ns, "alice");
     let started = Instant::now();
     machine.ok(&["apply", "prod"]);
     // Kill points spread over a whole apply's length, from before the lock to after the end.
@@ -284,7 +295,7 @@ fn a_killed_apply_never_leaves_a_half_written_revision() {
         pause(length * run / 19);
         kill(child);
         // A killed holder's lease (one second) expires before the next run starts.
-        if fake.get("leases", "shop-prod", "tier.prod.lock").is_some() {
+        if fake.get("leases", ns.as_str(), "tier.prod.lock").is_some() {
             pause(1100);
         }
         // Every revision reads back whole, numbered without gaps, and the index never points
@@ -295,7 +306,7 @@ fn a_killed_apply_never_leaves_a_half_written_revision() {
             assert_eq!(revision["number"], at as u64 + 1, "run {run}: {history:#}");
         }
         let index = fake
-            .get("configmaps", "shop-prod", "tier.prod.index")
+            .get("configmaps", ns.as_str(), "tier.prod.index")
             .expect("the index");
         let number = |key: &str| {
             index["data"][key]
@@ -328,7 +339,7 @@ fn a_killed_apply_never_leaves_a_half_written_revision() {
     assert!(interrupted > 0, "{history:#}");
     eprintln!("{} revisions, {interrupted} interrupted", revisions.len());
     let index = fake
-        .get("configmaps", "shop-prod", "tier.prod.index")
+        .get("configmaps", ns.as_str(), "tier.prod.index")
         .expect("the index");
     assert_eq!(index["data"]["last"], last.to_string(), "{index:#}");
     assert_eq!(index["data"]["deployed"], last.to_string(), "{index:#}");
@@ -336,8 +347,9 @@ fn a_killed_apply_never_leaves_a_half_written_revision() {
 
 #[test]
 fn an_api_server_that_does_not_answer_is_named_and_nothing_is_recorded() {
-    let fake = FakeKube::start();
-    let machine = Machine::new(&fake, "alice");
+    let api = ApiServer::Fake(FakeKube::start());
+    let fake = api.fake().expect("the fake");
+    let machine = Machine::new(&api, "shop-prod", "alice");
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -386,8 +398,9 @@ fn an_api_server_that_does_not_answer_is_named_and_nothing_is_recorded() {
 
 #[test]
 fn a_state_file_of_a_kubernetes_environment_moves_into_the_cluster_once() {
-    let fake = FakeKube::start();
-    let machine = Machine::new(&fake, "alice");
+    let api = ApiServer::Fake(FakeKube::start());
+    let fake = api.fake().expect("the fake");
+    let machine = Machine::new(&api, "shop-prod", "alice");
     // Two revisions recorded on this machine by an earlier tier, which kept them in a file.
     let spec: serde_json::Value =
         serde_json::from_str(&machine.ok(&["render", "prod", "--format", "json"]).stdout)
@@ -443,8 +456,9 @@ fn a_state_file_of_a_kubernetes_environment_moves_into_the_cluster_once() {
 
 #[test]
 fn a_live_lease_is_broken_only_when_confirmed_and_an_expired_one_is_taken_over() {
-    let fake = FakeKube::start();
-    let machine = Machine::new(&fake, "alice");
+    let fake = ApiServer::for_test();
+    let ns = fake.namespace("shop-prod");
+    let machine = Machine::new(&fake, &ns, "alice");
     machine.ok(&["apply", "prod"]);
     let lease = |renewed: &str| {
         serde_json::json!({
@@ -452,7 +466,7 @@ fn a_live_lease_is_broken_only_when_confirmed_and_an_expired_one_is_taken_over()
             "kind": "Lease",
             "metadata": {
                 "name": "tier.prod.lock",
-                "namespace": "shop-prod",
+                "namespace": ns.as_str(),
                 "annotations": {"tier.dev/holder": serde_json::json!({
                     "pid": 4242, "host": "elsewhere", "user": "carol",
                     "command": "tier apply prod", "since_unix_ms": 0,
@@ -497,8 +511,9 @@ fn a_live_lease_is_broken_only_when_confirmed_and_an_expired_one_is_taken_over()
 
 #[test]
 fn drift_names_other_managers_edits_apart_from_what_controllers_own_and_remembers_since_when() {
-    let fake = FakeKube::start();
-    let machine = Machine::new(&fake, "alice");
+    let fake = ApiServer::for_test();
+    let ns = fake.namespace("shop-prod");
+    let machine = Machine::new(&fake, &ns, "alice");
     machine.ok(&["apply", "prod"]);
     let clean = machine.ok(&["drift", "prod"]);
     assert_eq!(clean.stdout, "prod: no drift from revision 1\n");
@@ -507,7 +522,7 @@ fn drift_names_other_managers_edits_apart_from_what_controllers_own_and_remember
     // deleted; api's image is changed.
     fake.edit(
         "deployments",
-        "shop-prod",
+        ns.as_str(),
         "api",
         "kubectl-edit",
         720,
@@ -519,14 +534,14 @@ fn drift_names_other_managers_edits_apart_from_what_controllers_own_and_remember
         "horizontalpodautoscalers",
         serde_json::json!({
             "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": "web", "namespace": "shop-prod"},
+            "metadata": {"name": "web", "namespace": ns.as_str()},
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
                      "minReplicas": 1, "maxReplicas": 4},
         }),
     );
     fake.edit(
         "deployments",
-        "shop-prod",
+        ns.as_str(),
         "web",
         "kube-controller-manager",
         60,
@@ -534,7 +549,7 @@ fn drift_names_other_managers_edits_apart_from_what_controllers_own_and_remember
             web["spec"]["replicas"] = serde_json::json!(4);
         },
     );
-    fake.remove("services", "shop-prod", "web");
+    fake.remove("services", ns.as_str(), "web");
 
     let run = machine.ok(&["drift", "prod"]);
     let lines: Vec<&str> = run.stdout.lines().collect();
@@ -603,7 +618,7 @@ fn drift_names_other_managers_edits_apart_from_what_controllers_own_and_remember
 
     fake.edit(
         "deployments",
-        "shop-prod",
+        ns.as_str(),
         "api",
         "kubectl-set-image",
         0,
@@ -615,7 +630,10 @@ fn drift_names_other_managers_edits_apart_from_what_controllers_own_and_remember
     let image = machine.ok(&["drift", "prod"]);
     assert!(
         image.stdout.contains(
-            "Deployment api: container api runs image shop-api:hotfix, the revision's is shop-api:1.0 by manager kubectl-set-image"
+            &format!(
+                "Deployment api: container api runs image shop-api:hotfix, the revision's is {} by manager kubectl-set-image",
+                fake.image("shop-api:1.0")
+            )
         ),
         "{}",
         image.stdout
@@ -643,7 +661,7 @@ fn drift_names_other_managers_edits_apart_from_what_controllers_own_and_remember
     }
     let replicas = records
         .iter()
-        .find(|record| record["key"] == "Deployment shop-prod/api: spec.replicas")
+        .find(|record| record["key"] == format!("Deployment {ns}/api: spec.replicas"))
         .expect("the replicas record");
     assert!(
         replicas["first_seen_unix_ms"].as_u64() < replicas["last_seen_unix_ms"].as_u64(),
@@ -655,8 +673,9 @@ fn drift_names_other_managers_edits_apart_from_what_controllers_own_and_remember
 
 #[test]
 fn logs_of_a_kubernetes_environment_come_from_its_pods_merged_and_prefixed() {
-    let fake = FakeKube::start();
-    let machine = Machine::new(&fake, "alice");
+    let api = ApiServer::Fake(FakeKube::start());
+    let fake = api.fake().expect("the fake");
+    let machine = Machine::new(&api, "shop-prod", "alice");
     let none = machine.tier(&["logs", "prod"]);
     assert_eq!(none.code, Some(1), "{}", none.stderr);
     assert!(none.stderr.contains("prod: no pods"), "{}", none.stderr);

@@ -355,7 +355,7 @@ fn same_content(old: &Value, new: &Value) -> bool {
 }
 
 /// The wall clock in seconds, for managedFields times.
-fn now_seconds() -> u64 {
+pub(super) fn now_seconds() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())
@@ -481,7 +481,7 @@ async fn handle(
                 namespace,
                 name,
             },
-        ) => cluster.replace(resource, &namespace, &name, &body),
+        ) => cluster.replace(resource, &namespace, &name, &query, &body),
         (
             Method::DELETE,
             Target::One {

@@ -1,7 +1,8 @@
 //! Writes other than server-side apply, with the API server's optimistic concurrency: `POST`
 //! creates (409 `AlreadyExists` when the name is taken), `PUT` replaces (409 `Conflict` when
 //! the body's `metadata.resourceVersion` is not the stored one, 404 when there is nothing to
-//! replace), and a `DELETE` body's `preconditions` (`resourceVersion`, `uid`) must hold.
+//! replace; its `fieldManager` takes the fields it changed, as an `Update` in
+//! `managedFields`), and a `DELETE` body's `preconditions` (`resourceVersion`, `uid`) must hold.
 //! These are what a lock (a Lease) and records written by several machines rely on.
 
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::routes::kind_of;
-use super::{Cluster, Stored, key, not_found, status};
+use super::{Cluster, Stored, fields, key, not_found, now_seconds, status};
 
 impl Cluster {
     /// `POST` to a collection.
@@ -70,6 +71,7 @@ impl Cluster {
         resource: &str,
         namespace: &str,
         name: &str,
+        query: &BTreeMap<String, String>,
         body: &[u8],
     ) -> Response {
         let mut object = match self.body_of(resource, namespace, body) {
@@ -96,8 +98,24 @@ impl Cluster {
         let uid = old["metadata"]["uid"].clone();
         let reads = if changed { 0 } else { previous.reads };
         let ready = previous.ready;
+        // The manager of an update owns what it changed, from now, as `kubectl edit` does.
+        let manager = query.get("fieldManager").map_or("unknown", String::as_str);
+        let (_, api_version) = kind_of(resource);
+        let mut sent = object.clone();
+        sent["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
+        sent["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+        let owners = fields::take(
+            &old["metadata"]["managedFields"],
+            manager,
+            "Update",
+            &fields::rfc3339(now_seconds()),
+            api_version,
+            &fields::changed(old, &sent),
+            true,
+        );
         self.version += 1;
         let metadata = &mut object["metadata"];
+        metadata["managedFields"] = owners;
         metadata["uid"] = uid;
         metadata["resourceVersion"] = json!(self.version.to_string());
         metadata["generation"] = json!(if changed { generation + 1 } else { generation });
