@@ -7,6 +7,7 @@
 
 pub mod address;
 mod checks;
+pub mod choice;
 pub mod diff;
 pub mod environment;
 mod environment_checks;

@@ -408,17 +408,8 @@ fn set_type(path: &[String]) -> Result<&'static Ty, Problem> {
 
 /// The runtime of the environment `name` promotes from, when it names one.
 fn decl_promote_runtime(project: &Project, name: &str) -> Option<Runtime> {
-    let source = project.environment(name)?.promote_from.clone()?;
-    let runtime = project
-        .chain(&source)
-        .iter()
-        .rev()
-        .find_map(|decl| decl.runtime())
-        .map(str::to_owned);
-    Some(match runtime.as_deref() {
-        Some("kubernetes") => Runtime::Kubernetes,
-        _ => Runtime::Local,
-    })
+    let source = project.environment(name)?.promote_from.as_deref()?;
+    Some(project.runtime(source).unwrap_or_default())
 }
 
 fn build(
@@ -495,10 +486,10 @@ fn build(
         .unwrap_or_default();
     Environment {
         name: EnvName::new_unchecked(name),
-        runtime: match tree.get("runtime").and_then(Node::as_str) {
-            Some("kubernetes") => Runtime::Kubernetes,
-            _ => Runtime::Local,
-        },
+        runtime: tree
+            .get("runtime")
+            .and_then(Node::as_choice)
+            .unwrap_or_default(),
         extends: extends.and_then(|parent| EnvName::new(parent).ok()),
         promote_from: tree
             .get("promote_from")
@@ -520,13 +511,10 @@ fn build(
                 .and_then(|project| project.get("ordering"))
                 .and_then(Node::as_bool)
                 .unwrap_or(true),
-            on_failure: match project
-                .and_then(|project| text(project, "on_failure"))
-                .as_deref()
-            {
-                Some("halt") => OnFailure::Halt,
-                _ => OnFailure::Rollback,
-            },
+            on_failure: project
+                .and_then(|project| project.get("on_failure"))
+                .and_then(Node::as_choice)
+                .unwrap_or_default(),
             security,
         },
         services,

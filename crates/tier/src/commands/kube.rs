@@ -15,12 +15,7 @@ pub(super) fn runs_on_kubernetes(global: &Global, env: &str) -> bool {
     let Ok(project) = tier_model::Project::load(&global.project) else {
         return false;
     };
-    project
-        .chain(env)
-        .iter()
-        .rev()
-        .find_map(|decl| decl.runtime())
-        == Some("kubernetes")
+    project.runtime(env) == Some(Runtime::Kubernetes)
 }
 
 /// `tier status <env>` for a kubernetes environment: each service's Deployment as the API

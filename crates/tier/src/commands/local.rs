@@ -329,15 +329,7 @@ pub fn status(global: &Global, env: Option<&str>) -> CommandResult {
         None => project
             .environments
             .iter()
-            .filter(|decl| {
-                // The runtime may be inherited through `extends`: the nearest one counts.
-                let runtime = project
-                    .chain(&decl.name)
-                    .iter()
-                    .rev()
-                    .find_map(|decl| decl.runtime());
-                !decl.is_abstract && runtime.unwrap_or("local") == "local"
-            })
+            .filter(|decl| !decl.is_abstract && project.runtime(&decl.name) == Some(Runtime::Local))
             .map(|decl| decl.name.clone())
             .collect(),
     };
