@@ -208,6 +208,16 @@ impl Project {
         }
     }
 
+    /// Whether an environment is protected (changes need `--confirm <env>`): the nearest
+    /// `protected` written in its chain, false when none is.
+    pub fn protected(&self, name: &str) -> bool {
+        self.chain(name)
+            .iter()
+            .rev()
+            .find_map(|decl| decl.field("protected").and_then(Node::as_bool))
+            .unwrap_or(false)
+    }
+
     /// A suggestion for a misspelt environment name.
     pub fn unknown_environment(&self, name: &str) -> String {
         let names = self.environments.iter().map(|decl| decl.name.as_str());

@@ -275,22 +275,11 @@ pub fn agent(
 
 pub fn down(global: &Global, env: &str, confirm: Option<&str>) -> CommandResult {
     let project = load(global)?;
-    let Some(decl) = project.environment(env) else {
+    if project.environment(env).is_none() {
         output::error(&project.unknown_environment(env));
         return Err(Exit::Usage);
-    };
-    let protected = project
-        .chain(env)
-        .iter()
-        .rev()
-        .find_map(|decl| {
-            decl.node
-                .get("protected")
-                .and_then(tier_model::tree::Node::as_bool)
-        })
-        .unwrap_or(false);
-    let _ = decl;
-    if protected && confirm != Some(env) {
+    }
+    if project.protected(env) && confirm != Some(env) {
         output::error(&format!("{env} is protected; nothing was stopped"));
         output::hint(&format!("add --confirm {env} to stop it"));
         return Err(Exit::Failure);
