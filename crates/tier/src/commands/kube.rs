@@ -3,6 +3,7 @@
 
 use console::style;
 use serde_json::json;
+use tier_model::Purpose;
 use tier_model::environment::Runtime;
 
 use super::{CommandResult, Exit, resolve_one};
@@ -22,10 +23,8 @@ pub(super) fn runs_on_kubernetes(global: &Global, env: &str) -> bool {
 /// server reports it.
 pub(super) fn status(global: &Global, env: &str) -> CommandResult {
     let (_, resolved) = resolve_one(global, env, &[])?;
-    if resolved.is_abstract {
-        output::error(&format!(
-            "environment `{env}` is abstract: it is only a parent and never runs"
-        ));
+    if let Err(error) = resolved.deployable(Purpose::Status) {
+        output::error(&error.to_string());
         return Err(Exit::Usage);
     }
     let environment = resolved.environment;

@@ -11,8 +11,8 @@ use tier_deploy::{AgentProgram, DeployError, Interrupt};
 use tier_local::control::{self, EnvStatus, ServiceState};
 use tier_local::paths::EnvDir;
 use tier_local::secrets::SecretValues;
-use tier_model::Environment;
 use tier_model::environment::Runtime;
+use tier_model::{Environment, Purpose};
 
 use super::progress::Drawer;
 use super::{CommandResult, Exit, Threads, load, resolve_one, stop_on_signal};
@@ -27,10 +27,8 @@ fn local_environment(
     sets: &[String],
 ) -> Result<(Environment, SecretValues), Exit> {
     let (project, resolved) = resolve_one(global, env, sets)?;
-    if resolved.is_abstract {
-        output::error(&format!(
-            "environment `{env}` is abstract: it is only a parent and is never run"
-        ));
+    if let Err(error) = resolved.deployable(Purpose::Run) {
+        output::error(&error.to_string());
         return Err(Exit::Failure);
     }
     if resolved.environment.runtime != Runtime::Local {
