@@ -1,7 +1,7 @@
 //! The fields of `tier.toml` and of the override files, as static tables of [`Field`] and
 //! [`Ty`]; [`crate::schema`] checks files against them and prints them as a JSON Schema.
 
-use crate::environment::{OnFailure, Protocol, Restart, Runtime};
+use crate::environment::{OnFailure, Protocol, Restart, Runtime, Seccomp};
 use crate::schema::{Field, Key, Ty, field, required};
 
 const COUNT: Ty = Ty::Integer {
@@ -192,7 +192,7 @@ pub static SECURITY: &[Field] = &[
     ),
     field(
         "seccomp",
-        &Ty::Choice(&["runtime-default", "unconfined"]),
+        &Ty::Choice(Seccomp::NAMES),
         "The seccomp profile.",
     ),
 ];

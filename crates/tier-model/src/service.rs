@@ -199,10 +199,8 @@ fn build_security(node: Option<&Node>, profile: SecurityProfile) -> Security {
     if let Some(value) = strings_of(node, "capabilities_add") {
         security.capabilities_add = value;
     }
-    match node.get("seccomp").and_then(Node::as_str) {
-        Some("runtime-default") => security.seccomp = Some(Seccomp::RuntimeDefault),
-        Some("unconfined") => security.seccomp = Some(Seccomp::Unconfined),
-        _ => {}
+    if let Some(seccomp) = node.get("seccomp").and_then(Node::as_choice) {
+        security.seccomp = Some(seccomp);
     }
     security
 }
