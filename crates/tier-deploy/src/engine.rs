@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use tier_model::Set;
 use tier_model::environment::{OnFailure, Runtime as RuntimeKind};
+use tier_model::{Purpose, Set};
 use tier_plan::{Deployed, Plan};
 use tier_state::{HeldLock, Holder, NewRevision, Origin, Outcome, Records, Revision, StateError};
 
@@ -276,11 +276,7 @@ fn deployable(
     sets: &[Set],
 ) -> Result<(tier_model::Environment, tier_local::secrets::SecretValues), DeployError> {
     let resolved = workspace.resolve(env, sets)?;
-    if resolved.is_abstract {
-        return Err(DeployError::Abstract {
-            env: env.to_owned(),
-        });
-    }
+    resolved.deployable(Purpose::Deploy)?;
     secrets::attach_resolved(workspace.root(), &resolved)
 }
 

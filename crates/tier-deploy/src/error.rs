@@ -16,8 +16,9 @@ pub enum DeployError {
     /// A `--set` argument that does not parse.
     #[error("{0}")]
     BadSet(String),
-    #[error("environment `{env}` is abstract: it is only a parent and is never deployed")]
-    Abstract { env: String },
+    /// An abstract environment, which is only a parent of others.
+    #[error(transparent)]
+    Abstract(#[from] tier_model::AbstractEnvironment),
     /// The secrets of a freshly resolved environment that cannot be read, each located at its
     /// reference in the project files.
     #[error("{} secret{} cannot be read", problems.len(), if problems.len() == 1 { "" } else { "s" })]

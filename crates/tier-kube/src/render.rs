@@ -404,11 +404,8 @@ impl Addresses for ClusterAddresses<'_> {
         let protocol = ServiceName::new(service)
             .ok()
             .and_then(|name| self.environment.services.get(&name))
-            .map(|target| target.protocol);
-        match protocol {
-            Some(Protocol::Tcp) => "tcp",
-            _ => "http",
-        }
+            .map_or(Protocol::default(), |target| target.protocol);
+        protocol.as_str()
     }
 }
 
@@ -568,12 +565,9 @@ pub(crate) fn env_vars(context: &ServiceContext<'_>) -> Vec<EnvVar> {
             .get(dependency)
             .filter(|target| target.service)
         {
-            let scheme = match target.protocol {
-                Protocol::Http => "http",
-                Protocol::Tcp => "tcp",
-            };
             let url = format!(
-                "{scheme}://{dependency}.{}.svc.cluster.local:{}",
+                "{}://{dependency}.{}.svc.cluster.local:{}",
+                target.protocol,
                 context.namespace,
                 target.service_port()
             );

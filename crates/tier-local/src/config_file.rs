@@ -64,9 +64,9 @@ impl Addresses for LocalAddresses {
     }
 
     fn scheme(&self, service: &str) -> &'static str {
-        match self.ports.get(service) {
-            Some((_, Protocol::Tcp)) => "tcp",
-            _ => "http",
-        }
+        self.ports
+            .get(service)
+            .map_or(Protocol::default(), |(_, protocol)| *protocol)
+            .as_str()
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::choice::choice;
 use crate::names::{EnvName, ServiceName};
 use crate::quantity::{Duration, Quantity};
 pub use crate::workload::{
@@ -94,19 +95,13 @@ impl Environment {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Runtime {
-    Local,
-    Kubernetes,
-}
-
-impl Runtime {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Runtime::Local => "local",
-            Runtime::Kubernetes => "kubernetes",
-        }
+choice! {
+    /// Where an environment runs (`runtime`).
+    #[derive(Default)]
+    pub enum Runtime {
+        #[default]
+        Local = "local",
+        Kubernetes = "kubernetes",
     }
 }
 
@@ -126,11 +121,14 @@ pub struct ProjectSettings {
     pub security: SecurityProfile,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnFailure {
-    Rollback,
-    Halt,
+choice! {
+    /// What a failed apply does (`project.on_failure`).
+    #[derive(Default)]
+    pub enum OnFailure {
+        #[default]
+        Rollback = "rollback",
+        Halt = "halt",
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -235,10 +233,7 @@ fn is_yes(value: &bool) -> bool {
 impl Service {
     /// The name of the main port: `port_name`, or `http`/`tcp` by protocol.
     pub fn port_name(&self) -> &str {
-        self.port_name.as_deref().unwrap_or(match self.protocol {
-            Protocol::Http => "http",
-            Protocol::Tcp => "tcp",
-        })
+        self.port_name.as_deref().unwrap_or(self.protocol.as_str())
     }
 
     /// The port other services reach this one on inside a cluster: `service_port`, or its
@@ -259,19 +254,25 @@ impl Service {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Http,
-    Tcp,
+choice! {
+    /// What a service's proxy speaks (`protocol`).
+    #[derive(Default)]
+    pub enum Protocol {
+        #[default]
+        Http = "http",
+        Tcp = "tcp",
+    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Restart {
-    Always,
-    OnFailure,
-    Never,
+choice! {
+    /// When a replica that exited is started again (`restart`).
+    #[derive(Default)]
+    pub enum Restart {
+        #[default]
+        Always = "always",
+        OnFailure = "on-failure",
+        Never = "never",
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

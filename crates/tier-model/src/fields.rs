@@ -1,6 +1,7 @@
 //! The fields of `tier.toml` and of the override files, as static tables of [`Field`] and
 //! [`Ty`]; [`crate::schema`] checks files against them and prints them as a JSON Schema.
 
+use crate::environment::{OnFailure, Protocol, Restart, Runtime, Seccomp};
 use crate::schema::{Field, Key, Ty, field, required};
 
 const COUNT: Ty = Ty::Integer {
@@ -63,7 +64,7 @@ const ID: Ty = Ty::Integer {
 pub static ENVIRONMENT: &[Field] = &[
     field(
         "runtime",
-        &Ty::Choice(&["local", "kubernetes"]),
+        &Ty::Choice(Runtime::NAMES),
         "Where the environment runs. Default: local.",
     ),
     field(
@@ -191,7 +192,7 @@ pub static SECURITY: &[Field] = &[
     ),
     field(
         "seccomp",
-        &Ty::Choice(&["runtime-default", "unconfined"]),
+        &Ty::Choice(Seccomp::NAMES),
         "The seccomp profile.",
     ),
 ];
@@ -425,12 +426,12 @@ pub static SERVICE: &[Field] = &[
     ),
     field(
         "protocol",
-        &Ty::Choice(&["http", "tcp"]),
+        &Ty::Choice(Protocol::NAMES),
         "What the proxy speaks. Default: http.",
     ),
     field(
         "restart",
-        &Ty::Choice(&["always", "on-failure", "never"]),
+        &Ty::Choice(Restart::NAMES),
         "Restart policy. Default: always.",
     ),
     field(
@@ -519,7 +520,7 @@ pub static PROJECT: &[Field] = &[
     ),
     field(
         "on_failure",
-        &Ty::Choice(&["rollback", "halt"]),
+        &Ty::Choice(OnFailure::NAMES),
         "What a failed apply does. Default: rollback.",
     ),
     field(
@@ -537,7 +538,7 @@ pub static PROJECT_OVERRIDE: &[Field] = &[
     ),
     field(
         "on_failure",
-        &Ty::Choice(&["rollback", "halt"]),
+        &Ty::Choice(OnFailure::NAMES),
         "What a failed apply does. Default: rollback.",
     ),
     field(

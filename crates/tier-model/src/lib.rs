@@ -7,6 +7,7 @@
 
 pub mod address;
 mod checks;
+pub mod choice;
 pub mod diff;
 pub mod environment;
 mod environment_checks;
@@ -30,5 +31,5 @@ pub use environment::Environment;
 pub use names::{EnvName, ServiceName};
 pub use problem::Problem;
 pub use project::{LoadError, Project};
-pub use resolve::{Explanation, Resolved, Set};
+pub use resolve::{AbstractEnvironment, Explanation, Purpose, Resolved, Set};
 pub use validate::{Checked, Validation, validate};

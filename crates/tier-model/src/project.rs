@@ -5,6 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::choice::UnknownChoice;
+use crate::environment::Runtime;
 use crate::names::{self, EnvName};
 use crate::problem::Problem;
 use crate::schema;
@@ -48,8 +50,10 @@ impl EnvironmentDecl {
         self.node.get(key)
     }
 
-    pub fn runtime(&self) -> Option<&str> {
-        self.field("runtime").and_then(Node::as_str)
+    /// The `runtime` written in this declaration: `None` when there is none, an error for a
+    /// word that is not a runtime (which the schema check reports).
+    pub fn runtime(&self) -> Option<Result<Runtime, UnknownChoice>> {
+        self.field("runtime").and_then(Node::as_str).map(str::parse)
     }
 }
 
@@ -187,6 +191,31 @@ impl Project {
         }
         chain.reverse();
         chain
+    }
+
+    /// The runtime an environment declares or inherits: the nearest `runtime` written in its
+    /// chain, local when none is. `None` when that nearest one is not a runtime, which the
+    /// schema check reports.
+    pub fn runtime(&self, name: &str) -> Option<Runtime> {
+        match self
+            .chain(name)
+            .iter()
+            .rev()
+            .find_map(|decl| decl.runtime())
+        {
+            None => Some(Runtime::default()),
+            Some(written) => written.ok(),
+        }
+    }
+
+    /// Whether an environment is protected (changes need `--confirm <env>`): the nearest
+    /// `protected` written in its chain, false when none is.
+    pub fn protected(&self, name: &str) -> bool {
+        self.chain(name)
+            .iter()
+            .rev()
+            .find_map(|decl| decl.field("protected").and_then(Node::as_bool))
+            .unwrap_or(false)
     }
 
     /// A suggestion for a misspelt environment name.

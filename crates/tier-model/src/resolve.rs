@@ -87,6 +87,39 @@ pub struct Resolved {
     pub removed: BTreeMap<String, Node>,
 }
 
+/// What a command wanted an environment for; each says in its own words why an abstract one
+/// cannot serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Plan, apply or render it.
+    Deploy,
+    /// Start it on this machine (`tier up`).
+    Run,
+    /// Read what runs (`tier status`, drift).
+    Status,
+    /// Reach its runtime config store (`tier config`, `tier flag`).
+    Store,
+}
+
+impl Purpose {
+    fn why_not(self) -> &'static str {
+        match self {
+            Purpose::Deploy => "is never deployed",
+            Purpose::Run => "is never run",
+            Purpose::Status => "never runs",
+            Purpose::Store => "has no store",
+        }
+    }
+}
+
+/// An abstract environment asked for as if it ran: it is only a parent of others.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("environment `{env}` is abstract: it is only a parent and {}", .purpose.why_not())]
+pub struct AbstractEnvironment {
+    pub env: EnvName,
+    pub purpose: Purpose,
+}
+
 /// What `tier explain` says about one value.
 #[derive(Clone, Debug)]
 pub struct Explanation {
@@ -100,6 +133,18 @@ pub struct Explanation {
 }
 
 impl Resolved {
+    /// Refuses an abstract environment, which is only a parent: nothing deploys, runs or
+    /// reads it.
+    pub fn deployable(&self, purpose: Purpose) -> Result<(), AbstractEnvironment> {
+        if self.is_abstract {
+            return Err(AbstractEnvironment {
+                env: self.environment.name.clone(),
+                purpose,
+            });
+        }
+        Ok(())
+    }
+
     /// The resolved value at a dotted path, with where it came from.
     pub fn explain(&self, path: &str) -> Option<Explanation> {
         let rendered = serde_json::to_value(&self.environment).ok()?;
@@ -408,17 +453,8 @@ fn set_type(path: &[String]) -> Result<&'static Ty, Problem> {
 
 /// The runtime of the environment `name` promotes from, when it names one.
 fn decl_promote_runtime(project: &Project, name: &str) -> Option<Runtime> {
-    let source = project.environment(name)?.promote_from.clone()?;
-    let runtime = project
-        .chain(&source)
-        .iter()
-        .rev()
-        .find_map(|decl| decl.runtime())
-        .map(str::to_owned);
-    Some(match runtime.as_deref() {
-        Some("kubernetes") => Runtime::Kubernetes,
-        _ => Runtime::Local,
-    })
+    let source = project.environment(name)?.promote_from.as_deref()?;
+    Some(project.runtime(source).unwrap_or_default())
 }
 
 fn build(
@@ -495,10 +531,10 @@ fn build(
         .unwrap_or_default();
     Environment {
         name: EnvName::new_unchecked(name),
-        runtime: match tree.get("runtime").and_then(Node::as_str) {
-            Some("kubernetes") => Runtime::Kubernetes,
-            _ => Runtime::Local,
-        },
+        runtime: tree
+            .get("runtime")
+            .and_then(Node::as_choice)
+            .unwrap_or_default(),
         extends: extends.and_then(|parent| EnvName::new(parent).ok()),
         promote_from: tree
             .get("promote_from")
@@ -520,13 +556,10 @@ fn build(
                 .and_then(|project| project.get("ordering"))
                 .and_then(Node::as_bool)
                 .unwrap_or(true),
-            on_failure: match project
-                .and_then(|project| text(project, "on_failure"))
-                .as_deref()
-            {
-                Some("halt") => OnFailure::Halt,
-                _ => OnFailure::Rollback,
-            },
+            on_failure: project
+                .and_then(|project| project.get("on_failure"))
+                .and_then(Node::as_choice)
+                .unwrap_or_default(),
             security,
         },
         services,
@@ -549,5 +582,42 @@ fn build(
                 .and_then(Node::as_str)
                 .map(str::to_owned),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boutique() -> Project {
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/online-boutique");
+        Project::load(&root).expect("the online boutique loads")
+    }
+
+    #[test]
+    fn an_abstract_environment_is_refused_in_the_words_of_each_purpose() {
+        let mut project = boutique();
+        let prod = project.resolve("prod", &[]).expect("resolves");
+        let refused = |purpose| prod.deployable(purpose).map_err(|error| error.to_string());
+        let said = "environment `prod` is abstract: it is only a parent and";
+        assert_eq!(
+            refused(Purpose::Deploy),
+            Err(format!("{said} is never deployed"))
+        );
+        assert_eq!(refused(Purpose::Run), Err(format!("{said} is never run")));
+        assert_eq!(refused(Purpose::Status), Err(format!("{said} never runs")));
+        assert_eq!(refused(Purpose::Store), Err(format!("{said} has no store")));
+        let prod_eu = project.resolve("prod-eu", &[]).expect("resolves");
+        assert_eq!(prod_eu.deployable(Purpose::Deploy), Ok(()));
+    }
+
+    #[test]
+    fn runtime_and_protection_are_inherited_from_the_nearest_ancestor() {
+        let project = boutique();
+        assert_eq!(project.runtime("dev"), Some(Runtime::Local));
+        assert_eq!(project.runtime("prod-eu"), Some(Runtime::Kubernetes));
+        assert!(project.protected("prod-us"));
+        assert!(!project.protected("stage"));
     }
 }

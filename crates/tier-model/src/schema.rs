@@ -618,7 +618,7 @@ pub fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn quoted_list(choices: &[&str]) -> String {
+pub(crate) fn quoted_list(choices: &[&str]) -> String {
     let quoted: Vec<String> = choices
         .iter()
         .map(|choice| format!("\"{choice}\""))

@@ -67,15 +67,14 @@ pub(crate) fn build_service(node: &Node, profile: SecurityProfile, files: &Attac
         termination_grace: node.get("termination_grace").and_then(duration_of),
         patches: files.patches(node.get("patches")),
         manifests: files.manifests(node.get("manifests")),
-        protocol: match text("protocol").as_deref() {
-            Some("tcp") => Protocol::Tcp,
-            _ => Protocol::Http,
-        },
-        restart: match text("restart").as_deref() {
-            Some("on-failure") => Restart::OnFailure,
-            Some("never") => Restart::Never,
-            _ => Restart::Always,
-        },
+        protocol: node
+            .get("protocol")
+            .and_then(Node::as_choice)
+            .unwrap_or_default(),
+        restart: node
+            .get("restart")
+            .and_then(Node::as_choice)
+            .unwrap_or_default(),
         depends_on: strings("depends_on")
             .unwrap_or_default()
             .iter()
@@ -200,10 +199,8 @@ fn build_security(node: Option<&Node>, profile: SecurityProfile) -> Security {
     if let Some(value) = strings_of(node, "capabilities_add") {
         security.capabilities_add = value;
     }
-    match node.get("seccomp").and_then(Node::as_str) {
-        Some("runtime-default") => security.seccomp = Some(Seccomp::RuntimeDefault),
-        Some("unconfined") => security.seccomp = Some(Seccomp::Unconfined),
-        _ => {}
+    if let Some(seccomp) = node.get("seccomp").and_then(Node::as_choice) {
+        security.seccomp = Some(seccomp);
     }
     security
 }

@@ -91,6 +91,12 @@ impl Node {
         }
     }
 
+    /// A string read as one of a closed set of words ([`crate::choice`]); `None` for anything
+    /// else, which the schema check reports.
+    pub fn as_choice<T: std::str::FromStr>(&self) -> Option<T> {
+        self.as_str()?.parse().ok()
+    }
+
     pub fn as_bool(&self) -> Option<bool> {
         match self.value {
             Value::Bool(flag) => Some(flag),

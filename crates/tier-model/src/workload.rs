@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::choice::choice;
 use crate::quantity::{Duration, Quantity};
 
 /// A probe as declared: what it checks (exactly one of `http`, `tcp`, `grpc`, `exec`) and
@@ -146,11 +147,12 @@ pub const BASELINE_CAPABILITIES: &[&str] = &[
     "SYS_CHROOT",
 ];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Seccomp {
-    RuntimeDefault,
-    Unconfined,
+choice! {
+    /// The seccomp profile a service's processes run under (`security.seccomp`).
+    pub enum Seccomp {
+        RuntimeDefault = "runtime-default",
+        Unconfined = "unconfined",
+    }
 }
 
 /// Who a service's processes run as and what they may do: the profile's defaults under
@@ -202,7 +204,7 @@ impl Security {
         let mut reasons = Vec::new();
         if profile >= SecurityProfile::Baseline {
             if self.seccomp == Some(Seccomp::Unconfined) {
-                reasons.push("seccomp = \"unconfined\"".to_owned());
+                reasons.push(format!("seccomp = \"{}\"", Seccomp::Unconfined.as_str()));
             }
             for capability in &self.capabilities_add {
                 if !BASELINE_CAPABILITIES.contains(&capability.as_str()) {
@@ -234,7 +236,10 @@ impl Security {
                 }
             }
             if self.seccomp != Some(Seccomp::RuntimeDefault) {
-                reasons.push("seccomp is not \"runtime-default\"".to_owned());
+                reasons.push(format!(
+                    "seccomp is not \"{}\"",
+                    Seccomp::RuntimeDefault.as_str()
+                ));
             }
         }
         reasons.dedup();

@@ -11,6 +11,7 @@ mod local;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use tier_model::Purpose;
 use tier_model::environment::Runtime as RuntimeKind;
 use tier_state::{DriftRecord, Records};
 
@@ -145,12 +146,7 @@ enum Backend {
 
 fn run(workspace: &mut Workspace, env: &str) -> Result<(DriftReport, Backend), DeployError> {
     let resolved = workspace.resolve(env, &[])?;
-    if resolved.is_abstract {
-        return Err(DeployError::Refused {
-            message: format!("environment `{env}` is abstract: it is only a parent and never runs"),
-            hint: None,
-        });
-    }
+    resolved.deployable(Purpose::Status)?;
     match resolved.environment.runtime {
         RuntimeKind::Kubernetes => {
             let (report, records) = kube::check(workspace.root(), &resolved.environment)?;

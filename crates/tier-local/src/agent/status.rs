@@ -15,13 +15,10 @@ pub(crate) struct Reach {
     pub exposed: Option<u16>,
 }
 
-/// A service's proxy address as its dependents get it in `<SERVICE>_URL`.
+/// A service's proxy address as its dependents get it in `<SERVICE>_URL`, the protocol's word
+/// as its scheme.
 pub(crate) fn url(protocol: Protocol, port: u16) -> String {
-    let scheme = match protocol {
-        Protocol::Http => "http",
-        Protocol::Tcp => "tcp",
-    };
-    format!("{scheme}://127.0.0.1:{port}")
+    format!("{protocol}://127.0.0.1:{port}")
 }
 
 /// One service's status at `now`.

@@ -4,7 +4,7 @@ use console::style;
 use serde_json::json;
 use tier_model::environment::Runtime;
 use tier_model::problem::merge_duplicates;
-use tier_model::{Project, Resolved};
+use tier_model::{Project, Purpose, Resolved};
 
 use super::{CommandResult, Exit, load, parse_sets, report};
 use crate::args::{Format, Global, Output};
@@ -237,10 +237,8 @@ pub fn render(
     sets: &[String],
 ) -> CommandResult {
     let (project, resolved) = resolve_one(global, env, sets)?;
-    if resolved.is_abstract {
-        output::error(&format!(
-            "environment `{env}` is abstract: it is only a parent and is never deployed"
-        ));
+    if let Err(error) = resolved.deployable(Purpose::Deploy) {
+        output::error(&error.to_string());
         output::hint("render one of the environments that extend it");
         return Err(Exit::Failure);
     }

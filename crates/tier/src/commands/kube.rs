@@ -3,6 +3,7 @@
 
 use console::style;
 use serde_json::json;
+use tier_model::Purpose;
 use tier_model::environment::Runtime;
 
 use super::{CommandResult, Exit, resolve_one};
@@ -15,22 +16,15 @@ pub(super) fn runs_on_kubernetes(global: &Global, env: &str) -> bool {
     let Ok(project) = tier_model::Project::load(&global.project) else {
         return false;
     };
-    project
-        .chain(env)
-        .iter()
-        .rev()
-        .find_map(|decl| decl.runtime())
-        == Some("kubernetes")
+    project.runtime(env) == Some(Runtime::Kubernetes)
 }
 
 /// `tier status <env>` for a kubernetes environment: each service's Deployment as the API
 /// server reports it.
 pub(super) fn status(global: &Global, env: &str) -> CommandResult {
     let (_, resolved) = resolve_one(global, env, &[])?;
-    if resolved.is_abstract {
-        output::error(&format!(
-            "environment `{env}` is abstract: it is only a parent and never runs"
-        ));
+    if let Err(error) = resolved.deployable(Purpose::Status) {
+        output::error(&error.to_string());
         return Err(Exit::Usage);
     }
     let environment = resolved.environment;

@@ -11,8 +11,8 @@ use tier_deploy::{AgentProgram, DeployError, Interrupt};
 use tier_local::control::{self, EnvStatus, ServiceState};
 use tier_local::paths::EnvDir;
 use tier_local::secrets::SecretValues;
-use tier_model::Environment;
 use tier_model::environment::Runtime;
+use tier_model::{Environment, Purpose};
 
 use super::progress::Drawer;
 use super::{CommandResult, Exit, Threads, load, resolve_one, stop_on_signal};
@@ -27,10 +27,8 @@ fn local_environment(
     sets: &[String],
 ) -> Result<(Environment, SecretValues), Exit> {
     let (project, resolved) = resolve_one(global, env, sets)?;
-    if resolved.is_abstract {
-        output::error(&format!(
-            "environment `{env}` is abstract: it is only a parent and is never run"
-        ));
+    if let Err(error) = resolved.deployable(Purpose::Run) {
+        output::error(&error.to_string());
         return Err(Exit::Failure);
     }
     if resolved.environment.runtime != Runtime::Local {
@@ -275,22 +273,11 @@ pub fn agent(
 
 pub fn down(global: &Global, env: &str, confirm: Option<&str>) -> CommandResult {
     let project = load(global)?;
-    let Some(decl) = project.environment(env) else {
+    if project.environment(env).is_none() {
         output::error(&project.unknown_environment(env));
         return Err(Exit::Usage);
-    };
-    let protected = project
-        .chain(env)
-        .iter()
-        .rev()
-        .find_map(|decl| {
-            decl.node
-                .get("protected")
-                .and_then(tier_model::tree::Node::as_bool)
-        })
-        .unwrap_or(false);
-    let _ = decl;
-    if protected && confirm != Some(env) {
+    }
+    if project.protected(env) && confirm != Some(env) {
         output::error(&format!("{env} is protected; nothing was stopped"));
         output::hint(&format!("add --confirm {env} to stop it"));
         return Err(Exit::Failure);
@@ -329,15 +316,7 @@ pub fn status(global: &Global, env: Option<&str>) -> CommandResult {
         None => project
             .environments
             .iter()
-            .filter(|decl| {
-                // The runtime may be inherited through `extends`: the nearest one counts.
-                let runtime = project
-                    .chain(&decl.name)
-                    .iter()
-                    .rev()
-                    .find_map(|decl| decl.runtime());
-                !decl.is_abstract && runtime.unwrap_or("local") == "local"
-            })
+            .filter(|decl| !decl.is_abstract && project.runtime(&decl.name) == Some(Runtime::Local))
             .map(|decl| decl.name.clone())
             .collect(),
     };

@@ -16,8 +16,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tier_client::{Client, ClientConfig, ClientError, WatchStart, WatchTarget};
 use tier_local::paths::EnvDir;
-use tier_model::Environment;
 use tier_model::environment::Runtime;
+use tier_model::{Environment, Purpose};
 use tier_store::http::{ApiConfig, Tokens};
 use tier_store::{EmbeddedConfig, EmbeddedStore};
 use tokio_util::sync::CancellationToken;
@@ -166,10 +166,8 @@ where
     Fut: std::future::Future<Output = CommandResult> + 'a,
 {
     let (_, resolved) = resolve_one(global, env, &[])?;
-    if resolved.is_abstract {
-        output::error(&format!(
-            "environment `{env}` is abstract: it is only a parent and has no store"
-        ));
+    if let Err(error) = resolved.deployable(Purpose::Store) {
+        output::error(&error.to_string());
         return Err(Exit::Failure);
     }
     let environment = resolved.environment;
