@@ -77,16 +77,17 @@ impl ArtifactStore {
     /// Anything else (an image reference, a malformed digest) gives `None`, never a path
     /// outside the store.
     pub fn path_of(&self, digest: &str) -> Option<PathBuf> {
+        self.place_of(digest).filter(|path| path.is_file())
+    }
+
+    /// Where the copy of a well-formed `sha256:` digest belongs, stored or not.
+    fn place_of(&self, digest: &str) -> Option<PathBuf> {
         let hex = digest.strip_prefix(DIGEST_PREFIX)?;
         let well_formed = hex.len() == 64
             && hex
                 .bytes()
                 .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
-        if !well_formed {
-            return None;
-        }
-        let path = self.dir.join(hex);
-        path.is_file().then_some(path)
+        well_formed.then(|| self.dir.join(hex))
     }
 
     /// Whether the stored copy of the artifact with `digest` still holds the bytes the digest
@@ -94,15 +95,8 @@ impl ArtifactStore {
     /// local runtime runs replicas from these copies. `None` for a digest this store does not
     /// keep (an image reference).
     pub fn check(&self, digest: &str) -> Option<Stored> {
-        let hex = digest.strip_prefix(DIGEST_PREFIX)?;
-        if hex.len() != 64
-            || !hex
-                .bytes()
-                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
-        {
-            return None;
-        }
-        let path = self.dir.join(hex);
+        let path = self.place_of(digest)?;
+        let hex = digest.strip_prefix(DIGEST_PREFIX).unwrap_or_default();
         Some(match hash_file(&path) {
             Ok(found) if found == hex => Stored::Intact,
             Ok(found) => Stored::Changed {
@@ -110,6 +104,17 @@ impl ArtifactStore {
                 digest: format!("{DIGEST_PREFIX}{found}"),
             },
             Err(_) => Stored::Missing { path },
+        })
+    }
+
+    /// [`check`](Self::check) without reading the copy: `Missing` when no file is there,
+    /// `Intact` otherwise. For a quick look (`tier status`); only `check` sees a changed copy.
+    pub fn check_present(&self, digest: &str) -> Option<Stored> {
+        let path = self.place_of(digest)?;
+        Some(if path.is_file() {
+            Stored::Intact
+        } else {
+            Stored::Missing { path }
         })
     }
 
@@ -252,7 +257,16 @@ mod tests {
             store.check(&artifact.digest),
             Some(Stored::Changed { digest, .. }) if digest != artifact.digest
         ));
+        assert_eq!(
+            store.check_present(&artifact.digest),
+            Some(Stored::Intact),
+            "a quick check does not read the copy"
+        );
         std::fs::remove_file(&stored).expect("removed");
+        assert!(matches!(
+            store.check_present(&artifact.digest),
+            Some(Stored::Missing { .. })
+        ));
         assert!(matches!(
             store.check(&artifact.digest),
             Some(Stored::Missing { .. })

@@ -121,7 +121,11 @@ impl LocalDrift {
 
 /// Compares the environment with its deployed revision. Reads the state file only when it
 /// exists: checking never creates one.
-pub(super) fn check(root: &Path, env: &str) -> Result<(DriftReport, Option<State>), DeployError> {
+pub(super) fn check(
+    root: &Path,
+    env: &str,
+    programs_by: Programs,
+) -> Result<(DriftReport, Option<State>), DeployError> {
     let dir = EnvDir::new(root, env);
     let mut report = DriftReport {
         env: env.to_owned(),
@@ -149,7 +153,7 @@ pub(super) fn check(root: &Path, env: &str) -> Result<(DriftReport, Option<State
             .display()
             .to_string()
     };
-    let mut found = programs(root, &deployed, &shown);
+    let mut found = programs(root, &deployed, programs_by, &shown);
     match crate::local::status(root, env) {
         Ok(status) if !status.stopping => {
             found.extend(replicas(&environment, &status));
@@ -162,12 +166,31 @@ pub(super) fn check(root: &Path, env: &str) -> Result<(DriftReport, Option<State
     Ok((report, Some(state)))
 }
 
-/// The stored copies of the revision's programs that no longer hold its bytes.
-fn programs(root: &Path, deployed: &Revision, shown: &dyn Fn(&Path) -> String) -> Vec<LocalDrift> {
+/// How the stored programs are checked: by their bytes (`tier drift`, an apply), or only
+/// whether each is still there (the DRIFT column of `tier status`, which must stay quick:
+/// hashing every program reads them all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Programs {
+    Hashed,
+    Present,
+}
+
+/// The stored copies of the revision's programs that no longer hold its bytes (or, by
+/// `Programs::Present`, that are gone).
+fn programs(
+    root: &Path,
+    deployed: &Revision,
+    by: Programs,
+    shown: &dyn Fn(&Path) -> String,
+) -> Vec<LocalDrift> {
     let store = ArtifactStore::new(root);
     let mut found = Vec::new();
     for (service, artifact) in &deployed.artifacts {
-        let (path, now) = match store.check(&artifact.digest) {
+        let stored = match by {
+            Programs::Hashed => store.check(&artifact.digest),
+            Programs::Present => store.check_present(&artifact.digest),
+        };
+        let (path, now) = match stored {
             None | Some(Stored::Intact) => continue,
             Some(Stored::Changed { path, digest }) => (path, Some(digest)),
             Some(Stored::Missing { path }) => (path, None),
@@ -229,7 +252,7 @@ fn configs(
 ) -> Vec<LocalDrift> {
     let ports = config_file::remembered_ports(dir);
     let mut found = Vec::new();
-    for (name, service) in &environment.services {
+    for name in environment.services.keys() {
         if !status
             .services
             .iter()
@@ -237,10 +260,7 @@ fn configs(
         {
             continue;
         }
-        let path = dir.config(name.as_str(), &service.config);
-        let wanted = config_file::contents(environment, &service.config, |service| {
-            ports.get(service).copied()
-        });
+        let (path, wanted) = expected_config(dir, environment, name.as_str(), &ports);
         let missing = match std::fs::read(&path) {
             Ok(bytes) if bytes == wanted => continue,
             Ok(_) => false,
@@ -263,7 +283,7 @@ fn configs(
 /// empty) and each config file edited or gone (written again as the agent wrote it). A
 /// replica down is its agent's to restart. Returns what was put back, in words.
 pub(crate) fn repair(root: &Path, env: &str) -> Result<Vec<String>, DeployError> {
-    let (report, state) = check(root, env)?;
+    let (report, state) = check(root, env, Programs::Hashed)?;
     let Some(state) = state else {
         return Ok(Vec::new());
     };
@@ -300,24 +320,32 @@ pub(crate) fn repair(root: &Path, env: &str) -> Result<Vec<String>, DeployError>
                 }
             }
             LocalChange::ConfigEdited { path, .. } => {
-                let Some((name, service)) = environment
-                    .services
-                    .iter()
-                    .find(|(name, _)| name.as_str() == drift.service)
-                else {
-                    continue;
-                };
-                let text = config_file::contents(&environment, &service.config, |service| {
-                    ports.get(service).copied()
-                });
-                tier_local::paths::write_atomic(&dir.config(name.as_str(), &service.config), &text)
-                    .map_err(|error| {
-                        DeployError::Artifacts(format!("{env}: cannot write {path}: {error}"))
-                    })?;
+                let (file, text) = expected_config(&dir, &environment, &drift.service, &ports);
+                tier_local::paths::write_atomic(&file, &text).map_err(|error| {
+                    DeployError::Artifacts(format!("{env}: cannot write {path}: {error}"))
+                })?;
                 fixed.push(format!("{}: its config file {path}", drift.service));
             }
             LocalChange::NotRunning { .. } => {}
         }
     }
     Ok(fixed)
+}
+
+/// The path and the bytes of a service's config file as its agent writes it, with each
+/// service's proxy on the port `ports.json` remembers.
+fn expected_config(
+    dir: &EnvDir,
+    environment: &Environment,
+    service: &str,
+    ports: &std::collections::BTreeMap<String, u16>,
+) -> (std::path::PathBuf, Vec<u8>) {
+    let config = environment
+        .services
+        .iter()
+        .find(|(name, _)| name.as_str() == service)
+        .map(|(_, spec)| spec.config.clone())
+        .unwrap_or_default();
+    let bytes = config_file::contents(environment, &config, |service| ports.get(service).copied());
+    (dir.config(service, &config), bytes)
 }

@@ -113,15 +113,16 @@ impl DriftReport {
 }
 
 /// Compares what runs with the deployed revision, recording nothing: the drift column of
-/// `tier status`.
+/// `tier status`. Quick: a local environment's stored programs are checked for presence,
+/// not hashed (`tier drift` hashes them).
 pub fn check(workspace: &mut Workspace, env: &str) -> Result<DriftReport, DeployError> {
-    Ok(run(workspace, env)?.0)
+    Ok(run(workspace, env, local::Programs::Present)?.0)
 }
 
 /// Compares what runs with the deployed revision and records what differs, with first- and
 /// last-seen times, in the environment's records.
 pub fn drift(workspace: &mut Workspace, env: &str) -> Result<DriftReport, DeployError> {
-    let (mut report, backend) = run(workspace, env)?;
+    let (mut report, backend) = run(workspace, env, local::Programs::Hashed)?;
     let current: Vec<(String, String)> = report
         .found
         .iter()
@@ -144,7 +145,11 @@ enum Backend {
     File(Option<tier_state::State>),
 }
 
-fn run(workspace: &mut Workspace, env: &str) -> Result<(DriftReport, Backend), DeployError> {
+fn run(
+    workspace: &mut Workspace,
+    env: &str,
+    programs: local::Programs,
+) -> Result<(DriftReport, Backend), DeployError> {
     let resolved = workspace.resolve(env, &[])?;
     resolved.deployable(Purpose::Status)?;
     match resolved.environment.runtime {
@@ -153,7 +158,7 @@ fn run(workspace: &mut Workspace, env: &str) -> Result<(DriftReport, Backend), D
             Ok((report, Backend::Cluster(Box::new(records))))
         }
         RuntimeKind::Local => {
-            let (report, state) = local::check(workspace.root(), env)?;
+            let (report, state) = local::check(workspace.root(), env, programs)?;
             Ok((report, Backend::File(state)))
         }
     }
