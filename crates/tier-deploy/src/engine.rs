@@ -359,19 +359,6 @@ fn take_lock<'a>(
     Ok(lock)
 }
 
-/// `user@host`, for the revision's record.
-fn who() -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|name| name.trim().to_owned())
-        .unwrap_or_default();
-    if host.is_empty() {
-        user
-    } else {
-        format!("{user}@{host}")
-    }
-}
-
 /// Records, carries out and finishes one revision under the environment's lock.
 fn carry_out(
     root: &Path,
@@ -394,7 +381,7 @@ fn carry_out(
     let spec = serde_json::to_value(&desired.environment)
         .map_err(|error| DeployError::Artifacts(format!("{env}: {error}")))?;
     let bom = BillOfMaterials::scan(root, &desired.environment).to_value();
-    let who = who();
+    let who = tier_state::who();
     let revision = lock
         .begin(NewRevision {
             spec: &spec,

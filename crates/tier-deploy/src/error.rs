@@ -84,6 +84,9 @@ pub enum DeployError {
         from: String,
         revision: u64,
     },
+    /// The environment does not render to Kubernetes objects; each problem names its service.
+    #[error("{}", problems.join("; "))]
+    Unrenderable { problems: Vec<String> },
     /// The runtime refused before anything was recorded (rendering, the kube context guard,
     /// connecting, starting a tokio runtime).
     #[error("{message}")]

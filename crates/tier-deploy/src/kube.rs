@@ -11,10 +11,10 @@ use tier_kube::{
     Cluster, ClusterError, DeployConfig, DeployFailure, Event, Object, RenderOptions, RolloutState,
     StoreTokens,
 };
-use tier_local::paths::EnvDir;
 use tier_model::Environment;
 use tier_model::environment::Artifact;
 use tier_state::Revision;
+use tier_state::paths::EnvDir;
 
 use crate::artifacts::{Desired, environment_of};
 use crate::event::{DeployEvent, EventSink};
@@ -169,6 +169,56 @@ async fn deploy(
     }
 }
 
+/// The objects `tier render --format k8s` prints: what `tier apply` sends, less the stored
+/// artifacts' images, and with the Secrets' values and the store's tokens (made now when
+/// `tier apply` has not run yet) only when `include_secrets` asks for them.
+pub fn manifests(
+    root: &Path,
+    resolved: &tier_model::Resolved,
+    include_secrets: bool,
+) -> Result<Vec<Object>, DeployError> {
+    let mut environment = resolved.environment.clone();
+    let mut options = RenderOptions::default();
+    if include_secrets {
+        let (fingerprinted, values) = crate::secrets::attach_resolved(root, resolved)?;
+        environment = fingerprinted;
+        options.secret_values = Some(values.by_name());
+        options.store_tokens =
+            store_tokens(root, &environment).map_err(|why| DeployError::Refused {
+                message: format!("{}: {why}", environment.name),
+                hint: None,
+            })?;
+    }
+    tier_kube::render(&environment, &options).map_err(|problems| DeployError::Unrenderable {
+        problems: problems.iter().map(ToString::to_string).collect(),
+    })
+}
+
+/// For a `patches` path that `tier explain` shows, what each of its patches changes in the
+/// rendered objects; `None` for any other path, or when the environment does not render.
+pub fn patch_effects(
+    resolved: &tier_model::Resolved,
+    explanation: &tier_model::Explanation,
+) -> Option<Vec<tier_kube::PatchEffect>> {
+    if explanation.path != "patches" && !explanation.path.ends_with(".patches") {
+        return None;
+    }
+    let declared: Vec<&str> = explanation
+        .value
+        .as_array()?
+        .iter()
+        .filter_map(|patch| patch["declared_at"].as_str())
+        .collect();
+    let rendered =
+        tier_kube::render_with_patches(&resolved.environment, &RenderOptions::default()).ok()?;
+    let effects = rendered.patches.into_iter();
+    Some(
+        effects
+            .filter(|effect| declared.contains(&effect.declared_at.as_str()))
+            .collect(),
+    )
+}
+
 /// The environment's store tokens for the store's Secret: `.tier/<env>/tokens.json`, made
 /// (mode 0600) when missing, so `tier config <env> --store URL` works with its read-write
 /// token. `None` without `[store] kubernetes = true`.
@@ -223,16 +273,17 @@ pub(crate) fn render(
 }
 
 /// A kubernetes environment's services as the API server reports them now.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct KubeStatus {
     pub context: String,
     pub namespace: String,
     /// Whether any of the environment's Deployments exists.
+    #[serde(skip)]
     pub running: bool,
     pub services: Vec<LiveService>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct LiveService {
     pub name: String,
     pub image: Option<String>,
@@ -242,13 +293,20 @@ pub struct LiveService {
     pub available: u32,
     pub state: LiveState,
     pub reason: Option<String>,
+    /// What differs from the deployed revision, in a few words each; `None` when it was not
+    /// checked or could not be (see [`status_with_drift`]).
+    pub drift: Option<Vec<String>>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum LiveState {
+    #[serde(rename = "running")]
     Running,
+    #[serde(rename = "not ready")]
     NotReady,
+    #[serde(rename = "failed")]
     Failed,
+    #[serde(rename = "missing")]
     Missing,
 }
 
@@ -261,6 +319,22 @@ impl LiveState {
             LiveState::Missing => "missing",
         }
     }
+}
+
+/// [`status`], with each service's drift from the deployed revision (left `None` when the
+/// check fails: the status still answers).
+pub fn status_with_drift(
+    workspace: &mut crate::Workspace,
+    environment: &Environment,
+) -> Result<KubeStatus, DeployError> {
+    let mut status = status(environment)?;
+    if let Ok(report) = crate::drift::check(workspace, environment.name.as_str()) {
+        let mut drift = report.by_service();
+        for service in &mut status.services {
+            service.drift = Some(drift.remove(&service.name).unwrap_or_default());
+        }
+    }
+    Ok(status)
 }
 
 /// Reads each service's Deployment (after the kube context guard).
@@ -292,6 +366,7 @@ pub fn status(environment: &Environment) -> Result<KubeStatus, DeployError> {
                 available: 0,
                 state: LiveState::Missing,
                 reason: Some("no Deployment".to_owned()),
+                drift: None,
             },
             Some(deployment) => {
                 let state = tier_kube::rollout_state(deployment);
@@ -320,6 +395,7 @@ pub fn status(environment: &Environment) -> Result<KubeStatus, DeployError> {
                     available: counts.available,
                     state,
                     reason,
+                    drift: None,
                 }
             }
         })

@@ -14,6 +14,7 @@
 
 pub mod artifacts;
 pub mod bom;
+pub mod deps;
 pub mod drift;
 mod engine;
 mod error;
@@ -24,6 +25,7 @@ mod records;
 pub mod runtime;
 pub mod secrets;
 mod state;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 

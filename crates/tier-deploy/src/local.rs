@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use tier_local::control::{
     self, ApplyOutcome, ApplyRequest, ClientError, EnvStatus, Request, Response, ServiceState,
 };
-use tier_local::paths::EnvDir;
 use tier_local::secrets::SecretValues;
 use tier_model::Environment;
 use tier_state::Revision;
+use tier_state::paths::EnvDir;
 
 use crate::Interrupt;
 use crate::artifacts::Desired;
@@ -257,7 +257,7 @@ pub fn write_spec(path: &Path, request: &ApplyRequest) -> Result<(), String> {
             .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
     }
     let bytes = serde_json::to_vec_pretty(request).map_err(|error| error.to_string())?;
-    tier_local::paths::write_atomic(path, &bytes)
+    tier_state::paths::write_atomic(path, &bytes)
         .map_err(|error| format!("cannot write {}: {error}", path.display()))
 }
 
@@ -458,8 +458,8 @@ pub fn run_agent(
     ran.map_err(|error| error.to_string())
 }
 
-/// Cancels `stop` on SIGINT or SIGTERM.
-async fn stop_on_signal(stop: tokio_util::sync::CancellationToken) {
+/// Cancels `stop` on SIGINT or SIGTERM: how foreground agents and servers are stopped.
+pub async fn stop_on_signal(stop: tokio_util::sync::CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (
         signal(SignalKind::interrupt()),

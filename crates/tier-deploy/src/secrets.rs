@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use tier_local::paths::EnvDir;
 use tier_local::secrets::{SecretValue, SecretValues};
 use tier_model::secrets::{Lookup, Secrets};
 use tier_model::{Environment, Resolved};
 use tier_state::FingerprintKey;
+use tier_state::paths::EnvDir;
 
 use crate::DeployError;
 

@@ -6,9 +6,9 @@
 use std::path::Path;
 
 use tier_kube::{ClusterRecords, DeployConfig};
-use tier_local::paths::EnvDir;
 use tier_model::Environment;
 use tier_model::environment::Runtime as RuntimeKind;
+use tier_state::paths::EnvDir;
 use tier_state::{HeldLock, Records, State};
 
 use crate::event::{DeployEvent, EventSink};
@@ -56,7 +56,7 @@ fn open_file(root: &Path, env: &str) -> Result<State, DeployError> {
 }
 
 fn state_file(root: &Path, env: &str) -> std::path::PathBuf {
-    EnvDir::new(root, env).root().join("state.redb")
+    EnvDir::new(root, env).state()
 }
 
 /// Moves the revisions of a kubernetes environment's state file (written before its records

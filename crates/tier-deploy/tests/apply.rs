@@ -153,7 +153,7 @@ struct Stop<'a>(&'a Path, &'a str);
 
 impl Drop for Stop<'_> {
     fn drop(&mut self) {
-        let dir = tier_local::paths::EnvDir::new(self.0, self.1);
+        let dir = tier_state::paths::EnvDir::new(self.0, self.1);
         let _ = tier_deploy::local::stop_agent(&dir, self.1);
     }
 }
@@ -345,7 +345,7 @@ fn apply_drives_the_sample_app_and_reports_each_step() {
     let waited = Instant::now();
     drop(_stop);
     assert!(waited.elapsed() < Duration::from_secs(30));
-    assert!(!tier_local::is_running(&tier_local::paths::EnvDir::new(
+    assert!(!tier_local::is_running(&tier_state::paths::EnvDir::new(
         &root, "dev"
     )));
 }

@@ -193,23 +193,12 @@ fn bump_package_json(
 ) -> Result<(String, Vec<RequirementChange>), DepsError> {
     use jsonc_parser::ast::Value as Json;
     let text = &manifest.text;
-    let options = jsonc_parser::ParseOptions {
-        allow_comments: false,
-        allow_loose_object_property_names: false,
-        allow_trailing_commas: false,
-        allow_missing_commas: false,
-        allow_single_quoted_strings: false,
-        allow_hexadecimal_numbers: false,
-        allow_unary_plus_numbers: false,
-        allow_bare_decimal_point_numbers: false,
-        allow_non_finite_numbers: false,
-        allow_extended_string_escapes: false,
-    };
     let parsed =
-        jsonc_parser::parse_to_ast(text, &Default::default(), &options).map_err(|error| {
-            let at = Location::at_offset(&manifest.file, text, error.range().start);
-            DepsError::parse(at, format!("invalid JSON: {}", error.kind()))
-        })?;
+        jsonc_parser::parse_to_ast(text, &Default::default(), &tier_model::tree::STRICT_JSON)
+            .map_err(|error| {
+                let at = Location::at_offset(&manifest.file, text, error.range().start);
+                DepsError::parse(at, format!("invalid JSON: {}", error.kind()))
+            })?;
     let Some(Json::Object(root)) = parsed.value else {
         return Err(DepsError::parse(
             Location::file(&manifest.file),

@@ -9,7 +9,7 @@ use tier_model::Environment;
 use tier_model::address::{self, Addresses};
 use tier_model::environment::Protocol;
 
-use crate::paths::EnvDir;
+use tier_state::paths::EnvDir;
 
 /// The bytes of the config file of a service whose merged config is `config`, with each
 /// service's proxy on `proxy_port`.

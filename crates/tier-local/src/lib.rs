@@ -7,7 +7,6 @@ pub mod config_file;
 pub mod control;
 pub mod health;
 pub mod logs;
-pub mod paths;
 mod probes;
 mod proxy;
 mod rollout;

@@ -14,7 +14,7 @@ use tier_store::{Backend, EmbeddedConfig, EmbeddedStore, LeaseId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::paths::EnvDir;
+use tier_state::paths::EnvDir;
 
 /// How long a replica's registration outlives the agent that stopped renewing it.
 const DISCOVERY_TTL: Duration = Duration::from_secs(10);

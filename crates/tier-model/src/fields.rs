@@ -3,6 +3,7 @@
 
 use crate::environment::{OnFailure, Protocol, Restart, Runtime, Seccomp};
 use crate::schema::{Field, Key, Ty, field, required};
+use crate::workload::SecurityProfile;
 
 const COUNT: Ty = Ty::Integer {
     min: 0,
@@ -525,7 +526,7 @@ pub static PROJECT: &[Field] = &[
     ),
     field(
         "security",
-        &Ty::Choice(&["restricted", "baseline", "none"]),
+        &Ty::Choice(SecurityProfile::NAMES),
         "The Pod Security Standard every service meets unless it loosens a setting itself. Default: none.",
     ),
 ];
@@ -543,7 +544,7 @@ pub static PROJECT_OVERRIDE: &[Field] = &[
     ),
     field(
         "security",
-        &Ty::Choice(&["restricted", "baseline", "none"]),
+        &Ty::Choice(SecurityProfile::NAMES),
         "The Pod Security Standard every service meets unless it loosens a setting itself. Default: none.",
     ),
 ];

@@ -471,14 +471,11 @@ fn build(
             namespace: text(kube, "namespace")?,
         })
     });
-    let security = match project
+    // The schema check has refused any other word already.
+    let security = project
         .and_then(|project| text(project, "security"))
-        .as_deref()
-    {
-        Some("restricted") => SecurityProfile::Restricted,
-        Some("baseline") => SecurityProfile::Baseline,
-        _ => SecurityProfile::None,
-    };
+        .and_then(|word| word.parse().ok())
+        .unwrap_or_default();
     let services = tree
         .get("services")
         .and_then(Node::as_table)

@@ -352,22 +352,25 @@ fn toml_node(file: FileId, value: &toml::Spanned<toml::de::DeValue<'_>>) -> Node
     Node::new(value, origin)
 }
 
+/// JSON as RFC 8259 writes it: no comments, trailing commas or other extensions. Every JSON
+/// file tier reads with positions (app config, package.json) is parsed with these.
+pub const STRICT_JSON: jsonc_parser::ParseOptions = jsonc_parser::ParseOptions {
+    allow_comments: false,
+    allow_loose_object_property_names: false,
+    allow_trailing_commas: false,
+    allow_missing_commas: false,
+    allow_single_quoted_strings: false,
+    allow_hexadecimal_numbers: false,
+    allow_unary_plus_numbers: false,
+    allow_bare_decimal_point_numbers: false,
+    allow_non_finite_numbers: false,
+    allow_extended_string_escapes: false,
+};
+
 /// Reads a strict JSON document into a tree, or says where it is not JSON.
 pub fn parse_json(file: FileId, text: &str) -> Result<Node, SyntaxError> {
-    let options = jsonc_parser::ParseOptions {
-        allow_comments: false,
-        allow_loose_object_property_names: false,
-        allow_trailing_commas: false,
-        allow_missing_commas: false,
-        allow_single_quoted_strings: false,
-        allow_hexadecimal_numbers: false,
-        allow_unary_plus_numbers: false,
-        allow_bare_decimal_point_numbers: false,
-        allow_non_finite_numbers: false,
-        allow_extended_string_escapes: false,
-    };
     let parsed =
-        jsonc_parser::parse_to_ast(text, &Default::default(), &options).map_err(|error| {
+        jsonc_parser::parse_to_ast(text, &Default::default(), &STRICT_JSON).map_err(|error| {
             let range = error.range();
             SyntaxError {
                 message: format!(

@@ -96,26 +96,20 @@ impl Health {
     }
 }
 
-/// A Pod Security Standard (kubernetes.io/docs/concepts/security/pod-security-standards).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SecurityProfile {
-    /// No profile: nothing is defaulted or checked.
-    #[default]
-    None,
-    Baseline,
-    Restricted,
+choice! {
+    /// A Pod Security Standard (kubernetes.io/docs/concepts/security/pod-security-standards),
+    /// declared from the loosest to the strictest, which is how they compare.
+    #[derive(Default, PartialOrd, Ord)]
+    pub enum SecurityProfile {
+        /// No profile: nothing is defaulted or checked.
+        #[default]
+        None = "none",
+        Baseline = "baseline",
+        Restricted = "restricted",
+    }
 }
 
 impl SecurityProfile {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SecurityProfile::None => "none",
-            SecurityProfile::Baseline => "baseline",
-            SecurityProfile::Restricted => "restricted",
-        }
-    }
-
     /// The name Kubernetes gives the level in `pod-security.kubernetes.io/enforce`.
     pub fn kubernetes_level(self) -> &'static str {
         match self {

@@ -136,6 +136,28 @@ impl Drop for Lock {
 
 /// This machine's host name, or an empty string when it cannot be read (then no holder counts
 /// as alive, and a person decides).
+/// `user@host` of this process, or the one that is known: who a revision, a lock or a config
+/// change is recorded under. Printable ASCII only, at most 128 characters (it travels in an
+/// HTTP header); `unknown` when neither is known.
+pub fn who() -> String {
+    let (user, host) = (this_user(), this_host());
+    let who = match (user.is_empty(), host.is_empty()) {
+        (false, false) => format!("{user}@{host}"),
+        (true, _) => host,
+        (false, true) => user,
+    };
+    let who: String = who
+        .chars()
+        .filter(char::is_ascii_graphic)
+        .take(128)
+        .collect();
+    if who.is_empty() {
+        "unknown".to_owned()
+    } else {
+        who
+    }
+}
+
 fn this_host() -> String {
     nix::unistd::gethostname()
         .map(|name| name.to_string_lossy().into_owned())

@@ -10,9 +10,9 @@ use std::path::Path;
 use serde::Serialize;
 use tier_local::config_file;
 use tier_local::control::{EnvStatus, Phase};
-use tier_local::paths::EnvDir;
 use tier_model::Environment;
 use tier_model::environment::Restart;
+use tier_state::paths::EnvDir;
 use tier_state::{ArtifactStore, Revision, State, Stored};
 
 use super::{DriftReport, Found};
@@ -134,7 +134,7 @@ pub(super) fn check(
         found: Vec::new(),
         history: Vec::new(),
     };
-    if !dir.root().join("state.redb").exists() {
+    if !dir.state().exists() {
         return Ok((report, None));
     }
     let state = State::open(dir.root()).map_err(|error| DeployError::state(env, error))?;
@@ -321,7 +321,7 @@ pub(crate) fn repair(root: &Path, env: &str) -> Result<Vec<String>, DeployError>
             }
             LocalChange::ConfigEdited { path, .. } => {
                 let (file, text) = expected_config(&dir, &environment, &drift.service, &ports);
-                tier_local::paths::write_atomic(&file, &text).map_err(|error| {
+                tier_state::paths::write_atomic(&file, &text).map_err(|error| {
                     DeployError::Artifacts(format!("{env}: cannot write {path}: {error}"))
                 })?;
                 fixed.push(format!("{}: its config file {path}", drift.service));

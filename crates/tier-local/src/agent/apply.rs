@@ -15,8 +15,8 @@ use super::supervisor::{CRASH_LOOP_AFTER, Phase};
 use super::{Agent, Event, now};
 use crate::config_file;
 use crate::control::{ApplyRequest, Response};
-use crate::paths::write_atomic;
 use crate::rollout;
+use tier_state::paths::write_atomic;
 
 /// An apply waiting for the one before it, with where its answer goes.
 type Queued = (Box<ApplyRequest>, oneshot::Sender<Response>);

@@ -35,7 +35,6 @@ use tokio_util::sync::CancellationToken;
 pub use prepare::{AgentOptions, Prepared, StartError, env_dir, is_running, prepare};
 
 use crate::control::{EnvStatus, Request, Response};
-use crate::paths::EnvDir;
 use crate::proxy::{self, ProxyEvent};
 use crate::rollout;
 use crate::secrets::Stash;
@@ -44,6 +43,7 @@ use crate::store;
 use apply::ApplyState;
 use proxies::{ProxyKit, ServiceProxy};
 use supervisor::{Effect, Stop, Supervisor};
+use tier_state::paths::EnvDir;
 
 /// How long replicas still running after SIGKILL are waited for before the agent exits.
 const KILL_GRACE: Duration = Duration::from_secs(5);

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use tier_model::Environment;
 
 use crate::config_file;
-use crate::paths::{EnvDir, STORE_PORT, write_atomic};
 use crate::secrets::SecretValues;
 use crate::spawn;
 use crate::store;
+use tier_state::paths::{EnvDir, STORE_PORT, write_atomic};
 
 /// What to run.
 pub struct AgentOptions {

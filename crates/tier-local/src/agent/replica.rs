@@ -19,9 +19,9 @@ use super::{Agent, Event, status};
 use crate::config_file::LocalAddresses;
 use crate::health::Check;
 use crate::logs::{self, LogFile, Stream};
-use crate::paths::EnvDir;
 use crate::probes::{ProbeKind, ProbePlan, Timed, run_probes};
 use crate::spawn::{self, Spawn};
+use tier_state::paths::EnvDir;
 
 /// What the loop keeps of one spawn of a replica.
 pub(super) struct Handles {

@@ -35,6 +35,32 @@ pub struct FlagDefault {
     pub description: Option<String>,
 }
 
+impl FlagDefault {
+    /// Declared flags as `tier store serve --flags` takes them: a JSON object of flag name to
+    /// `{"default": …, "description": …}`.
+    pub fn parse_map(text: &str) -> Result<BTreeMap<String, FlagDefault>, String> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Declared {
+            default: Value,
+            #[serde(default)]
+            description: Option<String>,
+        }
+        let declared: BTreeMap<String, Declared> =
+            serde_json::from_str(text).map_err(|error| format!("not a map of flags: {error}"))?;
+        Ok(declared
+            .into_iter()
+            .map(|(name, flag)| {
+                let flag = FlagDefault {
+                    value: flag.default,
+                    description: flag.description,
+                };
+                (name, flag)
+            })
+            .collect())
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct FlagQuery {
     key: Option<String>,

@@ -11,22 +11,18 @@ use tier_model::Environment;
 use tier_state::{Origin, Outcome};
 
 use super::progress::Drawer;
-use super::{CommandResult, Exit, failed, parse_sets, workspace};
+use super::{CommandResult, Exit, fail, fail_hinted, failed, parse_sets, usage, workspace};
 use crate::args::{Global, Output};
 use crate::output;
 
 pub fn plan(global: &Global, env: &str, out: Option<&Path>, sets: &[String]) -> CommandResult {
     let sets = parse_sets(sets)?;
     let mut workspace = workspace(global)?;
-    let plan = match tier_deploy::plan(&mut workspace, env, &sets) {
-        Ok(plan) => plan,
-        Err(error) => return Err(failed(global, &workspace, &error)),
-    };
+    let plan = tier_deploy::plan(&mut workspace, env, &sets)
+        .map_err(|error| failed(global, workspace.project(), &error))?;
     if let Some(path) = out {
-        if let Err(error) = std::fs::write(path, plan.to_json()) {
-            output::error(&format!("cannot write {}: {error}", path.display()));
-            return Err(Exit::Failure);
-        }
+        std::fs::write(path, plan.to_json())
+            .map_err(|error| fail(format!("cannot write {}: {error}", path.display())))?;
         eprintln!("saved the plan to {}", path.display());
         output::hint(&format!(
             "`tier apply {}` applies exactly this plan",
@@ -52,20 +48,15 @@ fn ask(env: &str, action: &str) -> bool {
 
 /// Refuses to change a protected environment unless the user named it with `--confirm`, or
 /// typed its name at a terminal.
-pub(super) fn confirmed(environment: &Environment, confirm: Option<&str>, action: &str) -> bool {
-    match Confirm::named(confirm)
+pub(super) fn confirmed(
+    environment: &Environment,
+    confirm: Option<&str>,
+    action: &str,
+) -> CommandResult {
+    let checked = Confirm::named(confirm)
         .or_ask(&ask)
-        .check(environment, action)
-    {
-        Ok(()) => true,
-        Err(error) => {
-            output::error(&error.to_string());
-            if let Some(hint) = error.hint() {
-                output::hint(&hint);
-            }
-            false
-        }
-    }
+        .check(environment, action);
+    checked.map_err(|error| fail_hinted(&error))
 }
 
 /// Runs one changing engine call with its events drawn, and prints how it ended.
@@ -95,7 +86,7 @@ fn changing(
             Ok(())
         }
         Ok(Applied::Unchanged { .. }) => Ok(()),
-        Err(error) => Err(failed(global, workspace, &error)),
+        Err(error) => Err(failed(global, workspace.project(), &error)),
     }
 }
 
@@ -119,12 +110,9 @@ pub fn apply(
     let saved = Path::new(target).is_file().then(|| PathBuf::from(target));
     let target = match saved {
         Some(path) => Target::SavedPlan(path),
-        None => match parse_sets(sets) {
-            Ok(sets) => Target::Environment {
-                name: target.to_owned(),
-                sets,
-            },
-            Err(code) => return Err(code),
+        None => Target::Environment {
+            name: target.to_owned(),
+            sets: parse_sets(sets)?,
         },
     };
     let mut workspace = workspace(global)?;
@@ -135,10 +123,8 @@ pub fn apply(
 
 pub fn history(global: &Global, env: &str) -> CommandResult {
     let mut workspace = known_environment(global, env)?;
-    let revisions = match tier_deploy::history(&mut workspace, env) {
-        Ok(revisions) => revisions,
-        Err(error) => return Err(failed(global, &workspace, &error)),
-    };
+    let revisions = tier_deploy::history(&mut workspace, env)
+        .map_err(|error| failed(global, workspace.project(), &error))?;
     if global.output == Output::Json {
         output::json(&json!(revisions));
         return Ok(());
@@ -181,10 +167,8 @@ pub fn history(global: &Global, env: &str) -> CommandResult {
 
 pub fn drift(global: &Global, env: &str, all: bool, history: bool) -> CommandResult {
     let mut workspace = known_environment(global, env)?;
-    let report = match tier_deploy::drift(&mut workspace, env) {
-        Ok(report) => report,
-        Err(error) => return Err(failed(global, &workspace, &error)),
-    };
+    let report = tier_deploy::drift(&mut workspace, env)
+        .map_err(|error| failed(global, workspace.project(), &error))?;
     let shown: Vec<&tier_deploy::Found> = report
         .found
         .iter()
@@ -256,35 +240,20 @@ pub fn drift(global: &Global, env: &str, all: bool, history: bool) -> CommandRes
     Ok(())
 }
 
-/// `2026-11-26 21:30:01 UTC`, computed without a time zone database.
+/// `2026-11-26 21:30:01 UTC`.
 pub(super) fn format_time(unix_ms: u64) -> String {
-    let seconds = unix_ms / 1000;
-    let days = (seconds / 86_400) as i64;
-    let rest = seconds % 86_400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    let ms = i64::try_from(unix_ms).unwrap_or(i64::MAX);
+    jiff::Timestamp::from_millisecond(ms)
+        .unwrap_or(jiff::Timestamp::MAX)
+        .strftime("%Y-%m-%d %H:%M:%S UTC")
+        .to_string()
 }
 
 /// Loads the project and refuses an environment it does not declare.
 fn known_environment(global: &Global, env: &str) -> Result<Workspace, Exit> {
     let workspace = workspace(global)?;
     if workspace.project().environment(env).is_none() {
-        output::error(&workspace.project().unknown_environment(env));
-        return Err(Exit::Usage);
+        return Err(usage(workspace.project().unknown_environment(env)));
     }
     Ok(workspace)
 }
@@ -344,6 +313,6 @@ pub fn unlock(global: &Global, env: &str, yes: bool) -> CommandResult {
             );
             Ok(())
         }
-        Err(error) => Err(failed(global, &workspace, &error)),
+        Err(error) => Err(failed(global, workspace.project(), &error)),
     }
 }

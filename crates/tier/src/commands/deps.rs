@@ -1,101 +1,62 @@
 //! `tier deps`: the libraries every service locks, across the whole project: scan, why,
 //! outdated, conflicts, bump and release order.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use console::style;
 use serde_json::json;
-use tier_deps::scan::{LibrarySource, ServiceSource};
+use tier_deploy::deps::{Deployed, Sources, relative};
+use tier_deps::scan::LibrarySource;
 use tier_deps::{AffectedRange, DepsErrors, Inventory};
 use tier_model::Project;
-use tier_model::tree::Node;
 
 use super::local::project_root;
-use super::{CommandResult, Exit, load};
+use super::{CommandResult, Exit, fail, fail_with, load, usage};
 use crate::args::{DepsCommand, Global, Output};
 use crate::output;
 
 pub fn run(global: &Global, command: &DepsCommand) -> CommandResult {
     let project = load(global)?;
     let root = project_root(global);
-    let (services, libraries) = sources(&project, &root);
-    if services.is_empty() {
-        output::error("no service names its source: nothing to scan");
-        output::hint("add source = \"services/<name>\" to a [services.<name>] table");
-        return Err(Exit::Failure);
+    let sources = Sources::of(&project, &root);
+    if sources.services.is_empty() {
+        return Err(fail_with(
+            "no service names its source: nothing to scan",
+            "add source = \"services/<name>\" to a [services.<name>] table",
+        ));
     }
+    let inventory = || {
+        tier_deps::scan::scan(&sources.services, &sources.libraries)
+            .map_err(|errors| report(&root, &errors))
+    };
     match command {
         DepsCommand::Bump {
             library,
             version,
             dry_run,
         } => bump(
-            global, &project, &root, &services, &libraries, library, version, *dry_run,
+            global, &project, &root, &sources, library, version, *dry_run,
         ),
-        DepsCommand::Order { library } => order(global, &libraries, library.as_deref()),
-        _ => {
-            let inventory = match tier_deps::scan::scan(&services, &libraries) {
-                Ok(inventory) => inventory,
-                Err(errors) => return report(&root, &errors),
-            };
-            match command {
-                DepsCommand::Scan => scan(global, &inventory),
-                DepsCommand::Why {
-                    library,
-                    affected,
-                    env,
-                } => {
-                    let deployed = deployed_versions(global, library, &inventory, env.as_deref())?;
-                    why(global, &inventory, library, affected.as_deref(), &deployed)
-                }
-                DepsCommand::Outdated => outdated(global, &inventory),
-                DepsCommand::Conflicts => conflicts(global, &inventory),
-                DepsCommand::Bump { .. } | DepsCommand::Order { .. } => Ok(()),
-            }
-        }
+        DepsCommand::Order { library } => order(global, &sources.libraries, library.as_deref()),
+        DepsCommand::Scan => scan(global, &inventory()?),
+        DepsCommand::Why {
+            library,
+            affected,
+            env,
+        } => why(
+            global,
+            &inventory()?,
+            library,
+            affected.as_deref(),
+            env.as_deref(),
+        ),
+        DepsCommand::Outdated => outdated(global, &inventory()?),
+        DepsCommand::Conflicts => conflicts(global, &inventory()?),
     }
 }
 
-/// Services with a `source`, and `[libraries]`, as written in tier.toml.
-fn sources(project: &Project, root: &Path) -> (Vec<ServiceSource>, Vec<LibrarySource>) {
-    let table = |key: &str| {
-        project
-            .file
-            .get(key)
-            .and_then(Node::as_table)
-            .map(|table| {
-                table
-                    .iter()
-                    .map(|(name, node)| (name.clone(), node.clone()))
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default()
-    };
-    let services = table("services")
-        .into_iter()
-        .filter_map(|(name, node)| {
-            let source = node.get("source").and_then(Node::as_str)?;
-            Some(ServiceSource {
-                name,
-                dir: root.join(source),
-            })
-        })
-        .collect();
-    let libraries = table("libraries")
-        .into_iter()
-        .filter_map(|(name, node)| {
-            let path = node.get("path").and_then(Node::as_str)?;
-            Some(LibrarySource {
-                name,
-                path: root.join(path),
-            })
-        })
-        .collect();
-    (services, libraries)
-}
-
 /// Every problem, each with its file and line.
-fn report(root: &Path, errors: &DepsErrors) -> CommandResult {
+fn report(root: &Path, errors: &DepsErrors) -> Exit {
     for error in &errors.0 {
         let place = match (error.file(), error.line()) {
             (Some(file), Some(line)) => format!("{}:{line}: ", relative(root, file)),
@@ -104,14 +65,7 @@ fn report(root: &Path, errors: &DepsErrors) -> CommandResult {
         };
         output::error(&format!("{place}{error}"));
     }
-    Err(Exit::Failure)
-}
-
-fn relative(root: &Path, file: &Path) -> String {
-    file.strip_prefix(root)
-        .unwrap_or(file)
-        .display()
-        .to_string()
+    Exit::Failure
 }
 
 fn scan(global: &Global, inventory: &Inventory) -> CommandResult {
@@ -153,133 +107,44 @@ fn scan(global: &Global, inventory: &Inventory) -> CommandResult {
     Ok(())
 }
 
-/// A library's version deployed in an environment, by service, from the bill of materials its
-/// deployed revision recorded.
-struct Deployed {
-    environment: String,
-    revision: u64,
-    versions: std::collections::BTreeMap<String, Vec<String>>,
-}
-
-/// The deployed versions of `library` in every environment (or the one named) that has a
-/// deployed revision with a bill of materials, read from each environment's records (its
-/// state file, or its cluster; a cluster that cannot be reached is named and skipped).
-fn deployed_versions(
-    global: &Global,
-    library: &str,
-    inventory: &Inventory,
-    only: Option<&str>,
-) -> Result<Vec<Deployed>, Exit> {
-    let mut workspace = super::workspace(global)?;
-    if let Some(env) = only
-        && workspace.project().environment(env).is_none()
-    {
-        output::error(&workspace.project().unknown_environment(env));
-        return Err(Exit::Usage);
-    }
-    let package = inventory
-        .libraries
-        .iter()
-        .find(|candidate| candidate.name == library)
-        .map_or(library, |candidate| candidate.package.as_str());
-    let environments: Vec<String> = workspace
-        .project()
-        .environments
-        .iter()
-        .filter(|decl| !decl.is_abstract && only.is_none_or(|env| env == decl.name))
-        .map(|decl| decl.name.clone())
-        .collect();
-    let mut found = Vec::new();
-    for env in environments {
-        let local = workspace.resolve(&env, &[]).map_or(true, |resolved| {
-            resolved.environment.runtime == tier_model::environment::Runtime::Local
-        });
-        let file = tier_local::paths::EnvDir::new(workspace.root(), &env)
-            .root()
-            .join("state.redb");
-        if local && !file.exists() {
-            continue;
-        }
-        let records = match tier_deploy::records(&mut workspace, &env, Default::default()) {
-            Ok(records) => records,
-            Err(error) => {
-                output::error(&format!("{env}: not read: {error}"));
-                continue;
-            }
-        };
-        let Ok(Some(revision)) = records.deployed() else {
-            continue;
-        };
-        // A revision recorded before bills of materials existed has none.
-        if !revision.bom.is_object() {
-            continue;
-        }
-        let Ok(bom) = tier_deploy::BillOfMaterials::from_value(&revision.bom) else {
-            continue;
-        };
-        let versions = bom.versions_of(package);
-        found.push(Deployed {
-            environment: env.clone(),
-            revision: revision.number,
-            versions,
-        });
-    }
-    Ok(found)
-}
-
 fn why(
     global: &Global,
     inventory: &Inventory,
     library: &str,
     affected: Option<&str>,
-    deployed: &[Deployed],
+    only: Option<&str>,
 ) -> CommandResult {
-    let range = match affected.map(AffectedRange::parse).transpose() {
-        Ok(range) => range,
-        Err(error) => {
-            output::error(&error.to_string());
-            return Err(Exit::Usage);
-        }
-    };
-    let report = match tier_deps::why(inventory, library, range.as_ref()) {
-        Ok(report) => report,
-        Err(error) => {
-            output::error(&error.to_string());
-            return Err(Exit::Failure);
-        }
-    };
-    // Deployed versions count for the gate too: what runs matters more than what is locked.
-    let mut deployed_affected = false;
-    let mut environments = serde_json::Map::new();
-    for environment in deployed {
-        let mut services = serde_json::Map::new();
-        for (service, versions) in &environment.versions {
-            let mut entries = Vec::new();
-            for version in versions {
-                let inside = match (&range, semver::Version::parse(version)) {
-                    (Some(range), Ok(parsed)) => range
-                        .contains(tier_deps::Ecosystem::Cargo, &parsed)
-                        .or_else(|_| range.contains(tier_deps::Ecosystem::Npm, &parsed))
-                        .ok(),
-                    _ => None,
-                };
-                deployed_affected |= inside == Some(true);
-                entries.push(json!({ "version": version, "affected": inside }));
-            }
-            services.insert(service.clone(), json!(entries));
-        }
-        environments.insert(
-            environment.environment.clone(),
-            json!({ "revision": environment.revision, "services": services }),
-        );
+    let range = affected
+        .map(AffectedRange::parse)
+        .transpose()
+        .map_err(usage)?;
+    let mut workspace = super::workspace(global)?;
+    let package = inventory
+        .libraries
+        .iter()
+        .find(|candidate| candidate.name == library)
+        .map_or(library, |candidate| candidate.package.as_str());
+    let (deployed, unread) =
+        tier_deploy::deps::deployed_versions(&mut workspace, package, range.as_ref(), only)
+            .map_err(|error| match error.is_usage() {
+                true => usage(error),
+                false => fail(error),
+            })?;
+    for environment in &unread {
+        output::error(&format!(
+            "{}: not read: {}",
+            environment.environment, environment.error
+        ));
     }
+    let report = tier_deps::why(inventory, library, range.as_ref()).map_err(fail)?;
     if global.output == Output::Json {
         let mut value = json!(report);
+        let by_env: serde_json::Map<String, serde_json::Value> = deployed
+            .iter()
+            .map(|environment| (environment.environment.clone(), json!(environment)))
+            .collect();
         if let Some(object) = value.as_object_mut() {
-            object.insert(
-                "deployed".to_owned(),
-                serde_json::Value::Object(environments),
-            );
+            object.insert("deployed".to_owned(), serde_json::Value::Object(by_env));
         }
         output::json(&value);
     } else if report.services.is_empty() && deployed.is_empty() {
@@ -307,17 +172,21 @@ fn why(
                 }
             }
         }
+        let count = report.services.len();
         text.push_str(&format!(
-            "{} service{} depend{} on {library}\n",
-            report.services.len(),
-            plural(report.services.len()),
-            if report.services.len() == 1 { "s" } else { "" }
+            "{count} service{} depend{} on {library}\n",
+            plural(count),
+            if count == 1 { "s" } else { "" }
         ));
-        for environment in deployed {
+        for environment in &deployed {
             let services: Vec<String> = environment
-                .versions
+                .services
                 .iter()
-                .map(|(service, versions)| format!("{service} {}", versions.join(", ")))
+                .map(|(service, versions)| {
+                    let versions: Vec<&str> =
+                        versions.iter().map(|used| used.version.as_str()).collect();
+                    format!("{service} {}", versions.join(", "))
+                })
                 .collect();
             text.push_str(&format!(
                 "deployed in {} (revision {}): {}\n",
@@ -332,7 +201,8 @@ fn why(
         }
         output::stdout(&text);
     }
-    if report.any_affected || deployed_affected {
+    // What runs counts for the gate as much as what is locked.
+    if report.any_affected || deployed.iter().any(Deployed::any_affected) {
         Err(Exit::Failure)
     } else {
         Ok(())
@@ -420,82 +290,45 @@ fn conflicts(global: &Global, inventory: &Inventory) -> CommandResult {
 }
 
 fn order(global: &Global, libraries: &[LibrarySource], library: Option<&str>) -> CommandResult {
-    let mut read = Vec::new();
-    for source in libraries {
-        match tier_deps::scan::read_library(source) {
-            Ok(library) => read.push(library),
-            Err(error) => {
-                output::error(&error.to_string());
-                return Err(Exit::Failure);
-            }
-        }
-    }
+    let read = libraries
+        .iter()
+        .map(tier_deps::scan::read_library)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(fail)?;
     let order = match library {
         Some(library) => tier_deps::release_order_from(&read, library),
         None => tier_deps::release_order(&read),
-    };
-    match order {
-        Ok(order) => {
-            if global.output == Output::Json {
-                output::json(&json!(order));
-            } else {
-                let lines: Vec<String> = order
-                    .iter()
-                    .enumerate()
-                    .map(|(at, name)| format!("{}. {name}", at + 1))
-                    .collect();
-                output::stdout_line(&lines.join("\n"));
-            }
-            Ok(())
-        }
-        Err(error) => {
-            output::error(&error.to_string());
-            Err(Exit::Failure)
-        }
     }
+    .map_err(fail)?;
+    if global.output == Output::Json {
+        output::json(&json!(order));
+    } else {
+        let lines: Vec<String> = order
+            .iter()
+            .enumerate()
+            .map(|(at, name)| format!("{}. {name}", at + 1))
+            .collect();
+        output::stdout_line(&lines.join("\n"));
+    }
+    Ok(())
 }
 
-/// One service's result of a bump.
-struct Bumped {
-    service: String,
-    file: PathBuf,
-    crosses_major: bool,
-    lockfile: String,
-    test: String,
-    passed: bool,
-}
-
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site, every argument distinct"
-)]
 fn bump(
     global: &Global,
     project: &Project,
     root: &Path,
-    services: &[ServiceSource],
-    libraries: &[LibrarySource],
+    sources: &Sources,
     library: &str,
     version: &str,
     dry_run: bool,
 ) -> CommandResult {
-    let Ok(version) = semver::Version::parse(version) else {
-        output::error(&format!("`{version}` is not a version: write it as 1.4.3"));
-        return Err(Exit::Usage);
-    };
-    let package = libraries
-        .iter()
-        .find(|source| source.name == library)
-        .and_then(|source| tier_deps::scan::read_library(source).ok())
-        .map_or_else(|| library.to_owned(), |library| library.package);
-    let manifests = match tier_deps::scan::read_manifests(services) {
-        Ok(manifests) => manifests,
-        Err(errors) => return report(root, &errors),
-    };
-    let edits = match tier_deps::bump(&manifests, &package, &version) {
-        Ok(edits) => edits,
-        Err(errors) => return report(root, &errors),
-    };
+    let version = semver::Version::parse(version)
+        .map_err(|_| usage(format!("`{version}` is not a version: write it as 1.4.3")))?;
+    let package = sources.package_of(library);
+    let manifests = tier_deps::scan::read_manifests(&sources.services)
+        .map_err(|errors| report(root, &errors))?;
+    let edits =
+        tier_deps::bump(&manifests, &package, &version).map_err(|errors| report(root, &errors))?;
     if edits.is_empty() {
         output::stdout_line(&format!(
             "no service requires {package} at another version than {version}"
@@ -528,68 +361,10 @@ fn bump(
         output::stdout(&text);
         return Ok(());
     }
-    let tests: std::collections::BTreeMap<String, String> = project
-        .file
-        .get("services")
-        .and_then(Node::as_table)
-        .map(|services| {
-            services
-                .iter()
-                .filter_map(|(name, node)| {
-                    Some((
-                        name.clone(),
-                        node.get("test").and_then(Node::as_str)?.to_owned(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut results = Vec::new();
-    for edit in &edits {
-        if let Err(error) = tier_local::paths::write_atomic(&edit.file, edit.after.as_bytes()) {
-            output::error(&format!("cannot write {}: {error}", edit.file.display()));
-            return Err(Exit::Failure);
-        }
-        let dir = edit.file.parent().unwrap_or(root).to_path_buf();
-        let is_npm = edit
-            .file
-            .file_name()
-            .is_some_and(|name| name == "package.json");
-        let lockfile = refresh_lockfile(&dir, &package, is_npm);
-        let (test, passed) = match tests.get(&edit.service) {
-            None => ("no test".to_owned(), true),
-            Some(command) => match tier_local::spawn::run_to_end("sh", &["-c", command], &dir) {
-                Ok(output) if output.status.success() => ("passed".to_owned(), true),
-                Ok(output) => (format!("failed ({})", output.status), false),
-                Err(error) => (format!("could not run: {error}"), false),
-            },
-        };
-        let passed = passed && !lockfile.contains("failed");
-        results.push(Bumped {
-            service: edit.service.clone(),
-            file: edit.file.clone(),
-            crosses_major: edit.crosses_major,
-            lockfile,
-            test,
-            passed,
-        });
-    }
-    let all_passed = results.iter().all(|result| result.passed);
+    let results =
+        tier_deploy::deps::carry_out_bump(project, root, &package, &edits).map_err(fail)?;
     if global.output == Output::Json {
-        let rows: Vec<serde_json::Value> = results
-            .iter()
-            .map(|result| {
-                json!({
-                    "service": result.service,
-                    "file": relative(root, &result.file),
-                    "crosses_major": result.crosses_major,
-                    "lockfile": result.lockfile,
-                    "test": result.test,
-                    "passed": result.passed,
-                })
-            })
-            .collect();
-        output::json(&json!(rows));
+        output::json(&json!(results));
     } else {
         let mut rows = vec![
             ["SERVICE", "FILE", "MAJOR", "LOCKFILE", "TEST"]
@@ -597,67 +372,23 @@ fn bump(
                 .to_vec(),
         ];
         for result in &results {
+            let test = match result.passed {
+                true => style(&result.test).green(),
+                false => style(&result.test).red(),
+            };
             rows.push(vec![
                 result.service.clone(),
-                relative(root, &result.file),
-                if result.crosses_major {
-                    "yes".to_owned()
-                } else {
-                    "no".to_owned()
-                },
+                result.file.clone(),
+                (if result.crosses_major { "yes" } else { "no" }).to_owned(),
                 result.lockfile.clone(),
-                if result.passed {
-                    style(&result.test).green().to_string()
-                } else {
-                    style(&result.test).red().to_string()
-                },
+                test.to_string(),
             ]);
         }
         output::stdout(&super::inspect::columns(&rows));
     }
-    if all_passed {
+    if results.iter().all(|result| result.passed) {
         Ok(())
     } else {
         Err(Exit::Failure)
-    }
-}
-
-/// Brings a service's lockfile in line with its edited manifest, when the tool is here.
-fn refresh_lockfile(dir: &Path, package: &str, is_npm: bool) -> String {
-    let (tool, args): (&str, Vec<&str>) = if is_npm {
-        (
-            "npm",
-            vec!["install", "--package-lock-only", "--ignore-scripts"],
-        )
-    } else {
-        ("cargo", vec!["update", "-p", package])
-    };
-    if !tier_local::spawn::on_path(tool) {
-        return format!("not refreshed ({tool} is not installed)");
-    }
-    // Offline first: every package but the bumped one is usually cached already.
-    if !is_npm {
-        let mut offline = args.clone();
-        offline.push("--offline");
-        if tier_local::spawn::run_to_end(tool, &offline, dir)
-            .is_ok_and(|output| output.status.success())
-        {
-            return "refreshed".to_owned();
-        }
-    }
-    match tier_local::spawn::run_to_end(tool, &args, dir) {
-        Ok(output) if output.status.success() => "refreshed".to_owned(),
-        Ok(output) => {
-            let why = String::from_utf8_lossy(&output.stderr);
-            // cargo and npm say what went wrong on their first error line.
-            let line = why
-                .lines()
-                .find(|line| line.trim_start().starts_with("error") || line.contains("ERR!"))
-                .or_else(|| why.lines().rev().find(|line| !line.trim().is_empty()))
-                .unwrap_or("failed")
-                .trim();
-            format!("{tool} failed: {line}")
-        }
-        Err(error) => format!("could not run {tool}: {error}"),
     }
 }

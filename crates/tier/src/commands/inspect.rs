@@ -6,7 +6,7 @@ use tier_model::environment::Runtime;
 use tier_model::problem::merge_duplicates;
 use tier_model::{Project, Purpose, Resolved};
 
-use super::{CommandResult, Exit, load, parse_sets, report};
+use super::{CommandResult, Exit, fail, fail_with, failed, load, parse_sets, report, usage};
 use crate::args::{Format, Global, Output};
 use crate::output;
 
@@ -21,8 +21,7 @@ pub fn validate(global: &Global, sets: &[String], secrets_of: Option<&str>) -> C
         let root = super::local::project_root(global);
         let lookup = tier_model::secrets::Lookup::from_process(&root);
         if project.environment(env).is_none() {
-            output::error(&project.unknown_environment(env));
-            return Err(Exit::Usage);
+            return Err(usage(project.unknown_environment(env)));
         }
         if let Ok(resolved) = project.resolve(env, &sets)
             && let Err(problems) = resolved.read_secrets(&lookup)
@@ -73,69 +72,70 @@ pub fn validate(global: &Global, sets: &[String], secrets_of: Option<&str>) -> C
     Ok(())
 }
 
+/// One environment as `tier envs` lists it.
+#[derive(serde::Serialize)]
+struct EnvRow<'a> {
+    name: &'a str,
+    runtime: Runtime,
+    region: Option<&'a str>,
+    protected: bool,
+    promote_from: Option<&'a str>,
+    extends: Option<&'a str>,
+    #[serde(rename = "abstract")]
+    is_abstract: bool,
+    isolation: String,
+    services: usize,
+}
+
 pub fn envs(global: &Global) -> CommandResult {
     let mut project = load(global)?;
     let validation = tier_model::validate(&mut project, &[]);
     if !validation.problems.is_empty() {
         return Err(report(global, &project, &validation.problems));
     }
-    let rows: Vec<serde_json::Value> = validation
+    let rows: Vec<EnvRow> = validation
         .environments
         .iter()
         .map(|checked| {
             let environment = &checked.environment;
-            json!({
-                "name": environment.name,
-                "runtime": environment.runtime,
-                "region": environment.region,
-                "protected": environment.protected,
-                "promote_from": environment.promote_from,
-                "extends": environment.extends,
-                "abstract": checked.is_abstract,
-                "isolation": isolation(environment, checked.is_abstract),
-                "services": environment.services.len(),
-            })
+            EnvRow {
+                name: environment.name.as_str(),
+                runtime: environment.runtime,
+                region: environment.region.as_deref(),
+                protected: environment.protected,
+                promote_from: environment.promote_from.as_ref().map(|name| name.as_str()),
+                extends: environment.extends.as_ref().map(|name| name.as_str()),
+                is_abstract: checked.is_abstract,
+                isolation: isolation(environment, checked.is_abstract),
+                services: environment.services.len(),
+            }
         })
         .collect();
     if global.output == Output::Json {
         output::json(&json!(rows));
         return Ok(());
     }
-    let text = |value: &serde_json::Value| match value {
-        serde_json::Value::Null => "-".to_owned(),
-        serde_json::Value::String(text) => text.clone(),
-        other => other.to_string(),
-    };
-    let mut table = vec![
-        [
-            "ENVIRONMENT",
-            "RUNTIME",
-            "REGION",
-            "PROTECTED",
-            "PROMOTE FROM",
-            "EXTENDS",
-            "ISOLATION",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
+    let header = [
+        "ENVIRONMENT",
+        "RUNTIME",
+        "REGION",
+        "PROTECTED",
+        "PROMOTE FROM",
+        "EXTENDS",
+        "ISOLATION",
     ];
+    let mut table = vec![header.map(str::to_owned).to_vec()];
+    let text = |value: Option<&str>| value.unwrap_or("-").to_owned();
     for row in &rows {
-        let mut name = text(&row["name"]);
-        if row["abstract"] == json!(true) {
-            name.push_str(" (abstract)");
-        }
+        let suffix = if row.is_abstract { " (abstract)" } else { "" };
         table.push(vec![
-            name,
-            text(&row["runtime"]),
-            text(&row["region"]),
-            if row["protected"] == json!(true) {
-                "yes".to_owned()
-            } else {
-                "no".to_owned()
-            },
-            text(&row["promote_from"]),
-            text(&row["extends"]),
-            text(&row["isolation"]),
+            format!("{}{suffix}", row.name),
+            row.runtime.as_str().to_owned(),
+            text(row.region),
+            (if row.protected { "yes" } else { "no" }).to_owned(),
+            text(row.promote_from),
+            text(row.extends),
+            row.isolation.clone(),
         ]);
     }
     output::stdout(&columns(&table));
@@ -237,18 +237,18 @@ pub fn render(
     sets: &[String],
 ) -> CommandResult {
     let (project, resolved) = resolve_one(global, env, sets)?;
-    if let Err(error) = resolved.deployable(Purpose::Deploy) {
-        output::error(&error.to_string());
-        output::hint("render one of the environments that extend it");
-        return Err(Exit::Failure);
-    }
+    resolved
+        .deployable(Purpose::Deploy)
+        .map_err(|error| fail_with(error, "render one of the environments that extend it"))?;
     if out.is_some() && format != Format::K8s {
-        output::error("--out writes Kubernetes manifests: use it with --format k8s");
-        return Err(Exit::Usage);
+        return Err(usage(
+            "--out writes Kubernetes manifests: use it with --format k8s",
+        ));
     }
     if include_secrets && format != Format::K8s {
-        output::error("--include-secrets fills the Secret objects of --format k8s");
-        return Err(Exit::Usage);
+        return Err(usage(
+            "--include-secrets fills the Secret objects of --format k8s",
+        ));
     }
     let text = match format {
         Format::Json => serde_json::to_string_pretty(&resolved.environment)
@@ -256,58 +256,19 @@ pub fn render(
             .map_err(|e| e.to_string()),
         Format::Yaml => serde_saphyr::to_string(&resolved.environment).map_err(|e| e.to_string()),
         Format::K8s => {
-            let mut environment = resolved.environment.clone();
-            let mut options = tier_kube::RenderOptions::default();
+            let root = super::local::project_root(global);
+            let objects = tier_deploy::kube::manifests(&root, &resolved, include_secrets)
+                .map_err(|error| failed(global, &project, &error))?;
             if include_secrets {
-                let root = super::local::project_root(global);
-                match tier_deploy::secrets::attach_resolved(&root, &resolved) {
-                    Ok((fingerprinted, values)) => {
-                        environment = fingerprinted;
-                        options.secret_values = Some(values.by_name());
-                    }
-                    Err(tier_deploy::DeployError::Secrets { problems }) => {
-                        output::problems(&problems, &project.sources);
-                        return Err(Exit::Failure);
-                    }
-                    Err(error) => {
-                        output::error(&error.to_string());
-                        return Err(Exit::Failure);
-                    }
-                }
-                // The tokens `tier apply` sends, made now if it has not run yet.
-                match tier_deploy::kube::store_tokens(&root, &environment) {
-                    Ok(tokens) => options.store_tokens = tokens,
-                    Err(why) => {
-                        output::error(&format!("{env}: {why}"));
-                        return Err(Exit::Failure);
-                    }
-                }
                 output::hint("these manifests hold secret values: keep them out of git");
             }
-            let objects = match tier_kube::render(&environment, &options) {
-                Ok(objects) => objects,
-                Err(problems) => {
-                    for problem in &problems {
-                        output::error(&problem.to_string());
-                    }
-                    return Err(Exit::Failure);
-                }
-            };
-            match out {
-                Some(dir) => {
-                    return match tier_kube::write_dir(&objects, dir) {
-                        Ok(files) => {
-                            eprintln!("wrote {} manifests to {}", files.len(), dir.display());
-                            Ok(())
-                        }
-                        Err(error) => {
-                            output::error(&format!("cannot write {}: {error}", dir.display()));
-                            Err(Exit::Failure)
-                        }
-                    };
-                }
-                None => tier_kube::to_yaml(&objects).map_err(|error| error.to_string()),
+            if let Some(dir) = out {
+                let files = tier_kube::write_dir(&objects, dir)
+                    .map_err(|error| fail(format!("cannot write {}: {error}", dir.display())))?;
+                eprintln!("wrote {} manifests to {}", files.len(), dir.display());
+                return Ok(());
             }
+            tier_kube::to_yaml(&objects).map_err(|error| error.to_string())
         }
     };
     match text {
@@ -337,7 +298,7 @@ pub fn explain(global: &Global, env: &str, path: &str, sets: &[String]) -> Comma
         return Err(Exit::Usage);
     };
     let sources = &project.sources;
-    let effects = patch_effects(&resolved, &explanation);
+    let effects = tier_deploy::kube::patch_effects(&resolved, &explanation);
     if global.output == Output::Json {
         let mut answer = json!({
             "environment": env,
@@ -406,33 +367,6 @@ pub fn explain(global: &Global, env: &str, path: &str, sets: &[String]) -> Comma
     }
     output::stdout(&text);
     Ok(())
-}
-
-/// For a `patches` path, what each of its patches changes in the rendered objects; `None`
-/// for any other path (or when the environment does not render).
-fn patch_effects(
-    resolved: &Resolved,
-    explanation: &tier_model::Explanation,
-) -> Option<Vec<tier_kube::PatchEffect>> {
-    if explanation.path != "patches" && !explanation.path.ends_with(".patches") {
-        return None;
-    }
-    let declared: Vec<&str> = explanation
-        .value
-        .as_array()?
-        .iter()
-        .filter_map(|patch| patch["declared_at"].as_str())
-        .collect();
-    let rendered =
-        tier_kube::render_with_patches(&resolved.environment, &tier_kube::RenderOptions::default())
-            .ok()?;
-    Some(
-        rendered
-            .patches
-            .into_iter()
-            .filter(|effect| declared.contains(&effect.declared_at.as_str()))
-            .collect(),
-    )
 }
 
 /// A value on one line, as it would be written in JSON.

@@ -9,13 +9,16 @@ use serde_json::json;
 use tier_deploy::local::{start_agent, stop_agent, wait_until_ready, write_spec};
 use tier_deploy::{AgentProgram, DeployError, Interrupt};
 use tier_local::control::{self, EnvStatus, ServiceState};
-use tier_local::paths::EnvDir;
 use tier_local::secrets::SecretValues;
 use tier_model::environment::Runtime;
 use tier_model::{Environment, Purpose};
+use tier_state::paths::EnvDir;
 
 use super::progress::Drawer;
-use super::{CommandResult, Exit, Threads, load, resolve_one, stop_on_signal};
+use super::{
+    CommandResult, Exit, Threads, fail, fail_hinted, fail_with, load, resolve_one, stop_on_signal,
+    usage,
+};
 use crate::args::{Global, Output};
 use crate::output;
 
@@ -27,17 +30,15 @@ fn local_environment(
     sets: &[String],
 ) -> Result<(Environment, SecretValues), Exit> {
     let (project, resolved) = resolve_one(global, env, sets)?;
-    if let Err(error) = resolved.deployable(Purpose::Run) {
-        output::error(&error.to_string());
-        return Err(Exit::Failure);
-    }
+    resolved.deployable(Purpose::Run).map_err(fail)?;
     if resolved.environment.runtime != Runtime::Local {
-        output::error(&format!(
-            "environment `{env}` runs on {}; `tier up` starts local environments",
-            resolved.environment.runtime.as_str()
+        return Err(fail_with(
+            format!(
+                "environment `{env}` runs on {}; `tier up` starts local environments",
+                resolved.environment.runtime.as_str()
+            ),
+            format!("`tier apply {env}` deploys it"),
         ));
-        output::hint(&format!("`tier apply {env}` deploys it"));
-        return Err(Exit::Failure);
     }
     tier_deploy::secrets::attach_resolved(&project_root(global), &resolved).map_err(|error| {
         match error {
@@ -58,14 +59,10 @@ pub fn up(
     let (environment, secrets) = local_environment(global, env, sets)?;
     let root = project_root(global);
     if let Ok(status) = tier_deploy::local::status(&root, env) {
-        output::error(&format!(
-            "{env}: already running (agent pid {})",
-            status.agent_pid
+        return Err(fail_with(
+            format!("{env}: already running (agent pid {})", status.agent_pid),
+            format!("`tier status {env}` shows it; `tier down {env}` stops it"),
         ));
-        output::hint(&format!(
-            "`tier status {env}` shows it; `tier down {env}` stops it"
-        ));
-        return Err(Exit::Failure);
     }
     if detach {
         up_detached(global, &root, environment, secrets, no_wait)
@@ -95,17 +92,9 @@ fn up_detached(
         programs: std::collections::BTreeMap::new(),
         secrets: SecretValues::default(),
     };
-    if let Err(why) = write_spec(&spec, &request) {
-        output::error(&format!("{env}: {why}"));
-        return Err(Exit::Failure);
-    }
-    let pid = match start_agent(root, env, &spec, &secrets, &AgentProgram::ThisExecutable) {
-        Ok(pid) => pid,
-        Err(why) => {
-            output::error(&why);
-            return Err(Exit::Failure);
-        }
-    };
+    write_spec(&spec, &request).map_err(|why| fail(format!("{env}: {why}")))?;
+    let pid =
+        start_agent(root, env, &spec, &secrets, &AgentProgram::ThisExecutable).map_err(fail)?;
     if no_wait {
         eprintln!("{env}: starting (agent pid {pid})");
         output::hint(&format!(
@@ -158,19 +147,14 @@ fn up_foreground(
     no_wait: bool,
 ) -> CommandResult {
     let env = environment.name.to_string();
-    let prepared = match tier_local::prepare(tier_local::AgentOptions {
+    let prepared = tier_local::prepare(tier_local::AgentOptions {
         project_root: root.to_path_buf(),
         environment,
         echo: true,
         programs: std::collections::BTreeMap::new(),
         secrets,
-    }) {
-        Ok(prepared) => prepared,
-        Err(error) => {
-            output::error(&error.to_string());
-            return Err(Exit::Failure);
-        }
-    };
+    })
+    .map_err(fail)?;
     let socket = prepared.dir().socket();
     let runtime = super::runtime(Threads::AllCores)?;
     let stop = tokio_util::sync::CancellationToken::new();
@@ -249,53 +233,42 @@ pub fn agent(
     spec: Option<&Path>,
     secrets_on_stdin: bool,
 ) -> CommandResult {
-    let (environment, programs, secrets) = match spec {
-        Some(path) => match tier_deploy::local::read_agent_spec(env, path, secrets_on_stdin) {
-            Ok(read) => read,
-            Err(why) => {
-                eprintln!("error: {why}");
-                return Err(Exit::Failure);
-            }
-        },
-        None => match local_environment(global, env, sets) {
-            Ok((environment, secrets)) => (environment, std::collections::BTreeMap::new(), secrets),
-            Err(code) => return Err(code),
-        },
+    // The agent's own log has no color codes, whatever the terminal that started it.
+    let failed = |why: String| {
+        eprintln!("error: {why}");
+        Exit::Failure
     };
-    match tier_deploy::local::run_agent(&project_root(global), environment, programs, secrets) {
-        Ok(()) => Ok(()),
-        Err(why) => {
-            eprintln!("error: {why}");
-            Err(Exit::Failure)
+    let (environment, programs, secrets) = match spec {
+        Some(path) => {
+            tier_deploy::local::read_agent_spec(env, path, secrets_on_stdin).map_err(failed)?
         }
-    }
+        None => {
+            let (environment, secrets) = local_environment(global, env, sets)?;
+            (environment, std::collections::BTreeMap::new(), secrets)
+        }
+    };
+    tier_deploy::local::run_agent(&project_root(global), environment, programs, secrets)
+        .map_err(failed)
 }
 
 pub fn down(global: &Global, env: &str, confirm: Option<&str>) -> CommandResult {
     let project = load(global)?;
     if project.environment(env).is_none() {
-        output::error(&project.unknown_environment(env));
-        return Err(Exit::Usage);
+        return Err(usage(project.unknown_environment(env)));
     }
     if project.protected(env) && confirm != Some(env) {
-        output::error(&format!("{env} is protected; nothing was stopped"));
-        output::hint(&format!("add --confirm {env} to stop it"));
-        return Err(Exit::Failure);
+        return Err(fail_with(
+            format!("{env} is protected; nothing was stopped"),
+            format!("add --confirm {env} to stop it"),
+        ));
     }
     let dir = EnvDir::new(&project_root(global), env);
-    match control::call(
-        &dir.socket(),
-        &control::Request::Status,
-        Duration::from_secs(5),
-    ) {
+    let request = control::Request::Status;
+    match control::call(&dir.socket(), &request, Duration::from_secs(5)) {
         Err(control::ClientError::NotRunning) => {
-            output::error(&format!("{env}: not running, nothing to stop"));
-            return Err(Exit::Failure);
+            return Err(fail(format!("{env}: not running, nothing to stop")));
         }
-        Err(error) => {
-            output::error(&format!("{env}: {error}"));
-            return Err(Exit::Failure);
-        }
+        Err(error) => return Err(fail(format!("{env}: {error}"))),
         Ok(_) => {}
     }
     if let Err(message) = stop_agent(&dir, env) {
@@ -309,8 +282,7 @@ pub fn status(global: &Global, env: Option<&str>) -> CommandResult {
     let project = load(global)?;
     let names: Vec<String> = match env {
         Some(env) if project.environment(env).is_none() => {
-            output::error(&project.unknown_environment(env));
-            return Err(Exit::Usage);
+            return Err(usage(project.unknown_environment(env)));
         }
         Some(env) => vec![env.to_owned()],
         None => project
@@ -385,7 +357,11 @@ pub fn status(global: &Global, env: Option<&str>) -> CommandResult {
                             .clone()
                             .unwrap_or_else(|| service.url.clone()),
                         state,
-                        drift_cell(drift.as_ref(), &service.name),
+                        drift_cell(
+                            drift.as_ref().map(|drift| {
+                                drift.get(&service.name).map_or(&[][..], Vec::as_slice)
+                            }),
+                        ),
                     ]);
                 }
                 text.push_str(&super::inspect::columns(&rows));
@@ -398,15 +374,10 @@ pub fn status(global: &Global, env: Option<&str>) -> CommandResult {
 
 /// The DRIFT cell of a service: what differs from the deployed revision, in a few words, or
 /// `-`; `?` when it could not be checked.
-pub(super) fn drift_cell(
-    drift: Option<&std::collections::BTreeMap<String, Vec<String>>>,
-    service: &str,
-) -> String {
-    let Some(drift) = drift else {
-        return "?".to_owned();
-    };
-    match drift.get(service).map(Vec::as_slice) {
-        None | Some([]) => "-".to_owned(),
+pub(super) fn drift_cell(drift: Option<&[String]>) -> String {
+    match drift {
+        None => "?".to_owned(),
+        Some([]) => "-".to_owned(),
         Some([one]) => style(one).red().to_string(),
         Some([first, rest @ ..]) => style(format!("{first} (+{} more)", rest.len()))
             .red()
@@ -429,35 +400,19 @@ fn kube_logs(
     follow: bool,
 ) -> CommandResult {
     let env = environment.name.as_str();
-    let logs = match tier_deploy::kube::KubeLogs::open(environment, service) {
-        Ok(logs) => logs,
-        Err(error) => {
-            output::error(&error.to_string());
-            if let Some(hint) = error.hint() {
-                output::hint(&hint);
-            }
-            return Err(Exit::Failure);
-        }
-    };
+    let logs = tier_deploy::kube::KubeLogs::open(environment, service)
+        .map_err(|error| fail_hinted(&error))?;
     if logs.pods.is_empty() {
-        output::error(&format!(
-            "{env}: no pods{}",
-            match service {
-                Some(service) => format!(" of {service}"),
-                None => String::new(),
-            }
+        let of = service
+            .map(|service| format!(" of {service}"))
+            .unwrap_or_default();
+        return Err(fail_with(
+            format!("{env}: no pods{of}"),
+            format!("`tier status {env}` shows what runs"),
         ));
-        output::hint(&format!("`tier status {env}` shows what runs"));
-        return Err(Exit::Failure);
     }
     let width = logs.pods.iter().map(String::len).max().unwrap_or(0);
-    let lines = match logs.lines() {
-        Ok(lines) => lines,
-        Err(why) => {
-            output::error(&format!("{env}: {why}"));
-            return Err(Exit::Failure);
-        }
-    };
+    let lines = logs.lines().map_err(|why| fail(format!("{env}: {why}")))?;
     let mut text = String::new();
     for line in &lines {
         text.push_str(&tier_local::logs::format_line(&line.pod, &line.text, width));
@@ -468,10 +423,8 @@ fn kube_logs(
         let print = |line: tier_kube::PodLine| {
             output::stdout_line(&tier_local::logs::format_line(&line.pod, &line.text, width));
         };
-        if let Err(why) = logs.follow(&print) {
-            output::error(&format!("{env}: {why}"));
-            return Err(Exit::Failure);
-        }
+        logs.follow(&print)
+            .map_err(|why| fail(format!("{env}: {why}")))?;
     }
     Ok(())
 }
@@ -479,8 +432,7 @@ fn kube_logs(
 pub fn logs(global: &Global, env: &str, service: Option<&str>, follow: bool) -> CommandResult {
     let project = load(global)?;
     if project.environment(env).is_none() {
-        output::error(&project.unknown_environment(env));
-        return Err(Exit::Usage);
+        return Err(usage(project.unknown_environment(env)));
     }
     if let Some(service) = service {
         let known: Vec<&str> = project
@@ -502,11 +454,10 @@ pub fn logs(global: &Global, env: &str, service: Option<&str>, follow: bool) -> 
     }
     let dir = EnvDir::new(&project_root(global), env).logs();
     if !dir.is_dir() {
-        output::error(&format!(
-            "{env}: no logs yet; it has not run on this machine"
+        return Err(fail_with(
+            format!("{env}: no logs yet; it has not run on this machine"),
+            format!("`tier up {env}` starts it"),
         ));
-        output::hint(&format!("`tier up {env}` starts it"));
-        return Err(Exit::Failure);
     }
     let lines = tier_local::logs::read_all(&dir, service);
     let width = lines

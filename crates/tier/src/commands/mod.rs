@@ -11,6 +11,7 @@ mod progress;
 mod schema;
 mod store;
 
+use tier_deploy::local::stop_on_signal;
 use tier_model::{Problem, Project, Set};
 
 pub(crate) use inspect::resolve_one;
@@ -156,26 +157,42 @@ fn runtime(threads: Threads) -> Result<tokio::runtime::Runtime, Exit> {
         Threads::One => tokio::runtime::Builder::new_current_thread(),
         Threads::AllCores => tokio::runtime::Builder::new_multi_thread(),
     };
-    builder.enable_all().build().map_err(|error| {
-        output::error(&format!("cannot start the runtime: {error}"));
-        Exit::Failure
-    })
+    let built = builder.enable_all().build();
+    built.map_err(|error| fail(format!("cannot start the runtime: {error}")))
 }
 
-/// Cancels `stop` on Ctrl-C or SIGTERM: how foreground agents and servers are stopped.
-async fn stop_on_signal(stop: tokio_util::sync::CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
+/// Says what went wrong; the failure exit.
+fn fail(message: impl std::fmt::Display) -> Exit {
+    output::error(&message.to_string());
+    Exit::Failure
+}
+
+/// Says what went wrong and what to do next; the failure exit.
+fn fail_with(message: impl std::fmt::Display, hint: impl std::fmt::Display) -> Exit {
+    output::error(&message.to_string());
+    output::hint(&hint.to_string());
+    Exit::Failure
+}
+
+/// Says what an engine call refused and its hint; the failure exit.
+fn fail_hinted(error: &tier_deploy::DeployError) -> Exit {
+    output::error(&error.to_string());
+    if let Some(hint) = error.hint() {
+        output::hint(&hint);
     }
-    stop.cancel();
+    Exit::Failure
+}
+
+/// Says which argument is wrong; the usage exit.
+fn usage(message: impl std::fmt::Display) -> Exit {
+    fail(message);
+    Exit::Usage
+}
+
+/// Says which argument is wrong and how to write it; the usage exit.
+fn usage_with(message: impl std::fmt::Display, hint: impl std::fmt::Display) -> Exit {
+    fail_with(message, hint);
+    Exit::Usage
 }
 
 /// Reads the project, or says why not.
@@ -203,14 +220,20 @@ fn not_loaded(error: tier_model::LoadError) -> Exit {
 /// and answers how the command ends.
 fn failed(
     global: &crate::args::Global,
-    workspace: &tier_deploy::Workspace,
+    project: &Project,
     error: &tier_deploy::DeployError,
 ) -> Exit {
     use tier_deploy::DeployError;
     match error {
-        DeployError::Invalid { problems } => return report(global, workspace.project(), problems),
+        DeployError::Invalid { problems } => return report(global, project, problems),
         DeployError::Secrets { problems } => {
-            output::problems(problems, &workspace.project().sources);
+            output::problems(problems, &project.sources);
+            return Exit::Failure;
+        }
+        DeployError::Unrenderable { problems } => {
+            for problem in problems {
+                output::error(problem);
+            }
             return Exit::Failure;
         }
         DeployError::StoredSecrets { env, problems } => {
@@ -240,10 +263,7 @@ fn parse_sets(sets: &[String]) -> Result<Vec<Set>, Exit> {
     sets.iter()
         .map(|argument| Set::parse(argument))
         .collect::<Result<_, _>>()
-        .map_err(|message| {
-            output::error(&message);
-            Exit::Usage
-        })
+        .map_err(usage)
 }
 
 /// Reports problems in the chosen format. Always the invalid-project failure.

@@ -10,25 +10,18 @@ mod serve;
 mod show;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use tier_client::{Client, ClientConfig, ClientError, WatchStart, WatchTarget};
-use tier_local::paths::EnvDir;
-use tier_model::environment::Runtime;
+use tier_client::{ClientError, WatchStart, WatchTarget};
+use tier_deploy::store::{Named, StoreAccess as Store, locate};
 use tier_model::{Environment, Purpose};
-use tier_store::http::{ApiConfig, Tokens};
-use tier_store::{EmbeddedConfig, EmbeddedStore};
 use tokio_util::sync::CancellationToken;
 
 use super::inspect::resolve_one;
-use super::{CommandResult, Exit, Threads};
+use super::{CommandResult, Exit, Threads, fail, fail_hinted};
 use crate::args::{ConfigCommand, FlagCommand, Global, Output, StoreCommand, StoreTarget};
 use crate::output;
-
-/// How long one request may take, watches aside.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn config(global: &Global, command: &ConfigCommand) -> CommandResult {
     let (env, target) = match command {
@@ -49,15 +42,11 @@ pub fn config(global: &Global, command: &ConfigCommand) -> CommandResult {
                 confirm,
                 ..
             } => {
-                if !super::deploy::confirmed(&environment, confirm.as_deref(), "change config in") {
-                    return Err(Exit::Failure);
-                }
+                super::deploy::confirmed(&environment, confirm.as_deref(), "change config in")?;
                 set(global, &store, key, value).await
             }
             ConfigCommand::Rm { key, confirm, .. } => {
-                if !super::deploy::confirmed(&environment, confirm.as_deref(), "change config in") {
-                    return Err(Exit::Failure);
-                }
+                super::deploy::confirmed(&environment, confirm.as_deref(), "change config in")?;
                 remove(global, &store, key).await
             }
             ConfigCommand::Ls { prefix, .. } => list(global, &store, prefix.as_deref()).await,
@@ -68,13 +57,7 @@ pub fn config(global: &Global, command: &ConfigCommand) -> CommandResult {
             ConfigCommand::Rollback {
                 key, to, confirm, ..
             } => {
-                if !super::deploy::confirmed(
-                    &environment,
-                    confirm.as_deref(),
-                    "roll back config in",
-                ) {
-                    return Err(Exit::Failure);
-                }
+                super::deploy::confirmed(&environment, confirm.as_deref(), "roll back config in")?;
                 rollback(global, &store, key, *to).await
             }
         }
@@ -101,9 +84,7 @@ pub fn flag(global: &Global, command: &FlagCommand) -> CommandResult {
             FlagCommand::Off { name, confirm, .. } => (name, Some(json!(false)), confirm),
             FlagCommand::Reset { name, confirm, .. } => (name, None, confirm),
         };
-        if !super::deploy::confirmed(&environment, confirm.as_deref(), "change flags in") {
-            return Err(Exit::Failure);
-        }
+        super::deploy::confirmed(&environment, confirm.as_deref(), "change flags in")?;
         set_flag(global, &store, name, value).await
     })
 }
@@ -127,33 +108,6 @@ pub fn store(global: &Global, command: &StoreCommand) -> CommandResult {
     }
 }
 
-/// The store a command talks to: a client with the read-write token, and where it points
-/// (for messages).
-struct Store {
-    client: Client,
-    url: String,
-    env: String,
-}
-
-/// The user and host a change is recorded under.
-fn actor() -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|name| name.into_string().ok())
-        .unwrap_or_default();
-    let actor: String = format!("{user}@{host}")
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(128)
-        .collect();
-    if actor.is_empty() {
-        "tier".to_owned()
-    } else {
-        actor
-    }
-}
-
 /// Finds the environment's store and runs `work` against it in a runtime of its own.
 fn with_store<'a, F, Fut>(
     global: &'a Global,
@@ -166,122 +120,24 @@ where
     Fut: std::future::Future<Output = CommandResult> + 'a,
 {
     let (_, resolved) = resolve_one(global, env, &[])?;
-    if let Err(error) = resolved.deployable(Purpose::Store) {
-        output::error(&error.to_string());
-        return Err(Exit::Failure);
-    }
+    resolved.deployable(Purpose::Store).map_err(fail)?;
     let environment = resolved.environment;
+    let named = Named {
+        url: target.store.clone(),
+        token: target.token.clone(),
+    };
+    let root = super::local::project_root(global);
     let runtime = super::runtime(Threads::One)?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        let store = match locate(global, &environment, target, &shutdown).await {
+        let store = match locate(&root, &environment, &named, &shutdown).await {
             Ok(store) => Arc::new(store),
-            Err((message, hint)) => {
-                output::error(&message);
-                if let Some(hint) = hint {
-                    output::hint(&hint);
-                }
-                return Err(Exit::Failure);
-            }
+            Err(error) => return Err(fail_hinted(&error)),
         };
         let code = work(store, environment).await;
         shutdown.cancel();
         code
     })
-}
-
-type Located = Result<Store, (String, Option<String>)>;
-
-/// Where the environment's store is, and its read-write token.
-async fn locate(
-    global: &Global,
-    environment: &Environment,
-    target: &StoreTarget,
-    shutdown: &CancellationToken,
-) -> Located {
-    let env = environment.name.to_string();
-    if let Some(url) = &target.store {
-        let Some(token) = target.token.clone() else {
-            return Err((
-                format!("{env}: --store needs a token"),
-                Some("set TIER_TOKEN to the environment's read-write token".to_owned()),
-            ));
-        };
-        return connect(url.trim_end_matches('/'), &token, env);
-    }
-    if environment.runtime != Runtime::Local {
-        return Err((
-            format!(
-                "{env} runs on {}: its store is the one `tier store serve` runs beside it",
-                environment.runtime.as_str()
-            ),
-            Some("pass --store URL and set TIER_TOKEN to its read-write token".to_owned()),
-        ));
-    }
-    let root = std::fs::canonicalize(&global.project).unwrap_or_else(|_| global.project.clone());
-    let dir = EnvDir::new(&root, &env);
-    let running = tier_local::is_running(&dir);
-    if running && let Some(port) = dir.store_port() {
-        let tokens =
-            Tokens::load(&dir.tokens(), &env).map_err(|error| (format!("{env}: {error}"), None))?;
-        let url = format!("http://127.0.0.1:{port}");
-        return connect(&url, tokens.read_write().expose(), env);
-    }
-    // Not running: serve the environment's own store file for the length of this command.
-    std::fs::create_dir_all(dir.root()).map_err(|error| {
-        (
-            format!("{env}: cannot create {}: {error}", dir.root().display()),
-            None,
-        )
-    })?;
-    let tokens = Tokens::load_or_create(&dir.tokens(), &env)
-        .map_err(|error| (format!("{env}: {error}"), None))?;
-    let token = tokens.read_write().expose().to_owned();
-    let store = EmbeddedStore::open(&dir.store(), EmbeddedConfig::default())
-        .await
-        .map_err(|error| {
-            (
-                format!("{env}: cannot open the runtime config store: {error}"),
-                Some(format!(
-                    "if `tier up {env}` was just starting, run the command again"
-                )),
-            )
-        })?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .map_err(|error| (format!("{env}: cannot open a local port: {error}"), None))?;
-    let port = listener
-        .local_addr()
-        .map(|address| address.port())
-        .map_err(|error| (format!("{env}: {error}"), None))?;
-    let config = ApiConfig {
-        flags: tier_local::store::flag_defaults(environment),
-        shutdown: shutdown.clone(),
-        ..ApiConfig::default()
-    };
-    tokio::spawn(tier_store::http::serve(
-        listener,
-        Arc::new(store),
-        tokens,
-        config,
-    ));
-    connect(&format!("http://127.0.0.1:{port}"), &token, env)
-}
-
-/// The client for the store at `url`, sending the actor and bounding each request.
-fn connect(url: &str, token: &str, env: String) -> Located {
-    let config = ClientConfig {
-        actor: Some(actor()),
-        request_timeout: Some(REQUEST_TIMEOUT),
-    };
-    match Client::with_config(url, token, &env, config) {
-        Ok(client) => Ok(Store {
-            client,
-            url: url.to_owned(),
-            env,
-        }),
-        Err(error) => Err((format!("{env}: {error}"), None)),
-    }
 }
 
 /// Prints what went wrong, in the API's words where it answered; always the failure exit
@@ -507,9 +363,4 @@ async fn set_flag(
         ),
     };
     changed(global, store, Subject::Flag(name), written, &what)
-}
-
-fn failed(message: &str) -> CommandResult {
-    output::error(message);
-    Err(Exit::Failure)
 }

@@ -21,6 +21,11 @@ impl EnvDir {
         &self.root
     }
 
+    /// The environment's revisions, lock record and drift (`state.redb`).
+    pub fn state(&self) -> PathBuf {
+        self.root.join("state.redb")
+    }
+
     /// The agent's control socket (mode 0600).
     pub fn socket(&self) -> PathBuf {
         self.root.join("agent.sock")
