@@ -13,14 +13,29 @@ pub struct UnknownChoice {
 
 /// Declares a fieldless enum with the word each variant is written as, and gives it `NAMES`
 /// (the words in declaration order, which is the order the schema lists them in), `as_str`,
-/// `Display`, `FromStr` and serde's string form.
+/// `Display`, `FromStr` and serde's string form. `default = Variant;` after the enum makes it
+/// the `Default` and `DEFAULT` (which the schema's field shows as its default).
 macro_rules! choice {
     (
         $(#[$meta:meta])*
         pub enum $name:ident {
             $( $(#[$variant_meta:meta])* $variant:ident = $word:literal, )+
         }
+        $( default = $default:ident; )?
     ) => {
+        $(
+            impl $name {
+                /// What a project that does not choose gets.
+                pub const DEFAULT: $name = $name::$default;
+            }
+
+            impl ::std::default::Default for $name {
+                fn default() -> $name {
+                    $name::DEFAULT
+                }
+            }
+        )?
+
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum $name {

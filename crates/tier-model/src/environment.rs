@@ -97,12 +97,11 @@ impl Environment {
 
 choice! {
     /// Where an environment runs (`runtime`).
-    #[derive(Default)]
     pub enum Runtime {
-        #[default]
         Local = "local",
         Kubernetes = "kubernetes",
     }
+    default = Local;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,12 +122,11 @@ pub struct ProjectSettings {
 
 choice! {
     /// What a failed apply does (`project.on_failure`).
-    #[derive(Default)]
     pub enum OnFailure {
-        #[default]
         Rollback = "rollback",
         Halt = "halt",
     }
+    default = Rollback;
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -256,23 +254,21 @@ impl Service {
 
 choice! {
     /// What a service's proxy speaks (`protocol`).
-    #[derive(Default)]
     pub enum Protocol {
-        #[default]
         Http = "http",
         Tcp = "tcp",
     }
+    default = Http;
 }
 
 choice! {
     /// When a replica that exited is started again (`restart`).
-    #[derive(Default)]
     pub enum Restart {
-        #[default]
         Always = "always",
         OnFailure = "on-failure",
         Never = "never",
     }
+    default = Always;
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -1,7 +1,9 @@
 //! The fields of `tier.toml` and of the override files, as static tables of [`Field`] and
 //! [`Ty`]; [`crate::schema`] checks files against them and prints them as a JSON Schema.
 
+use crate::defaults;
 use crate::environment::{OnFailure, Protocol, Restart, Runtime, Seccomp};
+use crate::schema::FieldDefault;
 use crate::schema::{Field, Key, Ty, field, required};
 use crate::workload::SecurityProfile;
 
@@ -66,8 +68,9 @@ pub static ENVIRONMENT: &[Field] = &[
     field(
         "runtime",
         &Ty::Choice(Runtime::NAMES),
-        "Where the environment runs. Default: local.",
-    ),
+        "Where the environment runs.",
+    )
+    .or(FieldDefault::Word(Runtime::DEFAULT.as_str())),
     field(
         "extends",
         &Ty::Name,
@@ -117,11 +120,8 @@ pub static HEALTH: &[Field] = &[
         &Ty::Command,
         "A command that exits 0 when the replica is healthy, run beside it (locally in the project directory, on kubernetes in the container).",
     ),
-    field(
-        "port",
-        &Ty::Port,
-        "The port of an `http` probe. Default: the service's port.",
-    ),
+    field("port", &Ty::Port, "The port of an `http` probe.")
+        .or(FieldDefault::Said("the service's port")),
     field(
         "headers",
         &Ty::Map {
@@ -133,33 +133,31 @@ pub static HEALTH: &[Field] = &[
     field(
         "service",
         &Ty::String,
-        "The service name a `grpc` probe asks about. Default: the empty name, the server as a whole.",
-    ),
+        "The service name a `grpc` probe asks about.",
+    )
+    .or(FieldDefault::Said("the empty name, the server as a whole")),
     field(
         "initial_delay",
         &Ty::Duration,
-        "Time after the start before the first probe. Default: 0s.",
-    ),
-    field(
-        "interval",
-        &Ty::Duration,
-        "Time between probes. Default: 2s.",
-    ),
-    field(
-        "timeout",
-        &Ty::Duration,
-        "Time a probe may take. Default: 1s.",
-    ),
+        "Time after the start before the first probe.",
+    )
+    .or(FieldDefault::Duration(defaults::PROBE_INITIAL_DELAY)),
+    field("interval", &Ty::Duration, "Time between probes.")
+        .or(FieldDefault::Duration(defaults::PROBE_INTERVAL)),
+    field("timeout", &Ty::Duration, "Time a probe may take.")
+        .or(FieldDefault::Duration(defaults::PROBE_TIMEOUT)),
     field(
         "failure_threshold",
         &POSITIVE,
-        "Failed probes in a row before the replica is not ready. Default: 3.",
-    ),
+        "Failed probes in a row before the replica is not ready.",
+    )
+    .or(FieldDefault::Integer(defaults::FAILURE_THRESHOLD as i64)),
     field(
         "success_threshold",
         &POSITIVE,
-        "Passed probes in a row before a failed replica counts as ready again. Default: 1.",
-    ),
+        "Passed probes in a row before a failed replica counts as ready again.",
+    )
+    .or(FieldDefault::Integer(defaults::SUCCESS_THRESHOLD as i64)),
 ];
 
 pub static SECURITY: &[Field] = &[
@@ -208,16 +206,18 @@ pub static SERVICE_ACCOUNT: &[Field] = &[
     field(
         "automount",
         &Ty::Bool,
-        "Mount the account's API token in the pods. Default: false.",
-    ),
+        "Mount the account's API token in the pods.",
+    )
+    .or(FieldDefault::Bool(defaults::AUTOMOUNT)),
 ];
 
 pub static EMPTY_DIR: &[Field] = &[
     field(
         "medium",
         &Ty::Choice(&["disk", "memory"]),
-        "Where the directory lives. Default: disk.",
-    ),
+        "Where the directory lives.",
+    )
+    .or(FieldDefault::Word(defaults::MEDIUM)),
     field(
         "size_limit",
         &Ty::Memory,
@@ -227,11 +227,8 @@ pub static EMPTY_DIR: &[Field] = &[
 
 pub static CLAIM: &[Field] = &[
     required("size", &Ty::Memory, "The storage requested, e.g. 1Gi."),
-    field(
-        "storage_class",
-        &Ty::String,
-        "The storage class. Default: the cluster's default.",
-    ),
+    field("storage_class", &Ty::String, "The storage class.")
+        .or(FieldDefault::Said("the cluster's default")),
 ];
 
 pub static VOLUME: &[Field] = &[
@@ -272,18 +269,21 @@ pub static ROLLOUT: &[Field] = &[
     field(
         "max_surge",
         &COUNT,
-        "Replicas started above the desired count during a rollout. Default: 1.",
-    ),
+        "Replicas started above the desired count during a rollout.",
+    )
+    .or(FieldDefault::Integer(defaults::MAX_SURGE as i64)),
     field(
         "max_unavailable",
         &COUNT,
-        "Replicas that may be unready during a rollout. Default: 0.",
-    ),
+        "Replicas that may be unready during a rollout.",
+    )
+    .or(FieldDefault::Integer(defaults::MAX_UNAVAILABLE as i64)),
     field(
         "deadline",
         &Ty::Duration,
-        "Time a new replica has to become ready. Default: 60s.",
-    ),
+        "Time a new replica has to become ready.",
+    )
+    .or(FieldDefault::Duration(defaults::ROLLOUT_DEADLINE)),
 ];
 
 pub static SECRET: &[Field] = &[
@@ -320,40 +320,37 @@ pub static SERVICE: &[Field] = &[
     field(
         "port",
         &Ty::Port,
-        "The port the process listens on ($PORT locally). Default: 8080.",
-    ),
+        "The port the process listens on ($PORT locally).",
+    )
+    .or(FieldDefault::Integer(defaults::PORT as i64)),
     field(
         "expose",
         &Ty::Port,
         "Publish the service: a host port locally, a LoadBalancer in kubernetes.",
     ),
-    field("replicas", &COUNT, "How many copies run. Default: 1."),
+    field("replicas", &COUNT, "How many copies run.")
+        .or(FieldDefault::Integer(defaults::REPLICAS as i64)),
     field(
         "memory",
         &Ty::Memory,
-        "Memory request and limit, e.g. 128Mi. Default: 128Mi.",
-    ),
+        "Memory request and limit, e.g. 128Mi.",
+    )
+    .or(FieldDefault::Word(defaults::MEMORY)),
     field("cpu", &Ty::Cpu, "CPU request, e.g. 500m."),
     field(
         "memory_limit",
         &Ty::Memory,
-        "Memory limit, when it differs from the request. Default: `memory`.",
-    ),
-    field(
-        "cpu_limit",
-        &Ty::Cpu,
-        "CPU limit, e.g. 1 or 200m. Default: none.",
-    ),
+        "Memory limit, when it differs from the request.",
+    )
+    .or(FieldDefault::Said("`memory`")),
+    field("cpu_limit", &Ty::Cpu, "CPU limit, e.g. 1 or 200m.").or(FieldDefault::Said("none")),
     field(
         "args",
         &Ty::List(&Ty::String),
         "Arguments after `command` locally, the container's args on kubernetes.",
     ),
-    field(
-        "port_name",
-        &Ty::PortName,
-        "The name of `port`. Default: http, or tcp for protocol = \"tcp\".",
-    ),
+    field("port_name", &Ty::PortName, "The name of `port`.")
+        .or(FieldDefault::Said("http, or tcp for protocol = \"tcp\"")),
     field(
         "ports",
         &Ty::Map {
@@ -365,13 +362,15 @@ pub static SERVICE: &[Field] = &[
     field(
         "service_port",
         &Ty::Port,
-        "The port other services reach this one on, when it differs from `port`. Default: `port`.",
-    ),
+        "The port other services reach this one on, when it differs from `port`.",
+    )
+    .or(FieldDefault::Said("`port`")),
     field(
         "service",
         &Ty::Bool,
-        "Whether other services can reach this one. A worker that listens on nothing says false. Default: true.",
-    ),
+        "Whether other services can reach this one. A worker that listens on nothing says false.",
+    )
+    .or(FieldDefault::Bool(defaults::REACHABLE)),
     field(
         "host",
         &Ty::String,
@@ -416,8 +415,9 @@ pub static SERVICE: &[Field] = &[
     field(
         "termination_grace",
         &Ty::Duration,
-        "Time between SIGTERM and SIGKILL when a replica stops. Default: 30s on kubernetes, 10s locally.",
-    ),
+        "Time between SIGTERM and SIGKILL when a replica stops.",
+    )
+    .or(FieldDefault::Said("30s on kubernetes, 10s locally")),
     field("patches", &PATCHES, PATCHES_DOC),
     field("manifests", &MANIFESTS, MANIFESTS_DOC),
     field(
@@ -428,13 +428,11 @@ pub static SERVICE: &[Field] = &[
     field(
         "protocol",
         &Ty::Choice(Protocol::NAMES),
-        "What the proxy speaks. Default: http.",
-    ),
-    field(
-        "restart",
-        &Ty::Choice(Restart::NAMES),
-        "Restart policy. Default: always.",
-    ),
+        "What the proxy speaks.",
+    )
+    .or(FieldDefault::Word(Protocol::DEFAULT.as_str())),
+    field("restart", &Ty::Choice(Restart::NAMES), "Restart policy.")
+        .or(FieldDefault::Word(Restart::DEFAULT.as_str())),
     field(
         "depends_on",
         &Ty::List(&Ty::Name),
@@ -453,8 +451,9 @@ pub static SERVICE: &[Field] = &[
     field(
         "liveness",
         &Ty::Table(HEALTH),
-        "The check whose failure restarts a replica. Default: `health`.",
-    ),
+        "The check whose failure restarts a replica.",
+    )
+    .or(FieldDefault::Said("`health`")),
     field(
         "startup",
         &Ty::Table(HEALTH),
@@ -503,50 +502,50 @@ pub static STORE: &[Field] = &[
     field(
         "etcd",
         &Ty::EtcdAddress,
-        "The etcd cluster the store keeps its keys in on kubernetes, etcd://HOST:PORT[,HOST:PORT][/PREFIX]. Default: etcd://etcd:2379/tier/<project>/<env>, an `etcd` Service in the environment's namespace.",
-    ),
+        "The etcd cluster the store keeps its keys in on kubernetes, etcd://HOST:PORT[,HOST:PORT][/PREFIX].",
+    )
+    .or(FieldDefault::Said("etcd://etcd:2379/tier/<project>/<env>, an `etcd` Service in the environment's namespace")),
     field(
         "image",
         &Ty::String,
-        "The image with the `tier` binary that serves the store on kubernetes. Default: tier:<tier's version>.",
-    ),
+        "The image with the `tier` binary that serves the store on kubernetes.",
+    )
+    .or(FieldDefault::Said("tier:<tier's version>")),
 ];
 
 pub static PROJECT: &[Field] = &[
     required("name", &Ty::Name, "The project's name."),
-    field(
-        "ordering",
-        &Ty::Bool,
-        "Deploy in dependency order. Default: true.",
-    ),
+    field("ordering", &Ty::Bool, "Deploy in dependency order.")
+        .or(FieldDefault::Bool(defaults::ORDERING)),
     field(
         "on_failure",
         &Ty::Choice(OnFailure::NAMES),
-        "What a failed apply does. Default: rollback.",
-    ),
+        "What a failed apply does.",
+    )
+    .or(FieldDefault::Word(OnFailure::DEFAULT.as_str())),
     field(
         "security",
         &Ty::Choice(SecurityProfile::NAMES),
-        "The Pod Security Standard every service meets unless it loosens a setting itself. Default: none.",
-    ),
+        "The Pod Security Standard every service meets unless it loosens a setting itself.",
+    )
+    .or(FieldDefault::Word(SecurityProfile::DEFAULT.as_str())),
 ];
 
 pub static PROJECT_OVERRIDE: &[Field] = &[
-    field(
-        "ordering",
-        &Ty::Bool,
-        "Deploy in dependency order. Default: true.",
-    ),
+    field("ordering", &Ty::Bool, "Deploy in dependency order.")
+        .or(FieldDefault::Bool(defaults::ORDERING)),
     field(
         "on_failure",
         &Ty::Choice(OnFailure::NAMES),
-        "What a failed apply does. Default: rollback.",
-    ),
+        "What a failed apply does.",
+    )
+    .or(FieldDefault::Word(OnFailure::DEFAULT.as_str())),
     field(
         "security",
         &Ty::Choice(SecurityProfile::NAMES),
-        "The Pod Security Standard every service meets unless it loosens a setting itself. Default: none.",
-    ),
+        "The Pod Security Standard every service meets unless it loosens a setting itself.",
+    )
+    .or(FieldDefault::Word(SecurityProfile::DEFAULT.as_str())),
 ];
 
 const SERVICES: Ty = Ty::Map {

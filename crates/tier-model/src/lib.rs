@@ -8,6 +8,7 @@
 pub mod address;
 mod checks;
 pub mod choice;
+pub mod defaults;
 pub mod diff;
 pub mod environment;
 mod environment_checks;

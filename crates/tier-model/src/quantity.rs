@@ -69,11 +69,13 @@ impl Quantity {
         })
     }
 
-    /// 128Mi, the memory a service gets when it names none.
+    /// The memory a service gets when it names none ([`defaults::MEMORY`]).
+    ///
+    /// [`defaults::MEMORY`]: crate::defaults::MEMORY
     pub fn default_memory() -> Quantity {
         Quantity {
-            text: "128Mi".to_owned(),
-            base_units: 128 << 20,
+            text: crate::defaults::MEMORY.to_owned(),
+            base_units: crate::defaults::MEMORY_BYTES,
         }
     }
 

@@ -130,6 +130,9 @@ pub struct Explanation {
     pub overridden: Vec<crate::tree::Overridden>,
     /// The key was removed (`unset`, or `null` in a config file); `origin` is what removed it.
     pub removed: bool,
+    /// For a value no file wrote, the schema's word on its key: what it is for and its default
+    /// (`Replicas started above the desired count during a rollout. Default: 1.`).
+    pub default: Option<String>,
 }
 
 impl Resolved {
@@ -161,6 +164,7 @@ impl Resolved {
                 origin: removed.origin.clone(),
                 overridden: removed.overridden.iter().rev().cloned().collect(),
                 removed: true,
+                default: None,
             });
         };
         Some(match self.tree.lookup(tree_path(&keys)) {
@@ -170,14 +174,24 @@ impl Resolved {
                 origin: node.origin.clone(),
                 overridden: node.overridden.iter().rev().cloned().collect(),
                 removed: false,
+                default: None,
             },
-            None => Explanation {
-                path: path.to_owned(),
-                value,
-                origin: self.origin_of(path),
-                overridden: Vec::new(),
-                removed: false,
-            },
+            None => {
+                let origin = self.origin_of(path);
+                let default = (origin == Origin::Default)
+                    .then(|| schema::field_at(schema::PROJECT_FILE, path))
+                    .flatten()
+                    .filter(|field| field.default.is_some())
+                    .map(schema::Field::description);
+                Explanation {
+                    path: path.to_owned(),
+                    value,
+                    origin,
+                    overridden: Vec::new(),
+                    removed: false,
+                    default,
+                }
+            }
         })
     }
 
@@ -552,7 +566,7 @@ fn build(
             ordering: project
                 .and_then(|project| project.get("ordering"))
                 .and_then(Node::as_bool)
-                .unwrap_or(true),
+                .unwrap_or(crate::defaults::ORDERING),
             on_failure: project
                 .and_then(|project| project.get("on_failure"))
                 .and_then(Node::as_choice)

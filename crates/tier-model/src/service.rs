@@ -3,13 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::defaults;
 use crate::environment::*;
 use crate::files::Attached;
 use crate::names::ServiceName;
 use crate::quantity::{Duration, Quantity};
 use crate::tree::{Node, Value};
-
-pub const DEFAULT_PORT: u16 = 8080;
 
 pub(crate) fn build_service(node: &Node, profile: SecurityProfile, files: &Attached) -> Service {
     let text = |key: &str| node.get(key).and_then(Node::as_str).map(str::to_owned);
@@ -23,9 +22,9 @@ pub(crate) fn build_service(node: &Node, profile: SecurityProfile, files: &Attac
         version: text("version"),
         source: text("source"),
         test: text("test"),
-        port: port("port").unwrap_or(DEFAULT_PORT),
+        port: port("port").unwrap_or(defaults::PORT),
         expose: port("expose"),
-        replicas: count("replicas", 1),
+        replicas: count("replicas", defaults::REPLICAS),
         memory: text("memory")
             .and_then(|memory| Quantity::parse_memory(&memory).ok())
             .unwrap_or_else(Quantity::default_memory),
@@ -47,7 +46,10 @@ pub(crate) fn build_service(node: &Node, profile: SecurityProfile, files: &Attac
             })
             .unwrap_or_default(),
         service_port: port("service_port"),
-        service: node.get("service").and_then(Node::as_bool).unwrap_or(true),
+        service: node
+            .get("service")
+            .and_then(Node::as_bool)
+            .unwrap_or(defaults::REACHABLE),
         host: text("host"),
         security,
         service_account: node.get("service_account").and_then(build_service_account),
@@ -86,12 +88,12 @@ pub(crate) fn build_service(node: &Node, profile: SecurityProfile, files: &Attac
         rollout: {
             let rollout = node.get("rollout");
             Rollout {
-                max_surge: count_of(rollout, "max_surge", 1),
-                max_unavailable: count_of(rollout, "max_unavailable", 0),
+                max_surge: count_of(rollout, "max_surge", defaults::MAX_SURGE),
+                max_unavailable: count_of(rollout, "max_unavailable", defaults::MAX_UNAVAILABLE),
                 deadline: rollout
                     .and_then(|rollout| rollout.get("deadline"))
                     .and_then(duration_of)
-                    .unwrap_or(Duration::from_millis(60_000)),
+                    .unwrap_or(defaults::ROLLOUT_DEADLINE),
             }
         },
         env: node
@@ -157,13 +159,21 @@ fn build_health(health: &Node) -> Health {
         interval: health
             .get("interval")
             .and_then(duration_of)
-            .unwrap_or(Duration::from_millis(2_000)),
+            .unwrap_or(defaults::PROBE_INTERVAL),
         timeout: health
             .get("timeout")
             .and_then(duration_of)
-            .unwrap_or(Duration::from_millis(1_000)),
-        failure_threshold: count_of(Some(health), "failure_threshold", 3),
-        success_threshold: count_of(Some(health), "success_threshold", 1),
+            .unwrap_or(defaults::PROBE_TIMEOUT),
+        failure_threshold: count_of(
+            Some(health),
+            "failure_threshold",
+            defaults::FAILURE_THRESHOLD,
+        ),
+        success_threshold: count_of(
+            Some(health),
+            "success_threshold",
+            defaults::SUCCESS_THRESHOLD,
+        ),
     }
 }
 
@@ -210,7 +220,7 @@ fn build_service_account(node: &Node) -> Option<ServiceAccount> {
         return Some(ServiceAccount {
             name: name.to_owned(),
             annotations: BTreeMap::new(),
-            automount: false,
+            automount: defaults::AUTOMOUNT,
         });
     }
     Some(ServiceAccount {
@@ -219,7 +229,7 @@ fn build_service_account(node: &Node) -> Option<ServiceAccount> {
         automount: node
             .get("automount")
             .and_then(Node::as_bool)
-            .unwrap_or(false),
+            .unwrap_or(defaults::AUTOMOUNT),
     })
 }
 
@@ -266,7 +276,7 @@ fn build_volume(node: &Node, files: &Attached) -> Option<Volume> {
         read_only: node
             .get("read_only")
             .and_then(Node::as_bool)
-            .unwrap_or(false),
+            .unwrap_or(defaults::READ_ONLY),
     })
 }
 

@@ -99,14 +99,14 @@ impl Health {
 choice! {
     /// A Pod Security Standard (kubernetes.io/docs/concepts/security/pod-security-standards),
     /// declared from the loosest to the strictest, which is how they compare.
-    #[derive(Default, PartialOrd, Ord)]
+    #[derive(PartialOrd, Ord)]
     pub enum SecurityProfile {
         /// No profile: nothing is defaulted or checked.
-        #[default]
         None = "none",
         Baseline = "baseline",
         Restricted = "restricted",
     }
+    default = None;
 }
 
 impl SecurityProfile {

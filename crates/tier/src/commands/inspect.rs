@@ -311,6 +311,9 @@ pub fn explain(global: &Global, env: &str, path: &str, sets: &[String]) -> Comma
                 "from": earlier.origin.describe(sources),
             })).collect::<Vec<_>>(),
         });
+        if let Some(default) = &explanation.default {
+            answer["default"] = json!(default);
+        }
         if let Some(effects) = &effects {
             answer["changes"] = effects
                 .iter()
@@ -343,6 +346,9 @@ pub fn explain(global: &Global, env: &str, path: &str, sets: &[String]) -> Comma
             explanation.origin.describe(sources),
         )
     };
+    if let Some(default) = &explanation.default {
+        text.push_str(&format!("  {} {default}\n", style("schema:").dim()));
+    }
     for earlier in &explanation.overridden {
         text.push_str(&format!(
             "  {} {} from {}\n",
