@@ -4,10 +4,13 @@
 use std::path::{Path, PathBuf};
 
 pub mod api_server;
+mod context;
 pub mod etcd;
 pub mod fake_kube;
 
 pub use assert_cmd;
+pub use context::{COMMON_FILTERS, FollowedChild, Run, Stream, TestContext, escape, with_filters};
+pub use insta;
 
 /// A project directory that disappears when the test ends.
 pub struct TestProject {
@@ -67,13 +70,22 @@ impl TestProject {
 
 /// The `tier` binary that cargo built beside the running test, with a stable environment.
 pub fn tier() -> assert_cmd::Command {
-    let mut command = assert_cmd::Command::new(tier_binary());
-    command
+    assert_cmd::Command::from_std(tier_process())
+}
+
+/// The same as [`tier()`], as a process to start in the background.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "tests run the built binary itself, with the environment set here"
+)]
+pub fn tier_process() -> std::process::Command {
+    let mut process = std::process::Command::new(tier_binary());
+    process
         .env("NO_COLOR", "1")
         .env("COLUMNS", "100")
         .env_remove("TIER_PROJECT")
         .env_remove("RUST_LOG");
-    command
+    process
 }
 
 /// `target/<profile>/tier`: integration tests run from `target/<profile>/deps/`.
@@ -165,32 +177,40 @@ impl TestProject {
 /// A local environment started with `tier up <env> -d`, stopped with `tier down` when dropped,
 /// so a failing test leaves nothing running.
 pub struct RunningEnv<'a> {
-    project: &'a TestProject,
-    env: String,
+    pub(crate) project: &'a TestProject,
+    pub(crate) environment: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)>,
+    pub(crate) env: String,
 }
 
 impl<'a> RunningEnv<'a> {
     /// `tier up <env> -d --set ...`, which waits until every service is ready.
     pub fn up(project: &'a TestProject, env: &str, sets: &[&str]) -> RunningEnv<'a> {
-        RunningEnv::start(project, env, sets, &[])
+        RunningEnv::start(project, &[], env, sets, &[])
     }
 
     /// `tier up <env> -d --no-wait --set ...`.
     pub fn up_no_wait(project: &'a TestProject, env: &str, sets: &[&str]) -> RunningEnv<'a> {
-        RunningEnv::start(project, env, sets, &["--no-wait"])
+        RunningEnv::start(project, &[], env, sets, &["--no-wait"])
     }
 
-    fn start(project: &'a TestProject, env: &str, sets: &[&str], flags: &[&str]) -> RunningEnv<'a> {
-        let mut command = project.tier();
+    pub(crate) fn start(
+        project: &'a TestProject,
+        environment: &[(std::ffi::OsString, Option<std::ffi::OsString>)],
+        env: &str,
+        sets: &[&str],
+        flags: &[&str],
+    ) -> RunningEnv<'a> {
+        let running = RunningEnv {
+            project,
+            environment: environment.to_vec(),
+            env: env.to_owned(),
+        };
+        let mut command = running.tier();
         command.args(["up", env, "-d"]).args(flags);
         for set in sets {
             command.args(["--set", set]);
         }
         let output = command.output().expect("run tier up");
-        let running = RunningEnv {
-            project,
-            env: env.to_owned(),
-        };
         assert!(
             output.status.success(),
             "tier up {env} failed:\n{}{}\nagent log:\n{}",
@@ -205,7 +225,6 @@ impl<'a> RunningEnv<'a> {
     /// `tier status <env> --output json`, the environment's entry.
     pub fn status(&self) -> serde_json::Value {
         let output = self
-            .project
             .tier()
             .args(["status", &self.env, "--output", "json"])
             .output()
@@ -219,11 +238,18 @@ impl<'a> RunningEnv<'a> {
             });
         all[0]["status"].clone()
     }
+
+    fn tier(&self) -> std::process::Command {
+        let mut process = tier_process();
+        process.arg("--project").arg(self.project.path());
+        context::apply_environment(&mut process, &self.environment);
+        process
+    }
 }
 
 impl Drop for RunningEnv<'_> {
     fn drop(&mut self) {
-        let _ = self.project.tier().args(["down", &self.env]).output();
+        let _ = self.tier().args(["down", &self.env]).output();
     }
 }
 

@@ -5,56 +5,29 @@ use std::io::Read;
 use std::path::Path;
 use std::process::Stdio;
 
-use tier_test::TestProject;
-use tier_test::assert_cmd::Command;
-
-/// What one run of `tier` printed.
-struct Run {
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `tier` and checks its exit code, printing both streams when it is not the expected one.
-fn run(mut command: Command, code: i32) -> Run {
-    let output = command.output().expect("run tier");
-    let run = Run {
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "tier exited with {:?}, expected {code}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        run.stdout,
-        run.stderr
-    );
-    run
-}
+use tier_test::TestContext;
 
 /// Runs `tier` in a project with the given arguments and expects success with nothing on stderr.
-fn stdout_of(project: &TestProject, args: &[&str]) -> String {
-    let mut command = project.tier();
-    command.args(args);
-    let run = run(command, 0);
+fn stdout_of(context: &TestContext, args: &[&str]) -> String {
+    let run = context.tier(args).success();
     assert_eq!(run.stderr, "", "tier {args:?} wrote to stderr");
     run.stdout
 }
 
-fn json_of(project: &TestProject, args: &[&str]) -> serde_json::Value {
-    let stdout = stdout_of(project, args);
+fn json_of(context: &TestContext, args: &[&str]) -> serde_json::Value {
+    let stdout = stdout_of(context, args);
     serde_json::from_str(&stdout)
         .unwrap_or_else(|error| panic!("tier {args:?} printed invalid JSON ({error}):\n{stdout}"))
 }
 
-fn sample_app() -> TestProject {
-    TestProject::copy_of("examples/sample-app")
+fn sample_app() -> TestContext {
+    TestContext::copy_of("examples/sample-app")
 }
 
 /// A project with an abstract `prod` and two regions that extend it, each layer setting
 /// something, and app config at every level of the chain.
-fn regions() -> TestProject {
-    TestProject::with_files(&[
+fn regions() -> TestContext {
+    TestContext::with_files(&[
         (
             "tier.toml",
             r#"[project]
@@ -115,32 +88,32 @@ config = "config/api"
 
 #[test]
 fn envs_lists_every_environment() {
-    let project = sample_app();
-    insta::assert_snapshot!(stdout_of(&project, &["envs"]));
+    let context = sample_app();
+    insta::assert_snapshot!(stdout_of(&context, &["envs"]));
     insta::assert_json_snapshot!(
         "envs_json",
-        json_of(&project, &["envs", "--output", "json"])
+        json_of(&context, &["envs", "--output", "json"])
     );
 }
 
 #[test]
 fn render_every_environment_as_json_and_yaml() {
-    let project = sample_app();
+    let context = sample_app();
     for env in ["dev", "stage", "prod"] {
-        let json = stdout_of(&project, &["render", env]);
+        let json = stdout_of(&context, &["render", env]);
         serde_json::from_str::<serde_json::Value>(&json).expect("render prints JSON");
         insta::assert_snapshot!(format!("render_{env}_json"), json);
-        let yaml = stdout_of(&project, &["render", env, "--format", "yaml"]);
+        let yaml = stdout_of(&context, &["render", env, "--format", "yaml"]);
         insta::assert_snapshot!(format!("render_{env}_yaml"), yaml);
     }
 }
 
 #[test]
 fn render_is_deterministic() {
-    let project = regions();
+    let context = regions();
     for format in ["json", "yaml"] {
-        let first = stdout_of(&project, &["render", "prod-ie", "--format", format]);
-        let second = stdout_of(&project, &["render", "prod-ie", "--format", format]);
+        let first = stdout_of(&context, &["render", "prod-ie", "--format", format]);
+        let second = stdout_of(&context, &["render", "prod-ie", "--format", format]);
         assert_eq!(first, second, "two renders of prod-ie as {format} differ");
     }
     let sample = sample_app();
@@ -155,8 +128,8 @@ fn render_is_deterministic() {
 
 #[test]
 fn explain_replicas_in_prod_overrides_tier_toml() {
-    let project = sample_app();
-    let text = stdout_of(&project, &["explain", "prod", "services.backend.replicas"]);
+    let context = sample_app();
+    let text = stdout_of(&context, &["explain", "prod", "services.backend.replicas"]);
     assert!(text.contains("from envs/prod.toml:"), "{text}");
     assert!(text.contains("overriding 1 from tier.toml:"), "{text}");
     insta::assert_snapshot!(text);
@@ -164,18 +137,18 @@ fn explain_replicas_in_prod_overrides_tier_toml() {
 
 #[test]
 fn explain_a_config_key_names_the_json_file() {
-    let project = sample_app();
+    let context = sample_app();
     insta::assert_snapshot!(stdout_of(
-        &project,
+        &context,
         &["explain", "prod", "services.backend.config.text"]
     ));
 }
 
 #[test]
 fn explain_a_builtin_default() {
-    let project = sample_app();
+    let context = sample_app();
     let text = stdout_of(
-        &project,
+        &context,
         &["explain", "prod", "services.backend.rollout.max_surge"],
     );
     assert!(text.contains("built-in default"), "{text}");
@@ -184,9 +157,9 @@ fn explain_a_builtin_default() {
 
 #[test]
 fn explain_as_json() {
-    let project = sample_app();
+    let context = sample_app();
     insta::assert_json_snapshot!(json_of(
-        &project,
+        &context,
         &[
             "explain",
             "prod",
@@ -199,90 +172,93 @@ fn explain_as_json() {
 
 #[test]
 fn diff_stage_prod() {
-    let project = sample_app();
+    let context = sample_app();
     insta::assert_snapshot!(
         "diff_stage_prod_text",
-        stdout_of(&project, &["diff", "stage", "prod"])
+        stdout_of(&context, &["diff", "stage", "prod"])
     );
     insta::assert_json_snapshot!(
         "diff_stage_prod_json",
-        json_of(&project, &["diff", "stage", "prod", "--output", "json"])
+        json_of(&context, &["diff", "stage", "prod", "--output", "json"])
     );
 }
 
 #[test]
 fn diff_of_an_environment_with_itself_is_empty() {
-    let project = sample_app();
-    let text = stdout_of(&project, &["diff", "prod", "prod"]);
+    let context = sample_app();
+    let text = stdout_of(&context, &["diff", "prod", "prod"]);
     assert_eq!(text, "prod and prod resolve to the same values\n");
 }
 
 #[test]
 fn validate_the_sample_app() {
-    let project = sample_app();
-    insta::assert_snapshot!("validate_ok_text", stdout_of(&project, &["validate"]));
+    let context = sample_app();
+    insta::assert_snapshot!("validate_ok_text", stdout_of(&context, &["validate"]));
     insta::assert_json_snapshot!(
         "validate_ok_json",
-        json_of(&project, &["validate", "--output", "json"])
+        json_of(&context, &["validate", "--output", "json"])
     );
 }
 
 #[test]
 fn project_flag_short_form_and_global_position() {
-    let project = sample_app();
+    let context = sample_app();
     let mut command = tier_test::tier();
-    command.arg("validate").arg("-C").arg(project.path());
-    let run = run(command, 0);
+    command.arg("validate").arg("-C").arg(context.path());
+    let run = context.run(command).expect_code(0);
     assert!(run.stdout.starts_with("ok sample-app:"), "{}", run.stdout);
 }
 
 #[test]
 fn color_always_styles_and_never_does_not() {
-    let project = sample_app();
-    let mut always = project.tier();
+    let context = sample_app();
+    let mut always = context.command(&[]);
     always.args(["--color", "always", "validate"]);
     assert!(
-        run(always, 0).stdout.contains('\u{1b}'),
+        context.run(always).expect_code(0).stdout.contains('\u{1b}'),
         "--color always printed no escape codes"
     );
-    let mut never = project.tier();
+    let mut never = context.command(&[]);
     never
         .args(["--color", "never", "validate"])
         .env_remove("NO_COLOR");
     assert!(
-        !run(never, 0).stdout.contains('\u{1b}'),
+        !context.run(never).expect_code(0).stdout.contains('\u{1b}'),
         "--color never printed escape codes"
     );
 }
 
 #[test]
 fn init_minimal_then_validate_and_envs() {
-    let project = TestProject::empty();
-    let mut init = project.tier();
+    let context = TestContext::empty();
+    let mut init = context.command(&[]);
     init.args(["init", "shop"]);
-    let created = run(init, 0);
+    let created = context.run(init).expect_code(0);
     assert_eq!(created.stdout, "", "init writes its report to stderr");
     insta::assert_snapshot!(
         "init_minimal_stderr",
-        tier_test::redact(&created.stderr, &project)
+        tier_test::redact(&created.stderr, context.project())
     );
 
-    let shop = project.path().join("shop");
+    let shop = context.path().join("shop");
     let mut validate = tier_test::tier();
     validate.arg("-C").arg(&shop).arg("validate");
-    insta::assert_snapshot!("init_minimal_validate", run(validate, 0).stdout);
+    insta::assert_snapshot!(
+        "init_minimal_validate",
+        context.run(validate).expect_code(0).stdout
+    );
     let mut envs = tier_test::tier();
     envs.arg("-C").arg(&shop).arg("envs");
-    insta::assert_snapshot!("init_minimal_envs", run(envs, 0).stdout);
+    insta::assert_snapshot!("init_minimal_envs", context.run(envs).expect_code(0).stdout);
 }
 
 #[test]
 fn init_sample_app_then_validate() {
-    let project = TestProject::empty();
-    let mut init = project.tier();
+    let context = TestContext::empty();
+    let mut init = context.command(&[]);
     init.args(["init", "--template", "sample-app", "demo"]);
-    run(init, 0);
-    let demo = project.path().join("demo");
+    context.run(init).expect_code(0);
+    let demo = context.path().join("demo");
     for file in [
         "tier.toml",
         "envs/prod.toml",
@@ -296,7 +272,7 @@ fn init_sample_app_then_validate() {
     }
     let mut validate = tier_test::tier();
     validate.arg("-C").arg(&demo).arg("validate");
-    let text = run(validate, 0).stdout;
+    let text = context.run(validate).expect_code(0).stdout;
     assert!(
         text.contains("3 environments (dev, stage, prod), 2 services, no problems"),
         "{text}"
@@ -305,24 +281,24 @@ fn init_sample_app_then_validate() {
 
 #[test]
 fn init_into_a_project_fails_and_writes_nothing() {
-    let project = sample_app();
-    let before = listing(project.path());
-    let tier_toml = project.read("tier.toml");
+    let context = sample_app();
+    let before = listing(context.path());
+    let tier_toml = context.read("tier.toml");
     for template in ["minimal", "sample-app"] {
-        let mut init = project.tier();
+        let mut init = context.command(&[]);
         init.args(["init", "--template", template]);
-        let failed = run(init, 1);
+        let failed = context.run(init).expect_code(1);
         assert_eq!(failed.stdout, "");
         insta::assert_snapshot!(
             format!("init_existing_{template}"),
-            tier_test::redact(&failed.stderr, &project)
+            tier_test::redact(&failed.stderr, context.project())
         );
         assert_eq!(
-            listing(project.path()),
+            listing(context.path()),
             before,
             "init {template} changed the directory"
         );
-        assert_eq!(project.read("tier.toml"), tier_toml);
+        assert_eq!(context.read("tier.toml"), tier_toml);
     }
 }
 
@@ -351,10 +327,11 @@ fn listing(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn completions_for_every_shell() {
+    let context = TestContext::empty();
     for shell in ["bash", "zsh", "fish"] {
         let mut command = tier_test::tier();
         command.args(["completions", shell]);
-        let script = run(command, 0).stdout;
+        let script = context.run(command).expect_code(0).stdout;
         assert!(
             script.len() > 100,
             "the {shell} completion script is nearly empty"
@@ -368,7 +345,7 @@ fn completions_for_every_shell() {
 
 #[test]
 fn set_beats_the_override_file() {
-    let project = sample_app();
+    let context = sample_app();
     let args = [
         "explain",
         "prod",
@@ -376,7 +353,7 @@ fn set_beats_the_override_file() {
         "--set",
         "services.backend.replicas=7",
     ];
-    let text = stdout_of(&project, &args);
+    let text = stdout_of(&context, &args);
     assert!(
         text.starts_with(
             "services.backend.replicas = 7\n  from --set services.backend.replicas=7\n"
@@ -385,7 +362,7 @@ fn set_beats_the_override_file() {
     );
     insta::assert_snapshot!(text);
     let rendered = json_of(
-        &project,
+        &context,
         &["render", "prod", "--set", "services.backend.replicas=7"],
     );
     assert_eq!(rendered["services"]["backend"]["replicas"], 7);
@@ -393,26 +370,26 @@ fn set_beats_the_override_file() {
 
 #[test]
 fn extends_layers_the_parent_override_file_under_the_child() {
-    let project = regions();
-    insta::assert_snapshot!("regions_envs", stdout_of(&project, &["envs"]));
-    let replicas = stdout_of(&project, &["explain", "prod-ie", "services.api.replicas"]);
+    let context = regions();
+    insta::assert_snapshot!("regions_envs", stdout_of(&context, &["envs"]));
+    let replicas = stdout_of(&context, &["explain", "prod-ie", "services.api.replicas"]);
     insta::assert_snapshot!("regions_explain_replicas", replicas);
-    let memory = stdout_of(&project, &["explain", "prod-ie", "services.api.memory"]);
+    let memory = stdout_of(&context, &["explain", "prod-ie", "services.api.memory"]);
     assert!(
         memory.contains("from envs/prod.toml:3:10"),
         "prod-ie takes memory from its parent: {memory}"
     );
-    let us = stdout_of(&project, &["explain", "prod-us", "services.api.replicas"]);
+    let us = stdout_of(&context, &["explain", "prod-us", "services.api.replicas"]);
     assert!(
         us.starts_with("services.api.replicas = 3\n  from envs/prod.toml:2:12\n"),
         "{us}"
     );
     let region = stdout_of(
-        &project,
+        &context,
         &["explain", "prod-ie", "services.api.config.region"],
     );
     insta::assert_snapshot!("regions_explain_config_region", region);
-    let log = stdout_of(&project, &["explain", "prod-ie", "services.api.config.log"]);
+    let log = stdout_of(&context, &["explain", "prod-ie", "services.api.config.log"]);
     assert!(
         log.contains("from config/api/prod.json:"),
         "prod-ie takes prod.json: {log}"
@@ -421,8 +398,8 @@ fn extends_layers_the_parent_override_file_under_the_child() {
 
 #[test]
 fn extends_inherits_the_parent_declaration() {
-    let project = regions();
-    let rendered = json_of(&project, &["render", "prod-ie"]);
+    let context = regions();
+    let rendered = json_of(&context, &["render", "prod-ie"]);
     assert_eq!(
         rendered["protected"], true,
         "prod-ie is protected like prod"
@@ -433,18 +410,18 @@ fn extends_inherits_the_parent_declaration() {
 
 #[test]
 fn render_of_an_abstract_environment_fails() {
-    let project = regions();
-    let mut command = project.tier();
+    let context = regions();
+    let mut command = context.command(&[]);
     command.args(["render", "prod"]);
-    let failed = run(command, 1);
+    let failed = context.run(command).expect_code(1);
     assert_eq!(failed.stdout, "");
     insta::assert_snapshot!(failed.stderr);
 }
 
 #[test]
 fn config_null_removes_a_key_arrays_replace_objects_merge() {
-    let project = regions();
-    let rendered = json_of(&project, &["render", "prod-ie"]);
+    let context = regions();
+    let rendered = json_of(&context, &["render", "prod-ie"]);
     let config = &rendered["services"]["api"]["config"];
     assert!(
         config.get("debug").is_none(),
@@ -458,15 +435,15 @@ fn config_null_removes_a_key_arrays_replace_objects_merge() {
     );
     insta::assert_json_snapshot!("regions_prod_ie_config", config);
 
-    let dev = json_of(&project, &["render", "dev"]);
+    let dev = json_of(&context, &["render", "dev"]);
     assert_eq!(
         dev["services"]["api"]["config"]["debug"], true,
         "dev keeps base.json's debug"
     );
 
-    let mut explain = project.tier();
+    let mut explain = context.command(&[]);
     explain.args(["explain", "prod-ie", "services.api.config.debug"]);
-    let removed = run(explain, 0);
+    let removed = context.run(explain).expect_code(0);
     assert_eq!(
         removed.stdout,
         "services.api.config.debug is removed\n  by config/api/prod.json:4:12\n  overriding true from config/api/base.json:6:12\n",
@@ -476,15 +453,15 @@ fn config_null_removes_a_key_arrays_replace_objects_merge() {
 
 #[test]
 fn unknown_environment_is_a_usage_error_with_a_suggestion() {
-    let project = sample_app();
+    let context = sample_app();
     for args in [
         &["render", "prdo"][..],
         &["explain", "stgae", "services.backend.replicas"],
         &["diff", "stage", "prdo"],
     ] {
-        let mut command = project.tier();
+        let mut command = context.command(&[]);
         command.args(args);
-        let failed = run(command, 2);
+        let failed = context.run(command).expect_code(2);
         assert_eq!(failed.stdout, "");
         assert!(
             failed.stderr.contains("did you mean `"),
@@ -492,29 +469,35 @@ fn unknown_environment_is_a_usage_error_with_a_suggestion() {
             failed.stderr
         );
     }
-    let mut command = project.tier();
+    let mut command = context.command(&[]);
     command.args(["render", "prdo"]);
-    insta::assert_snapshot!(run(command, 2).stderr);
+    insta::assert_snapshot!(context.run(command).expect_code(2).stderr);
 }
 
 #[test]
 fn explain_of_an_unknown_path_is_a_usage_error() {
-    let project = sample_app();
-    let mut near = project.tier();
+    let context = sample_app();
+    let mut near = context.command(&[]);
     near.args(["explain", "prod", "services.backend.replica"]);
-    insta::assert_snapshot!("explain_unknown_path_near", run(near, 2).stderr);
-    let mut far = project.tier();
+    insta::assert_snapshot!(
+        "explain_unknown_path_near",
+        context.run(near).expect_code(2).stderr
+    );
+    let mut far = context.command(&[]);
     far.args(["explain", "prod", "nothing.here"]);
-    insta::assert_snapshot!("explain_unknown_path_far", run(far, 2).stderr);
+    insta::assert_snapshot!(
+        "explain_unknown_path_far",
+        context.run(far).expect_code(2).stderr
+    );
 }
 
 #[test]
 fn no_project_file_hints_tier_init() {
-    let project = TestProject::empty();
+    let context = TestContext::empty();
     for args in [&["validate"][..], &["envs"], &["render", "dev"]] {
-        let mut command = project.tier();
+        let mut command = context.command(&[]);
         command.args(args);
-        let failed = run(command, 1);
+        let failed = context.run(command).expect_code(1);
         assert_eq!(failed.stdout, "");
         assert!(
             failed.stderr.contains("hint: run `tier init`"),
@@ -522,9 +505,12 @@ fn no_project_file_hints_tier_init() {
             failed.stderr
         );
     }
-    let mut command = project.tier();
+    let mut command = context.command(&[]);
     command.arg("validate");
-    insta::assert_snapshot!(tier_test::redact(&run(command, 1).stderr, &project));
+    insta::assert_snapshot!(tier_test::redact(
+        &context.run(command).expect_code(1).stderr,
+        context.project()
+    ));
 }
 
 /// `tier render dev | head -1`: the reader goes away after one line. The project is large
@@ -543,11 +529,11 @@ fn broken_pipe_exits_zero() {
             "\n[services.service-{index}]\ncommand = [\"program-{index}\", \"--flag\"]\nversion = \"1.0.{index}\"\nhealth = {{ http = \"/healthz\" }}\n"
         ));
     }
-    let project = TestProject::with_files(&[("tier.toml", &text)]);
+    let context = TestContext::with_files(&[("tier.toml", &text)]);
     let mut child = std::process::Command::new(tier_test::tier_binary())
         .env("NO_COLOR", "1")
         .arg("--project")
-        .arg(project.path())
+        .arg(context.path())
         .args(["render", "dev"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -576,31 +562,32 @@ fn broken_pipe_exits_zero() {
 
 #[test]
 fn schema_is_printed_and_written() {
+    let context = TestContext::empty();
     let mut command = tier_test::tier();
     command.args(["schema"]);
     let schema: serde_json::Value =
-        serde_json::from_str(&run(command, 0).stdout).expect("schema is JSON");
+        serde_json::from_str(&context.run(command).expect_code(0).stdout).expect("schema is JSON");
     assert_eq!(schema["title"], "tier.toml");
-    let out = TestProject::empty();
     let mut write = tier_test::tier();
     write
         .args(["schema", "--out"])
-        .arg(out.path().join("schema"));
-    run(write, 0);
-    assert!(out.path().join("schema/tier.schema.json").is_file());
-    assert!(out.path().join("schema/tier-env.schema.json").is_file());
+        .arg(context.path().join("schema"));
+    context.run(write).expect_code(0);
+    assert!(context.path().join("schema/tier.schema.json").is_file());
+    assert!(context.path().join("schema/tier-env.schema.json").is_file());
 }
 
 /// The committed `schema/` is what editors and CI point at; it must match what tier prints.
 #[test]
 fn committed_schema_is_not_stale() {
+    let context = TestContext::empty();
     for (file, name) in [
         ("project", "tier.schema.json"),
         ("override", "tier-env.schema.json"),
     ] {
         let mut command = tier_test::tier();
         command.args(["schema", "--file", file]);
-        let generated = run(command, 0).stdout;
+        let generated = context.run(command).expect_code(0).stdout;
         let path = tier_test::repo_root().join("schema").join(name);
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
@@ -666,9 +653,9 @@ fn committed_schema_rejects_unknown_keys_and_bad_names() {
 
 #[test]
 fn render_k8s_prints_manifests_and_writes_one_file_per_object() {
-    let project = TestProject::copy_of("examples/sample-app");
-    let output = project
-        .tier()
+    let context = TestContext::copy_of("examples/sample-app");
+    let output = context
+        .command(&[])
         .args(["render", "prod", "--format", "k8s"])
         .output()
         .expect("run tier");
@@ -684,9 +671,9 @@ fn render_k8s_prints_manifests_and_writes_one_file_per_object() {
         "{yaml}"
     );
 
-    let out = project.path().join("manifests");
-    let output = project
-        .tier()
+    let out = context.path().join("manifests");
+    let output = context
+        .command(&[])
         .args(["render", "prod", "--format", "k8s", "--out"])
         .arg(&out)
         .output()
@@ -714,8 +701,8 @@ fn render_k8s_prints_manifests_and_writes_one_file_per_object() {
             "service-frontend.yaml",
         ]
     );
-    let output = project
-        .tier()
+    let output = context
+        .command(&[])
         .args(["render", "prod", "--out", "elsewhere"])
         .output()
         .expect("run tier");

@@ -1,7 +1,7 @@
 //! `tier deps` end to end on the tier-deps fixture project (lockfiles made by cargo and npm):
 //! three Cargo services and an npm one, internal libraries, one service on an old major.
 
-use tier_test::TestProject;
+use tier_test::{Run, TestContext};
 
 const TIER_TOML: &str = r#"[project]
 name = "shop"
@@ -37,32 +37,26 @@ path = "libs/util-http"
 path = "libs/ui-kit"
 "#;
 
-fn project() -> TestProject {
-    let project = TestProject::copy_of("crates/tier-deps/tests/fixtures/project");
-    project.write("tier.toml", TIER_TOML);
-    project
-}
-
-fn tier(project: &TestProject, args: &[&str]) -> (i32, String, String) {
-    let output = project.tier().args(args).output().expect("run tier");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+fn context() -> TestContext {
+    let context = TestContext::copy_of("crates/tier-deps/tests/fixtures/project");
+    context.write("tier.toml", TIER_TOML);
+    context
 }
 
 #[test]
 fn why_finds_direct_and_transitive_users_and_gates_on_a_range() {
-    let project = project();
-    let (code, stdout, stderr) = tier(&project, &["deps", "why", "util-security"]);
+    let context = context();
+    let Run {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = context.tier(&["deps", "why", "util-security"]);
     assert_eq!(code, 0, "{stderr}");
     insta::assert_snapshot!("why", stdout);
 
-    let (code, stdout, _) = tier(
-        &project,
-        &["deps", "why", "util-security", "--affected", "<1.4.2"],
-    );
+    let Run { code, stdout, .. } =
+        context.tier(&["deps", "why", "util-security", "--affected", "<1.4.2"]);
     assert_eq!(
         code, 1,
         "billing locks 0.9.3, inside the range: the gate fails\n{stdout}"
@@ -71,16 +65,11 @@ fn why_finds_direct_and_transitive_users_and_gates_on_a_range() {
         stdout.contains("billing util-security@0.9.3 (direct) affected"),
         "{stdout}"
     );
-    let (code, _, _) = tier(
-        &project,
-        &["deps", "why", "util-security", "--affected", "<0.9.0"],
-    );
+    let Run { code, .. } = context.tier(&["deps", "why", "util-security", "--affected", "<0.9.0"]);
     assert_eq!(code, 0, "nothing is that old");
 
-    let (_, json, _) = tier(
-        &project,
-        &["deps", "why", "util-security", "--output", "json"],
-    );
+    let Run { stdout: json, .. } =
+        context.tier(&["deps", "why", "util-security", "--output", "json"]);
     let report: serde_json::Value = serde_json::from_str(&json).expect("JSON");
     assert_eq!(
         report["services"].as_array().map(Vec::len),
@@ -91,21 +80,26 @@ fn why_finds_direct_and_transitive_users_and_gates_on_a_range() {
 
 #[test]
 fn outdated_conflicts_and_order() {
-    let project = project();
-    let (code, stdout, stderr) = tier(&project, &["deps", "outdated"]);
+    let context = context();
+    let Run {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = context.tier(&["deps", "outdated"]);
     assert_eq!(code, 0, "{stderr}");
     insta::assert_snapshot!("outdated", stdout);
-    let (code, stdout, _) = tier(&project, &["deps", "conflicts"]);
+    let Run { code, stdout, .. } = context.tier(&["deps", "conflicts"]);
     assert_eq!(code, 0);
     insta::assert_snapshot!("conflicts", stdout);
-    let (code, stdout, _) = tier(&project, &["deps", "order"]);
+    let Run { code, stdout, .. } = context.tier(&["deps", "order"]);
     assert_eq!(code, 0);
     let position = |name: &str| stdout.find(name).unwrap_or(usize::MAX);
     assert!(
         position("util-security") < position("util-http"),
         "dependencies first:\n{stdout}"
     );
-    let (code, stdout, _) = tier(&project, &["deps", "scan", "--output", "json"]);
+    let Run { code, stdout, .. } = context.tier(&["deps", "scan", "--output", "json"]);
     assert_eq!(code, 0);
     let inventory: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
     assert_eq!(inventory["services"].as_array().map(Vec::len), Some(4));
@@ -113,16 +107,18 @@ fn outdated_conflicts_and_order() {
 
 #[test]
 fn bump_across_services_dry_run_then_for_real() {
-    let project = project();
+    let context = context();
     let before: Vec<String> = ["services/backend/Cargo.toml", "services/billing/Cargo.toml"]
         .iter()
-        .map(|file| project.read(file))
+        .map(|file| context.read(file))
         .collect();
 
-    let (code, stdout, stderr) = tier(
-        &project,
-        &["deps", "bump", "util-security", "1.4.3", "--dry-run"],
-    );
+    let Run {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = context.tier(&["deps", "bump", "util-security", "1.4.3", "--dry-run"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains(
@@ -136,40 +132,43 @@ fn bump_across_services_dry_run_then_for_real() {
     );
     let unchanged: Vec<String> = ["services/backend/Cargo.toml", "services/billing/Cargo.toml"]
         .iter()
-        .map(|file| project.read(file))
+        .map(|file| context.read(file))
         .collect();
     assert_eq!(before, unchanged, "--dry-run changes nothing");
 
     // Release the fix in the library, then carry it to every service that requires it.
-    let library = project
+    let library = context
         .read("libs/util-security/Cargo.toml")
         .replace("version = \"1.4.2\"", "version = \"1.4.3\"");
-    project.write("libs/util-security/Cargo.toml", &library);
-    let (code, stdout, stderr) = tier(&project, &["deps", "bump", "util-security", "1.4.3"]);
+    context.write("libs/util-security/Cargo.toml", &library);
+    let Run {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = context.tier(&["deps", "bump", "util-security", "1.4.3"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("backend"), "{stdout}");
     assert!(stdout.contains("billing"), "{stdout}");
     assert!(stdout.contains("passed"), "{stdout}");
     assert!(
-        project
+        context
             .read("services/backend/Cargo.toml")
             .contains("version = \"1.4.3\"")
     );
     assert!(
-        project
+        context
             .read("services/backend/Cargo.toml")
             .contains("# The security helpers, used directly."),
         "comments kept"
     );
-    let lock = project.read("services/backend/Cargo.lock");
+    let lock = context.read("services/backend/Cargo.lock");
     assert!(
         lock.contains("name = \"util-security\"\nversion = \"1.4.3\""),
         "the lockfile was refreshed:\n{lock}"
     );
-    let (_, stdout, _) = tier(
-        &project,
-        &["deps", "why", "util-security", "--affected", "<1.4.3"],
-    );
+    let Run { stdout, .. } =
+        context.tier(&["deps", "why", "util-security", "--affected", "<1.4.3"]);
     assert!(
         stdout.contains("backend util-security@1.4.3 (direct) not affected"),
         "{stdout}"
@@ -178,34 +177,39 @@ fn bump_across_services_dry_run_then_for_real() {
 
 #[test]
 fn a_broken_lockfile_is_reported_with_its_file_and_line() {
-    let project = project();
-    let lock = project.read("services/backend/Cargo.lock");
-    project.write(
+    let context = context();
+    let lock = context.read("services/backend/Cargo.lock");
+    context.write(
         "services/backend/Cargo.lock",
         &lock.replacen("[[package]]", "[[package]\n", 1),
     );
-    let (code, _, stderr) = tier(&project, &["deps", "why", "itoa"]);
+    let Run { code, stderr, .. } = context.tier(&["deps", "why", "itoa"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("services/backend/Cargo.lock:"), "{stderr}");
 }
 
 #[test]
 fn each_apply_records_what_runs_so_why_answers_per_environment() {
-    let project = project();
+    let context = context();
     // No replica runs (the services' commands are placeholders); the revision still records
     // the bill of materials of what it deploys.
     let toml = TIER_TOML.replace("command = [\"true\"]", "command = [\"true\"]\nreplicas = 0");
-    project.write("tier.toml", &toml);
-    let (code, _, stderr) = tier(&project, &["apply", "dev"]);
-    let _down = Down(&project);
+    context.write("tier.toml", &toml);
+    let Run { code, stderr, .. } = context.tier(&["apply", "dev"]);
+    let _down = context.down_on_drop("dev");
     assert_eq!(code, 0, "{stderr}");
 
     // A newer library is locked afterwards; dev still runs what it ran.
-    let lock = project
+    let lock = context
         .read("services/billing/Cargo.lock")
         .replace("version = \"0.9.3\"", "version = \"0.9.4\"");
-    project.write("services/billing/Cargo.lock", &lock);
-    let (code, stdout, stderr) = tier(&project, &["deps", "why", "util-security", "--env", "dev"]);
+    context.write("services/billing/Cargo.lock", &lock);
+    let Run {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = context.tier(&["deps", "why", "util-security", "--env", "dev"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("billing util-security@0.9.4 (direct)"),
@@ -216,26 +220,21 @@ fn each_apply_records_what_runs_so_why_answers_per_environment() {
             .contains("deployed in dev (revision 1): backend 1.4.2; billing 0.9.3; frontend 1.4.2"),
         "what runs in dev:\n{stdout}"
     );
-    let (code, stdout, _) = tier(
-        &project,
-        &[
-            "deps",
-            "why",
-            "util-security",
-            "--env",
-            "dev",
-            "--affected",
-            "=0.9.3",
-        ],
-    );
+    let Run { code, stdout, .. } = context.tier(&[
+        "deps",
+        "why",
+        "util-security",
+        "--env",
+        "dev",
+        "--affected",
+        "=0.9.3",
+    ]);
     assert_eq!(
         code, 1,
         "dev runs 0.9.3 even though no lockfile has it any more:\n{stdout}"
     );
-    let (_, json, _) = tier(
-        &project,
-        &["deps", "why", "util-security", "--output", "json"],
-    );
+    let Run { stdout: json, .. } =
+        context.tier(&["deps", "why", "util-security", "--output", "json"]);
     let report: serde_json::Value = serde_json::from_str(&json).expect("JSON");
     assert_eq!(
         report["deployed"]["dev"]["services"]["billing"][0]["version"], "0.9.3",
@@ -243,24 +242,21 @@ fn each_apply_records_what_runs_so_why_answers_per_environment() {
     );
 }
 
-struct Down<'a>(&'a TestProject);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.tier().args(["down", "dev"]).output();
-    }
-}
-
 #[test]
 fn bump_an_external_crate_across_three_services() {
-    let project = project();
+    let context = context();
     let manifests = [
         "services/backend/Cargo.toml",
         "services/billing/Cargo.toml",
         "services/frontend/Cargo.toml",
     ];
-    let before: Vec<String> = manifests.iter().map(|file| project.read(file)).collect();
-    let (code, stdout, stderr) = tier(&project, &["deps", "bump", "itoa", "1.0.19", "--dry-run"]);
+    let before: Vec<String> = manifests.iter().map(|file| context.read(file)).collect();
+    let Run {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = context.tier(&["deps", "bump", "itoa", "1.0.19", "--dry-run"]);
     assert_eq!(code, 0, "{stderr}");
     for file in manifests {
         assert!(
@@ -268,12 +264,17 @@ fn bump_an_external_crate_across_three_services() {
             "{file} in the diff:\n{stdout}"
         );
     }
-    let after: Vec<String> = manifests.iter().map(|file| project.read(file)).collect();
+    let after: Vec<String> = manifests.iter().map(|file| context.read(file)).collect();
     assert_eq!(before, after, "--dry-run changes nothing");
 
     // billing asks for util-security 0.9 while the library is at 1.4.2: its lockfile cannot
     // be refreshed, and the table says so, failing the run.
-    let (code, stdout, stderr) = tier(&project, &["deps", "bump", "itoa", "1.0.19"]);
+    let Run {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = context.tier(&["deps", "bump", "itoa", "1.0.19"]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     let billing = stdout
         .lines()
@@ -281,22 +282,22 @@ fn bump_an_external_crate_across_three_services() {
         .unwrap_or_default();
     assert!(billing.contains("cargo failed: error: failed to select a version for the requirement `util-security = \"^0.9\"`"), "{stdout}");
     for file in manifests {
-        assert!(project.read(file).contains("itoa = \"1.0.19\""), "{file}");
+        assert!(context.read(file).contains("itoa = \"1.0.19\""), "{file}");
     }
     assert!(
-        project
+        context
             .read("services/backend/Cargo.toml")
             .contains("itoa = \"1.0.19\" # numbers in responses"),
         "comments kept"
     );
     assert!(
-        project
+        context
             .read("services/frontend/Cargo.lock")
             .contains("name = \"itoa\"\nversion = \"1.0.19\""),
         "frontend's lockfile moved from 1.0.10:\n{stdout}"
     );
     assert_eq!(stdout.matches("refreshed").count(), 2, "{stdout}");
-    let (code, stdout, _) = tier(&project, &["deps", "outdated"]);
+    let Run { code, stdout, .. } = context.tier(&["deps", "outdated"]);
     assert_eq!(code, 0);
     assert!(
         !stdout.contains("itoa"),

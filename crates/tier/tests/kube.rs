@@ -5,9 +5,8 @@
 //! Kubernetes API server (it is the only mock: the binary, kube-rs and every HTTP request are
 //! real). README.md says how to run the same commands against kind or k3s.
 
-use tier_test::TestProject;
-use tier_test::assert_cmd::Command;
 use tier_test::fake_kube::FakeKube;
+use tier_test::{Run, TestContext};
 
 const SHOP: &str = r#"[project]
 name = "shop"
@@ -40,61 +39,30 @@ port = 9000
 depends_on = ["api"]
 "#;
 
-/// What one run of `tier` printed.
-struct Run {
-    stdout: String,
-    stderr: String,
-}
-
 /// A project and the fake cluster its kubeconfig points at.
 struct Setup {
-    project: TestProject,
+    context: TestContext,
     fake: FakeKube,
 }
 
 impl Setup {
     /// The project, with `.kube/config` naming the fake's contexts `prod-admin` and
-    /// `kind-dev`, `current` being the current one.
-    fn new(project: TestProject, current: &str) -> Setup {
+    /// `kind-dev`, `current` being the current one; every command reads that kubeconfig.
+    fn new(mut context: TestContext, current: &str) -> Setup {
         let fake = FakeKube::start();
-        std::fs::create_dir_all(project.path().join(".kube")).expect("a .kube directory");
-        fake.write_kubeconfig(
-            &project.path().join(".kube/config"),
-            &["prod-admin", "kind-dev"],
-            current,
-        );
-        Setup { project, fake }
+        std::fs::create_dir_all(context.path().join(".kube")).expect("a .kube directory");
+        let kubeconfig = context.path().join(".kube/config");
+        fake.write_kubeconfig(&kubeconfig, &["prod-admin", "kind-dev"], current);
+        context.env("KUBECONFIG", kubeconfig);
+        Setup { context, fake }
     }
 
     fn shop(current: &str) -> Setup {
-        Setup::new(TestProject::with_files(&[("tier.toml", SHOP)]), current)
+        Setup::new(TestContext::with_files(&[("tier.toml", SHOP)]), current)
     }
 
-    fn tier(&self, args: &[&str]) -> Command {
-        let mut command = self.project.tier();
-        command
-            .env("KUBECONFIG", self.project.path().join(".kube/config"))
-            .args(args);
-        command
-    }
-
-    /// Runs `tier` and checks its exit code, printing both streams when it is not the
-    /// expected one.
     fn run(&self, args: &[&str], code: i32) -> Run {
-        let output = self.tier(args).output().expect("run tier");
-        let run = Run {
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
-        assert_eq!(
-            output.status.code(),
-            Some(code),
-            "tier {args:?} exited with {:?}, expected {code}\n--- stdout\n{}\n--- stderr\n{}",
-            output.status,
-            run.stdout,
-            run.stderr
-        );
-        run
+        self.context.tier(args).expect_code(code)
     }
 
     fn json(&self, args: &[&str]) -> serde_json::Value {
@@ -152,7 +120,7 @@ fn apply_creates_every_object_on_the_cluster_and_records_the_revision() {
         fake.names("secrets", "shop-prod")
     );
     assert!(
-        !setup.project.path().join(".tier/prod/state.redb").exists(),
+        !setup.context.path().join(".tier/prod/state.redb").exists(),
         "a kubernetes environment keeps no state file"
     );
     assert_eq!(
@@ -205,7 +173,7 @@ fn a_service_removed_from_the_project_is_pruned_and_others_objects_stay() {
         .split("[services.worker]")
         .next()
         .expect("the worker's section");
-    setup.project.write("tier.toml", without_worker);
+    setup.context.write("tier.toml", without_worker);
     let plan = setup.run(&["plan", "prod"], 0);
     assert!(plan.stdout.contains("worker"), "{}", plan.stdout);
     let run = setup.run(&["apply", "prod"], 0);
@@ -344,7 +312,7 @@ fn status_reads_ready_and_desired_from_the_live_deployments() {
 
 #[test]
 fn the_sample_apps_protected_prod_needs_confirm_and_a_saved_plan_applies_as_is() {
-    let setup = Setup::new(TestProject::copy_of("examples/sample-app"), "prod-admin");
+    let setup = Setup::new(TestContext::copy_of("examples/sample-app"), "prod-admin");
     let refused = setup.run(&["apply", "prod"], 1);
     assert!(
         refused
@@ -354,7 +322,7 @@ fn the_sample_apps_protected_prod_needs_confirm_and_a_saved_plan_applies_as_is()
         refused.stderr
     );
     assert!(setup.fake.requests().is_empty());
-    let plan_path = setup.project.path().join("prod.plan.json");
+    let plan_path = setup.context.path().join("prod.plan.json");
     let plan_file = plan_path.to_str().expect("a UTF-8 path");
     setup.run(&["plan", "prod", "--out", plan_file], 0);
     setup.run(&["apply", plan_file, "--confirm", "prod"], 0);
@@ -422,7 +390,7 @@ fn a_first_deploy_that_fails_is_recorded_as_failed_and_halt_keeps_what_succeeded
         "name = \"shop\"\n",
         "name = \"shop\"\non_failure = \"halt\"\n",
     );
-    setup.project.write("tier.toml", &halting);
+    setup.context.write("tier.toml", &halting);
     let run = setup.run(
         &[
             "apply",
@@ -449,7 +417,7 @@ fn a_first_deploy_that_fails_is_recorded_as_failed_and_halt_keeps_what_succeeded
 /// manifests `render --out` writes hold the reference, and a changed value rolls the pods.
 #[test]
 fn secrets_go_to_the_cluster_as_a_secret_and_stay_out_of_rendered_files() {
-    let project = TestProject::with_files(&[
+    let project = TestContext::with_files(&[
         ("tier.toml", SHOP),
         (
             "envs/prod.toml",
@@ -460,7 +428,8 @@ fn secrets_go_to_the_cluster_as_a_secret_and_stay_out_of_rendered_files() {
     let canary = "canary-3d9f-kube";
     let apply = |value: &str| {
         let output = setup
-            .tier(&["apply", "prod"])
+            .context
+            .command(&["apply", "prod"])
             .env("SHOP_DB_PASSWORD", value)
             .output()
             .expect("run tier");
@@ -500,7 +469,8 @@ fn secrets_go_to_the_cluster_as_a_secret_and_stay_out_of_rendered_files() {
 
     // A new value: the plan names the secret by fingerprint, and the pods roll.
     let plan = setup
-        .tier(&["plan", "prod"])
+        .context
+        .command(&["plan", "prod"])
         .env("SHOP_DB_PASSWORD", "canary-3d9f-other")
         .output()
         .expect("run tier");
@@ -512,10 +482,11 @@ fn secrets_go_to_the_cluster_as_a_secret_and_stay_out_of_rendered_files() {
     apply("canary-3d9f-other");
     assert_ne!(annotation(&setup), first);
 
-    let dir = setup.project.path().join("manifests");
+    let dir = setup.context.path().join("manifests");
     let dir_arg = dir.display().to_string();
     let output = setup
-        .tier(&["render", "prod", "--format", "k8s", "--out", &dir_arg])
+        .context
+        .command(&["render", "prod", "--format", "k8s", "--out", &dir_arg])
         .env("SHOP_DB_PASSWORD", canary)
         .output()
         .expect("run tier");
@@ -528,7 +499,8 @@ fn secrets_go_to_the_cluster_as_a_secret_and_stay_out_of_rendered_files() {
     assert!(!written.contains(canary));
 
     let output = setup
-        .tier(&["render", "prod", "--format", "k8s", "--include-secrets"])
+        .context
+        .command(&["render", "prod", "--format", "k8s", "--include-secrets"])
         .env("SHOP_DB_PASSWORD", canary)
         .output()
         .expect("run tier");
@@ -543,7 +515,8 @@ fn secrets_go_to_the_cluster_as_a_secret_and_stay_out_of_rendered_files() {
     // Without the variable nothing reaches the cluster.
     let writes = setup.fake.writes();
     let output = setup
-        .tier(&["apply", "prod"])
+        .context
+        .command(&["apply", "prod"])
         .env_remove("SHOP_DB_PASSWORD")
         .output()
         .expect("run tier");
@@ -562,12 +535,12 @@ fn secrets_go_to_the_cluster_as_a_secret_and_stay_out_of_rendered_files() {
 /// read-only token.
 #[test]
 fn apply_runs_the_store_beside_the_services_with_the_environments_tokens() {
-    let project = TestProject::with_files(&[(
+    let project = TestContext::with_files(&[(
         "tier.toml",
         &format!("{SHOP}\n[store]\nkubernetes = true\n"),
     )]);
     let setup = Setup::new(project, "prod-admin");
-    let tokens_path = setup.project.path().join(".tier/prod/tokens.json");
+    let tokens_path = setup.context.path().join(".tier/prod/tokens.json");
     assert!(!tokens_path.exists());
 
     let rendered = setup.run(&["render", "prod", "--format", "k8s"], 0);
@@ -688,7 +661,7 @@ fn apply_runs_the_store_beside_the_services_with_the_environments_tokens() {
         "{}",
         with_tokens.stdout
     );
-    let dir = setup.project.path().join("manifests");
+    let dir = setup.context.path().join("manifests");
     let dir_arg = dir.display().to_string();
     setup.run(&["render", "prod", "--format", "k8s", "--out", &dir_arg], 0);
     let written =
@@ -723,7 +696,7 @@ fn base64_decode(text: &str) -> Vec<u8> {
 
 #[test]
 fn extra_manifests_service_accounts_and_patches_reach_the_cluster_and_are_pruned() {
-    let project = TestProject::with_files(&[
+    let project = TestContext::with_files(&[
         (
             "tier.toml",
             &SHOP.replace(
@@ -761,7 +734,7 @@ fn extra_manifests_service_accounts_and_patches_reach_the_cluster_and_are_pruned
     );
     assert_eq!(api["spec"]["template"]["spec"]["serviceAccountName"], "api");
 
-    setup.project.write("tier.toml", SHOP);
+    setup.context.write("tier.toml", SHOP);
     let run = setup.run(&["apply", "prod"], 0);
     assert!(
         run.stderr

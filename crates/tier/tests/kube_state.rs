@@ -11,12 +11,11 @@
 //! (`tier_test::api_server`); the others need the fake (its pod logs, its request log, a
 //! server that stops answering).
 
-use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use tier_test::api_server::ApiServer;
 use tier_test::fake_kube::FakeKube;
-use tier_test::{TestProject, wait_for};
+use tier_test::{FollowedChild, Run, TestContext, wait_for};
 
 const PROJECT: &str = r#"[project]
 name = "shop"
@@ -40,16 +39,9 @@ depends_on = ["api"]
 
 /// One copy of the project on one "machine": its own directory, home and user.
 struct Machine {
-    project: TestProject,
+    context: TestContext,
     home: tempfile::TempDir,
     user: &'static str,
-}
-
-/// What one run printed.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
 }
 
 impl Machine {
@@ -62,53 +54,29 @@ impl Machine {
             .replace("shop-prod", namespace)
             .replace("shop-api:1.0", &server.image("shop-api:1.0"))
             .replace("shop-web:1.0", &server.image("shop-web:1.0"));
-        let project = TestProject::with_files(&[("tier.toml", text.as_str())]);
+        let mut context = TestContext::with_files(&[("tier.toml", text.as_str())]);
         let home = tempfile::tempdir().expect("a home directory");
         std::fs::create_dir_all(home.path().join(".kube")).expect("~/.kube");
         server.write_kubeconfig(&home.path().join(".kube/config"), "prod-admin");
+        context
+            .env("HOME", home.path())
+            .env("USER", user)
+            .env_remove("KUBECONFIG")
+            .env("TIER_LEASE_DURATION", "1");
         Machine {
-            project,
+            context,
             home,
             user,
         }
     }
 
-    fn env(&self, command: &mut Process) {
-        command
-            .env("HOME", self.home.path())
-            .env("USER", self.user)
-            .env_remove("KUBECONFIG")
-            .env("TIER_LEASE_DURATION", "1")
-            .env("NO_COLOR", "1")
-            .env("COLUMNS", "100");
-    }
-
     fn tier(&self, args: &[&str]) -> Run {
-        let mut command = process();
-        self.env(&mut command);
-        let output = command
-            .arg("--project")
-            .arg(self.project.path())
-            .args(args)
-            .output()
-            .expect("run tier");
-        Run {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        self.context.tier(args)
     }
 
     fn ok(&self, args: &[&str]) -> Run {
         let run = self.tier(args);
-        assert_eq!(
-            run.code,
-            Some(0),
-            "{} tier {args:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.user,
-            run.stdout,
-            run.stderr
-        );
+        assert_eq!(run.code, 0, "{} tier {args:?}\n{run}", self.user);
         run
     }
 
@@ -118,20 +86,12 @@ impl Machine {
     }
 
     /// Starts `tier apply prod` in the background.
-    fn spawn(&self, sets: &[&str]) -> Child {
-        let mut command = process();
-        self.env(&mut command);
-        command.arg("--project").arg(self.project.path());
-        command.args(["apply", "prod"]);
+    fn spawn(&self, sets: &[&str]) -> FollowedChild {
+        let mut args = vec!["apply", "prod"];
         for set in sets {
-            command.args(["--set", set]);
+            args.extend(["--set", set]);
         }
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tier apply")
+        self.context.spawn(&args)
     }
 
     /// Applies, retrying while a killed holder's lease has not expired yet (bounded).
@@ -139,21 +99,12 @@ impl Machine {
         let mut last = None;
         wait_for(Duration::from_secs(20), "the lock to be free", || {
             let run = self.tier(&["apply", "prod"]);
-            let done = run.code == Some(0) || !run.stderr.contains("locked");
+            let done = run.code == 0 || !run.stderr.contains("locked");
             last = Some(run);
             done
         });
         last.expect("an apply ran")
     }
-}
-
-/// The real `tier` binary, started as a user would.
-#[expect(
-    clippy::disallowed_methods,
-    reason = "the test drives the real tier binary, and SIGKILLs it mid-apply"
-)]
-fn process() -> Process {
-    Process::new(tier_test::tier_binary())
 }
 
 /// Lets `ms` pass: where a kill lands in an apply, and a killed holder's lease running out.
@@ -177,11 +128,6 @@ fn wait_for_lease(server: &ApiServer, namespace: &str) -> serde_json::Value {
         },
     );
     lease.unwrap_or_default()
-}
-
-fn kill(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]
@@ -225,7 +171,7 @@ fn two_machines_share_one_history_and_one_lock() {
         "{lease:#}"
     );
     let refused = bob.tier(&["apply", "prod"]);
-    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(
         refused.stderr.contains("prod is locked")
             && refused.stderr.contains("`tier apply prod`")
@@ -234,7 +180,7 @@ fn two_machines_share_one_history_and_one_lock() {
         refused.stderr
     );
     let unlock = bob.tier(&["unlock", "prod"]);
-    assert_eq!(unlock.code, Some(1), "{}", unlock.stderr);
+    assert_eq!(unlock.code, 1, "{}", unlock.stderr);
     assert!(
         unlock.stderr.contains("the lock was not broken"),
         "{}",
@@ -242,9 +188,9 @@ fn two_machines_share_one_history_and_one_lock() {
     );
 
     // Alice's apply is killed: its lease expires and Bob's apply goes through.
-    kill(running);
+    drop(running);
     let after = bob.apply_when_free();
-    assert_eq!(after.code, Some(0), "{}", after.stderr);
+    assert_eq!(after.code, 0, "{}", after.stderr);
     assert!(
         after.stdout.contains("prod: revision 3 deployed"),
         "{}",
@@ -293,7 +239,7 @@ fn a_killed_apply_never_leaves_a_half_written_revision() {
         let replicas = format!("services.api.replicas={}", 2 + run % 3);
         let child = machine.spawn(&[replicas.as_str()]);
         pause(length * run / 19);
-        kill(child);
+        drop(child);
         // A killed holder's lease (one second) expires before the next run starts.
         if fake.get("leases", ns.as_str(), "tier.prod.lock").is_some() {
             pause(1100);
@@ -325,7 +271,7 @@ fn a_killed_apply_never_leaves_a_half_written_revision() {
     // The next apply proceeds once the killed holder's lease expired, and brings the index
     // back in line with the revisions.
     let run = machine.apply_when_free();
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.code, 0, "{}", run.stderr);
     let history = machine.history();
     let revisions = history.as_array().cloned().unwrap_or_default();
     let last = revisions.len();
@@ -368,7 +314,7 @@ fn an_api_server_that_does_not_answer_is_named_and_nothing_is_recorded() {
         &["history", "prod"],
     ] {
         let run = machine.tier(args);
-        assert_eq!(run.code, Some(1), "{args:?}: {}", run.stderr);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
         assert!(
             run.stderr
                 .contains(&format!("the API server http://127.0.0.1:{port}"))
@@ -388,7 +334,7 @@ fn an_api_server_that_does_not_answer_is_named_and_nothing_is_recorded() {
     }
     assert!(
         !machine
-            .project
+            .context
             .path()
             .join(".tier/prod/state.redb")
             .exists()
@@ -405,7 +351,7 @@ fn a_state_file_of_a_kubernetes_environment_moves_into_the_cluster_once() {
     let spec: serde_json::Value =
         serde_json::from_str(&machine.ok(&["render", "prod", "--format", "json"]).stdout)
             .expect("the environment as JSON");
-    let dir = machine.project.path().join(".tier/prod");
+    let dir = machine.context.path().join(".tier/prod");
     let state = tier_state::State::open(&dir).expect("a state file");
     let lock = state
         .lock(tier_state::Holder::this_process("tier apply prod", 0))
@@ -483,7 +429,7 @@ fn a_live_lease_is_broken_only_when_confirmed_and_an_expired_one_is_taken_over()
     let stamp = tier_test::fake_kube::rfc3339;
     fake.insert("leases", lease(&stamp(now)));
     let refused = machine.tier(&["apply", "prod"]);
-    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(
         refused
             .stderr
@@ -492,7 +438,7 @@ fn a_live_lease_is_broken_only_when_confirmed_and_an_expired_one_is_taken_over()
         refused.stderr
     );
     let kept = machine.tier(&["unlock", "prod"]);
-    assert_eq!(kept.code, Some(1), "{}", kept.stderr);
+    assert_eq!(kept.code, 1, "{}", kept.stderr);
     let broke = machine.ok(&["unlock", "prod", "--yes"]);
     assert!(
         broke
@@ -677,7 +623,7 @@ fn logs_of_a_kubernetes_environment_come_from_its_pods_merged_and_prefixed() {
     let fake = api.fake().expect("the fake");
     let machine = Machine::new(&api, "shop-prod", "alice");
     let none = machine.tier(&["logs", "prod"]);
-    assert_eq!(none.code, Some(1), "{}", none.stderr);
+    assert_eq!(none.code, 1, "{}", none.stderr);
     assert!(none.stderr.contains("prod: no pods"), "{}", none.stderr);
     machine.ok(&["apply", "prod"]);
     fake.log("shop-prod", "api-1-0", "listening on :8080");
@@ -691,7 +637,7 @@ fn logs_of_a_kubernetes_environment_come_from_its_pods_merged_and_prefixed() {
     let web = machine.ok(&["logs", "prod", "web", "--follow"]);
     assert_eq!(web.stdout, "web-1-0 | ready\n");
     let unknown = machine.tier(&["logs", "prod", "nope"]);
-    assert_eq!(unknown.code, Some(2), "{}", unknown.stderr);
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
     assert!(
         unknown.stderr.contains("no service `nope` in prod"),
         "{}",

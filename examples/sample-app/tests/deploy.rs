@@ -3,38 +3,25 @@
 
 use std::time::{Duration, Instant};
 
-use tier_test::{KeepAliveClient, TestProject, free_port, http_get, wait_for};
-
-/// Runs `tier` in the project; answers (exit code, stdout, stderr).
-fn tier(project: &TestProject, args: &[&str]) -> (i32, String, String) {
-    let output = project.tier().args(args).output().expect("run tier");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use tier_test::{KeepAliveClient, TestContext, free_port, http_get, tier_snapshot, wait_for};
 
 /// The sample app with dev exposed on a free port, and stage promoted from dev, also local.
-fn project() -> (TestProject, u16) {
-    let project = TestProject::sample_app();
-    let port = free_port();
-    project.write(
+fn context() -> (TestContext, u16) {
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
+    context.write(
         "envs/dev.toml",
         &format!("[services.frontend]\nexpose = {port}\n\n[services.backend]\nreplicas = 2\n"),
     );
-    (project, port)
+    (context, port)
 }
 
-fn history(project: &TestProject, env: &str) -> serde_json::Value {
-    let (code, stdout, stderr) = tier(project, &["history", env, "--output", "json"]);
-    assert_eq!(code, 0, "{stderr}");
-    serde_json::from_str(&stdout).expect("history is JSON")
+fn history(context: &TestContext, env: &str) -> serde_json::Value {
+    context.json(&["history", env])
 }
 
-fn backend_port(project: &TestProject, env: &str) -> u16 {
-    let (_, stdout, _) = tier(project, &["status", env, "--output", "json"]);
-    let status: serde_json::Value = serde_json::from_str(&stdout).expect("status is JSON");
+fn backend_port(context: &TestContext, env: &str) -> u16 {
+    let status = context.tier(&["status", env, "--output", "json"]).json();
     let url = status[0]["status"]["services"][0]["url"]
         .as_str()
         .unwrap_or_default()
@@ -45,44 +32,21 @@ fn backend_port(project: &TestProject, env: &str) -> u16 {
         .unwrap_or(0)
 }
 
-struct Down<'a>(&'a TestProject, &'a str);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.tier().args(["down", self.1]).output();
-    }
-}
-
 #[test]
-#[expect(
-    clippy::disallowed_methods,
-    reason = "the test runs tier apply beside its own load"
-)]
 fn a_new_version_rolls_out_under_load_with_no_failed_request() {
-    let (project, _) = project();
-    let _down = Down(&project, "dev");
-    let (code, _, stderr) = tier(&project, &["apply", "dev"]);
-    assert_eq!(code, 0, "{stderr}");
-    let port = backend_port(&project, "dev");
+    let (context, _) = context();
+    let _down = context.down_on_drop("dev");
+    context.tier(&["apply", "dev"]).success();
+    let port = backend_port(&context, "dev");
     assert_eq!(text_of(&http_get(port, "/").1), "development config");
 
-    project.write(
+    context.write(
         "config/backend/dev.json",
         r#"{"text": "development config v2"}"#,
     );
-    let (code, stdout, _) = tier(&project, &["plan", "dev"]);
-    assert_eq!(code, 0);
-    assert!(
-        stdout.contains(r#"~ config.text: "development config" → "development config v2""#),
-        "{stdout}"
-    );
+    tier_snapshot!("plan_of_a_new_config", context.tier(&["plan", "dev"]));
 
-    let mut apply = std::process::Command::new(tier_test::tier_binary());
-    apply
-        .env("NO_COLOR", "1")
-        .arg("--project")
-        .arg(project.path())
-        .args(["apply", "dev"]);
+    let mut apply = context.command(&["apply", "dev"]);
     let running = std::thread::spawn(move || apply.output().expect("run tier apply"));
     let mut client = KeepAliveClient::new(port);
     let mut answers = std::collections::BTreeMap::<String, usize>::new();
@@ -117,7 +81,7 @@ fn a_new_version_rolls_out_under_load_with_no_failed_request() {
             Ok("development config v2".to_owned())
         );
     }
-    let revisions = history(&project, "dev");
+    let revisions = history(&context, "dev");
     assert_eq!(revisions.as_array().map(Vec::len), Some(2));
     assert_eq!(
         revisions[1]["outcome"]["status"], "succeeded",
@@ -128,7 +92,7 @@ fn a_new_version_rolls_out_under_load_with_no_failed_request() {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let (_, status, _) = tier(&project, &["status", "dev"]);
+    let status = context.tier(&["status", "dev"]).stdout;
     assert!(
         status.contains(&format!("0.0.1+{}", &digest[..19])),
         "{status}"
@@ -137,31 +101,23 @@ fn a_new_version_rolls_out_under_load_with_no_failed_request() {
 
 #[test]
 fn a_version_that_fails_its_gate_is_rolled_back_and_recorded() {
-    let (project, front) = project();
-    let _down = Down(&project, "dev");
-    assert_eq!(tier(&project, &["apply", "dev"]).0, 0);
-    let port = backend_port(&project, "dev");
+    let (context, front) = context();
+    let _down = context.down_on_drop("dev");
+    context.tier(&["apply", "dev"]).success();
+    let port = backend_port(&context, "dev");
 
     // The backend changes and becomes ready; the frontend's new version never does: the
     // backend, already rolled, must go back too.
-    project.write(
+    context.write(
         "config/backend/dev.json",
         r#"{"text": "development config v3"}"#,
     );
-    let (code, _, stderr) = tier(
-        &project,
-        &[
-            "apply",
-            "dev",
-            "--set",
-            r#"services.frontend.health.http="/not-here""#,
-            "--set",
-            r#"services.frontend.rollout.deadline="2s""#,
-        ],
+    let gate = r#"services.frontend.health.http="/not-here""#;
+    let deadline = r#"services.frontend.rollout.deadline="2s""#;
+    tier_snapshot!(
+        "apply_rolled_back",
+        context.tier(&["apply", "dev", "--set", gate, "--set", deadline])
     );
-    assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("frontend"), "{stderr}");
-    assert!(stderr.contains("rolled back"), "{stderr}");
     for _ in 0..20 {
         assert_eq!(
             text_of(&http_get(port, "/").1),
@@ -173,7 +129,7 @@ fn a_version_that_fails_its_gate_is_rolled_back_and_recorded() {
             "Hello from <b>development config</b>!"
         );
     }
-    let revisions = history(&project, "dev");
+    let revisions = history(&context, "dev");
     let last = &revisions[1];
     assert_eq!(last["outcome"]["status"], "rolled_back", "{revisions}");
     assert!(
@@ -183,72 +139,67 @@ fn a_version_that_fails_its_gate_is_rolled_back_and_recorded() {
             .contains("/not-here answered 404"),
         "{revisions}"
     );
-    let (_, text, _) = tier(&project, &["history", "dev"]);
-    assert!(text.contains("rolled back"), "{text}");
+    tier_snapshot!("history_rolled_back", context.tier(&["history", "dev"]));
 }
 
 #[test]
 fn rollback_deploys_an_earlier_revision_as_a_new_one() {
-    let (project, front) = project();
-    let _down = Down(&project, "dev");
-    assert_eq!(tier(&project, &["apply", "dev"]).0, 0);
-    project.write("config/backend/dev.json", r#"{"text": "second"}"#);
-    assert_eq!(tier(&project, &["apply", "dev"]).0, 0);
+    let (context, front) = context();
+    let _down = context.down_on_drop("dev");
+    context.tier(&["apply", "dev"]).success();
+    context.write("config/backend/dev.json", r#"{"text": "second"}"#);
+    context.tier(&["apply", "dev"]).success();
     assert_eq!(http_get(front, "/").1, "Hello from <b>second</b>!");
-    let (code, _, stderr) = tier(&project, &["rollback", "dev", "--to", "1"]);
-    assert_eq!(code, 0, "{stderr}");
+    tier_snapshot!(context.tier(&["rollback", "dev", "--to", "1"]));
     assert_eq!(
         http_get(front, "/").1,
         "Hello from <b>development config</b>!"
     );
-    let revisions = history(&project, "dev");
+    let revisions = history(&context, "dev");
     assert_eq!(revisions[2]["origin"]["kind"], "rollback", "{revisions}");
     assert_eq!(revisions[2]["origin"]["to"], 1, "{revisions}");
 }
 
 #[test]
 fn a_saved_plan_is_refused_once_the_state_moved() {
-    let (project, _) = project();
-    let _down = Down(&project, "dev");
-    let plan = project.path().join("dev.plan.json");
+    let (context, _) = context();
+    let _down = context.down_on_drop("dev");
+    let plan = context.path().join("dev.plan.json");
     let plan = plan.to_str().unwrap_or_default();
-    assert_eq!(tier(&project, &["plan", "dev", "--out", plan]).0, 0);
-    assert_eq!(tier(&project, &["apply", "dev"]).0, 0);
-    let (code, _, stderr) = tier(&project, &["apply", plan]);
-    assert_eq!(code, 1);
-    assert!(stderr.contains("tier plan dev --out"), "{stderr}");
+    context.tier(&["plan", "dev", "--out", plan]).success();
+    context.tier(&["apply", "dev"]).success();
+    tier_snapshot!("stale_plan_refused", context.tier(&["apply", plan]));
     assert_eq!(
-        history(&project, "dev").as_array().map(Vec::len),
+        history(&context, "dev").as_array().map(Vec::len),
         Some(1),
         "nothing was applied"
     );
     // A fresh plan applies.
-    project.write("config/backend/dev.json", r#"{"text": "planned"}"#);
-    assert_eq!(tier(&project, &["plan", "dev", "--out", plan]).0, 0);
-    let (code, _, stderr) = tier(&project, &["apply", plan]);
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(history(&project, "dev").as_array().map(Vec::len), Some(2));
+    context.write("config/backend/dev.json", r#"{"text": "planned"}"#);
+    context.tier(&["plan", "dev", "--out", plan]).success();
+    context.tier(&["apply", plan]).success();
+    assert_eq!(history(&context, "dev").as_array().map(Vec::len), Some(2));
 }
 
 #[test]
 fn promote_deploys_the_artifact_that_runs_in_the_source_not_a_rebuild() {
-    let (project, _) = project();
+    let (context, _) = context();
     let stage_port = free_port();
-    let toml = project.read("tier.toml").replace(
+    let toml = context.read("tier.toml").replace(
         "[environments.stage]\nruntime = \"local\"\npromote_from = \"dev\"",
         "[environments.stage]\nruntime = \"local\"\npromote_from = \"dev\"\nprotected = true",
     );
-    project.write("tier.toml", &toml);
-    project.write(
+    context.write("tier.toml", &toml);
+    context.write(
         "envs/stage.toml",
         &format!("[services.frontend]\nexpose = {stage_port}\n"),
     );
-    let _down_dev = Down(&project, "dev");
-    assert_eq!(tier(&project, &["apply", "dev"]).0, 0);
-    let dev_digest = history(&project, "dev")[0]["artifacts"]["backend"]["digest"].clone();
+    let _down_dev = context.down_on_drop("dev");
+    context.tier(&["apply", "dev"]).success();
+    let dev_digest = history(&context, "dev")[0]["artifacts"]["backend"]["digest"].clone();
 
     // Rebuild the backend: another program with another digest at the same path.
-    let release = project.path().join("target/release");
+    let release = context.path().join("target/release");
     let original = std::fs::read_link(release.join("sample-backend")).expect("a link");
     std::fs::remove_file(release.join("sample-backend")).expect("remove the link");
     let mut bytes = std::fs::read(&original).expect("read the backend");
@@ -264,15 +215,17 @@ fn promote_deploys_the_artifact_that_runs_in_the_source_not_a_rebuild() {
     }
 
     // Protected: nothing happens without --confirm.
-    let (code, _, stderr) = tier(&project, &["promote", "dev", "stage"]);
-    assert_eq!(code, 1);
-    assert!(stderr.contains("stage is protected"), "{stderr}");
-    assert_eq!(history(&project, "stage").as_array().map(Vec::len), Some(0));
+    tier_snapshot!(
+        "promote_protected",
+        context.tier(&["promote", "dev", "stage"])
+    );
+    assert_eq!(history(&context, "stage").as_array().map(Vec::len), Some(0));
 
-    let _down_stage = Down(&project, "stage");
-    let (code, _, stderr) = tier(&project, &["promote", "dev", "stage", "--confirm", "stage"]);
-    assert_eq!(code, 0, "{stderr}");
-    let stage = history(&project, "stage");
+    let _down_stage = context.down_on_drop("stage");
+    context
+        .tier(&["promote", "dev", "stage", "--confirm", "stage"])
+        .success();
+    let stage = history(&context, "stage");
     assert_eq!(
         stage[0]["artifacts"]["backend"]["digest"], dev_digest,
         "{stage}"
@@ -285,49 +238,35 @@ fn promote_deploys_the_artifact_that_runs_in_the_source_not_a_rebuild() {
         "stage's own config"
     );
     // A plain apply of stage would deploy the rebuild instead.
-    let (_, plan, _) = tier(&project, &["plan", "stage"]);
+    let plan = context.tier(&["plan", "stage"]).stdout;
     assert!(plan.contains("~ artifact: sha256:"), "{plan}");
-    let (code, _, stderr) = tier(&project, &["down", "stage"]);
-    assert_eq!(code, 1, "protected: {stderr}");
-    assert_eq!(
-        tier(&project, &["down", "stage", "--confirm", "stage"]).0,
-        0
-    );
+    tier_snapshot!("down_protected", context.tier(&["down", "stage"]));
+    context
+        .tier(&["down", "stage", "--confirm", "stage"])
+        .success();
 }
 
 #[test]
-#[expect(
-    clippy::disallowed_methods,
-    reason = "the test needs the child itself to kill it"
-)]
 fn sigkilled_applies_leave_a_state_that_opens_and_converges() {
-    let (project, _) = project();
-    let _down = Down(&project, "dev");
+    let (context, _) = context();
+    let _down = context.down_on_drop("dev");
     let mut killed = 0;
     let mut seed: u64 = 0x5eed;
     for round in 0..20 {
-        project.write(
+        context.write(
             "config/backend/dev.json",
             &format!(r#"{{"text": "round {round}"}}"#),
         );
-        let mut child = std::process::Command::new(tier_test::tier_binary())
-            .env("NO_COLOR", "1")
-            .arg("--project")
-            .arg(project.path())
-            .args(["apply", "dev"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start tier apply");
+        let mut child = context.spawn(&["apply", "dev"]);
         seed = seed
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         let after = Duration::from_millis(20 + (seed >> 33) % 400);
         let started = Instant::now();
         wait_for(Duration::from_secs(5), "the kill time", || {
-            started.elapsed() >= after || child.try_wait().ok().flatten().is_some()
+            started.elapsed() >= after || child.has_exited()
         });
-        if child.try_wait().ok().flatten().is_none() {
+        if !child.has_exited() {
             nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(child.id() as i32),
                 nix::sys::signal::Signal::SIGKILL,
@@ -335,58 +274,41 @@ fn sigkilled_applies_leave_a_state_that_opens_and_converges() {
             .expect("kill tier apply");
             killed += 1;
         }
-        let _ = child.wait();
+        child.wait(Duration::from_secs(10));
         // The state always opens; a lock left by the dead apply is reported and breakable.
-        let (code, _, stderr) = tier(&project, &["history", "dev"]);
-        assert_eq!(code, 0, "history after a kill: {stderr}");
-        let (code, _, stderr) = tier(&project, &["unlock", "dev", "--yes"]);
-        assert_eq!(code, 0, "unlock after a kill: {stderr}");
+        context.tier(&["history", "dev"]).success();
+        context.tier(&["unlock", "dev", "--yes"]).success();
     }
     assert!(
         killed >= 10,
         "only {killed} of 20 applies were killed mid-way"
     );
-    project.write("config/backend/dev.json", r#"{"text": "converged"}"#);
-    let (code, _, stderr) = tier(&project, &["apply", "dev"]);
-    assert_eq!(code, 0, "{stderr}");
-    let (code, stdout, _) = tier(&project, &["plan", "dev"]);
-    assert_eq!(code, 0);
-    assert!(stdout.contains("No changes"), "{stdout}");
-    let port = backend_port(&project, "dev");
+    context.write("config/backend/dev.json", r#"{"text": "converged"}"#);
+    context.tier(&["apply", "dev"]).success();
+    tier_snapshot!("converged_no_changes", context.tier(&["plan", "dev"]));
+    let port = backend_port(&context, "dev");
     for _ in 0..10 {
         assert_eq!(text_of(&http_get(port, "/").1), "converged");
     }
 }
 
 #[test]
-#[expect(
-    clippy::disallowed_methods,
-    reason = "the test needs the child itself to send it Ctrl-C"
-)]
 fn ctrl_c_stops_an_apply_at_a_safe_point_and_undoes_it() {
-    let (project, front) = project();
-    let _down = Down(&project, "dev");
-    assert_eq!(tier(&project, &["apply", "dev"]).0, 0);
-    project.write("config/backend/dev.json", r#"{"text": "never served"}"#);
-    let mut child = std::process::Command::new(tier_test::tier_binary())
-        .env("NO_COLOR", "1")
-        .arg("--project")
-        .arg(project.path())
-        .args([
-            "apply",
-            "dev",
-            "--set",
-            r#"services.backend.health.http="/not-yet""#,
-            "--set",
-            r#"services.backend.rollout.deadline="30s""#,
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start tier apply");
+    let (context, front) = context();
+    let _down = context.down_on_drop("dev");
+    context.tier(&["apply", "dev"]).success();
+    context.write("config/backend/dev.json", r#"{"text": "never served"}"#);
+    let mut child = context.spawn(&[
+        "apply",
+        "dev",
+        "--set",
+        r#"services.backend.health.http="/not-yet""#,
+        "--set",
+        r#"services.backend.rollout.deadline="30s""#,
+    ]);
     // Wait until the new replica is up and failing its gate, then press Ctrl-C.
     wait_for(Duration::from_secs(10), "the new backend replica", || {
-        let (_, stdout, _) = tier(&project, &["status", "dev", "--output", "json"]);
+        let stdout = context.tier(&["status", "dev", "--output", "json"]).stdout;
         stdout.matches("\"replica\":").count() >= 4
     });
     let interrupted = Instant::now();
@@ -395,21 +317,13 @@ fn ctrl_c_stops_an_apply_at_a_safe_point_and_undoes_it() {
         nix::sys::signal::Signal::SIGINT,
     )
     .expect("send Ctrl-C");
-    let mut exit = None;
-    wait_for(
-        Duration::from_secs(15),
-        "tier apply to stop after Ctrl-C",
-        || {
-            exit = child.try_wait().expect("wait for tier apply");
-            exit.is_some()
-        },
-    );
+    let code = child.wait(Duration::from_secs(15));
     assert!(
         interrupted.elapsed() < Duration::from_secs(10),
         "it stopped at the next safe point, not at the deadline"
     );
-    assert_eq!(exit.and_then(|status| status.code()), Some(1));
-    let revisions = history(&project, "dev");
+    assert_eq!(code, 1);
+    let revisions = history(&context, "dev");
     assert_eq!(
         revisions[1]["outcome"]["status"], "rolled_back",
         "{revisions}"
@@ -429,14 +343,14 @@ fn ctrl_c_stops_an_apply_at_a_safe_point_and_undoes_it() {
 
 #[test]
 fn on_failure_halt_keeps_what_succeeded() {
-    let (project, _) = project();
-    let _down = Down(&project, "dev");
-    assert_eq!(tier(&project, &["apply", "dev"]).0, 0);
-    let port = backend_port(&project, "dev");
-    project.write("config/backend/dev.json", r#"{"text": "kept"}"#);
-    let (code, _, stderr) = tier(
-        &project,
-        &[
+    let (context, _) = context();
+    let _down = context.down_on_drop("dev");
+    context.tier(&["apply", "dev"]).success();
+    let port = backend_port(&context, "dev");
+    context.write("config/backend/dev.json", r#"{"text": "kept"}"#);
+    tier_snapshot!(
+        "halted_apply_keeps_what_succeeded",
+        context.tier(&[
             "apply",
             "dev",
             "--set",
@@ -445,10 +359,8 @@ fn on_failure_halt_keeps_what_succeeded() {
             r#"services.frontend.health.http="/not-here""#,
             "--set",
             r#"services.frontend.rollout.deadline="2s""#,
-        ],
+        ])
     );
-    assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("what succeeded was kept"), "{stderr}");
     for _ in 0..10 {
         assert_eq!(
             text_of(&http_get(port, "/").1),
@@ -456,26 +368,27 @@ fn on_failure_halt_keeps_what_succeeded() {
             "the backend keeps its new config"
         );
     }
-    let revisions = history(&project, "dev");
+    let revisions = history(&context, "dev");
     assert_eq!(revisions[1]["outcome"]["status"], "failed", "{revisions}");
 }
 
 #[test]
 fn an_apply_moves_a_host_port() {
-    let (project, old_port) = project();
-    let _down = Down(&project, "dev");
-    assert_eq!(tier(&project, &["apply", "dev"]).0, 0);
+    let (context, old_port) = context();
+    let _down = context.down_on_drop("dev");
+    context.tier(&["apply", "dev"]).success();
     assert_eq!(http_get(old_port, "/").0, 200);
     let new_port = free_port();
-    project.write(
+    context.write(
         "envs/dev.toml",
         &format!("[services.frontend]\nexpose = {new_port}\n\n[services.backend]\nreplicas = 2\n"),
     );
-    let (code, stdout, stderr) = tier(&project, &["apply", "dev"]);
-    assert_eq!(code, 0, "{stderr}");
+    let moved = context.tier(&["apply", "dev"]).success();
     assert!(
-        stdout.contains(&format!("~ expose: {old_port} → {new_port}")),
-        "{stdout}"
+        moved
+            .stdout
+            .contains(&format!("~ expose: {old_port} → {new_port}")),
+        "{moved}"
     );
     assert_eq!(
         http_get(new_port, "/").1,

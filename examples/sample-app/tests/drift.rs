@@ -6,28 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tier_test::{TestProject, free_port, wait_for};
-
-fn tier(project: &TestProject, args: &[&str]) -> (i32, String, String) {
-    let output = project.tier().args(args).output().expect("run tier");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-fn json(project: &TestProject, args: &[&str]) -> serde_json::Value {
-    let mut args = args.to_vec();
-    args.extend(["--output", "json"]);
-    let (code, stdout, stderr) = tier(project, &args);
-    assert_eq!(code, 0, "tier {args:?}: {stderr}");
-    serde_json::from_str(&stdout).expect("JSON")
-}
+use tier_test::{TestContext, tier_snapshot, wait_for};
 
 /// The classes of drift `tier drift dev` finds for `service`.
-fn classes(project: &TestProject, service: &str) -> Vec<String> {
-    let report = json(project, &["drift", "dev"]);
+fn classes(context: &TestContext, service: &str) -> Vec<String> {
+    let report = context.json(&["drift", "dev"]);
     report["drift"]
         .as_array()
         .into_iter()
@@ -38,11 +21,11 @@ fn classes(project: &TestProject, service: &str) -> Vec<String> {
 }
 
 /// The row of `service` in `tier status dev`.
-fn status_row(project: &TestProject, service: &str) -> String {
-    let (code, stdout, stderr) = tier(project, &["status", "dev"]);
-    assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("DRIFT"), "{stdout}");
-    stdout
+fn status_row(context: &TestContext, service: &str) -> String {
+    let status = context.tier(&["status", "dev"]).success();
+    assert!(status.stdout.contains("DRIFT"), "{status}");
+    status
+        .stdout
         .lines()
         .find(|line| line.starts_with(service))
         .unwrap_or_default()
@@ -50,9 +33,9 @@ fn status_row(project: &TestProject, service: &str) -> String {
 }
 
 /// The stored copy under `.tier/artifacts/` with the same bytes as `program`.
-fn stored_copy_of(project: &TestProject, program: &Path) -> PathBuf {
+fn stored_copy_of(context: &TestContext, program: &Path) -> PathBuf {
     let wanted = std::fs::read(program).expect("the program");
-    std::fs::read_dir(project.path().join(".tier/artifacts"))
+    std::fs::read_dir(context.path().join(".tier/artifacts"))
         .expect("the artifact store")
         .filter_map(Result::ok)
         .map(|entry| entry.path())
@@ -60,41 +43,39 @@ fn stored_copy_of(project: &TestProject, program: &Path) -> PathBuf {
         .expect("a stored copy of the program")
 }
 
-struct Down<'a>(&'a TestProject);
+/// Runs `tier down dev` when dropped, so a failing test leaves nothing running.
+struct Down<'a>(&'a TestContext);
 
 impl Drop for Down<'_> {
     fn drop(&mut self) {
-        let _ = self.0.tier().args(["down", "dev"]).output();
+        let _ = self.0.tier(&["down", "dev"]);
     }
 }
 
 #[test]
 fn edited_config_a_replaced_program_and_a_replica_down_are_drift_with_their_times() {
-    let project = TestProject::sample_app();
-    let port = free_port();
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
     // The backend cannot start while the file `down` exists in the project.
-    project.write(
+    context.write(
         "envs/dev.toml",
         &format!(
             "[services.frontend]\nexpose = {port}\n\n[services.backend]\n\
              command = [\"sh\", \"-c\", \"if [ -e down ]; then echo down >&2; exit 1; fi; exec target/release/sample-backend\"]\n"
         ),
     );
-    let (code, _, stderr) = tier(&project, &["apply", "dev"]);
-    assert_eq!(code, 0, "{stderr}");
-    let _down = Down(&project);
+    context.tier(&["apply", "dev"]).success();
+    let _down = Down(&context);
 
-    let (code, stdout, stderr) = tier(&project, &["drift", "dev"]);
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout.trim(), "dev: no drift from revision 1");
+    tier_snapshot!("no_drift", context.tier(&["drift", "dev"]));
     assert!(
-        status_row(&project, "frontend").trim_end().ends_with(" -"),
+        status_row(&context, "frontend").trim_end().ends_with(" -"),
         "{}",
-        status_row(&project, "frontend")
+        status_row(&context, "frontend")
     );
 
     // The frontend's config file, edited by hand.
-    let config = std::fs::read_dir(project.path().join(".tier/dev/config"))
+    let config = std::fs::read_dir(context.path().join(".tier/dev/config"))
         .expect("the config files")
         .filter_map(Result::ok)
         .map(|entry| entry.path())
@@ -106,55 +87,33 @@ fn edited_config_a_replaced_program_and_a_replica_down_are_drift_with_their_time
     let mut text = std::fs::read_to_string(&config).expect("the config file");
     text.push('\n');
     std::fs::write(&config, text).expect("edited");
-    assert_eq!(classes(&project, "frontend"), ["config_edited"]);
-    assert!(
-        status_row(&project, "frontend").contains("config edited"),
-        "{}",
-        status_row(&project, "frontend")
-    );
+    assert_eq!(classes(&context, "frontend"), ["config_edited"]);
+    tier_snapshot!("status_config_edited", context.tier(&["status", "dev"]));
 
     // The frontend's stored program, replaced behind tier's back (a running executable
     // cannot be written to, but it can be replaced).
     let stored = stored_copy_of(
-        &project,
-        &project.path().join("target/release/sample-frontend"),
+        &context,
+        &context.path().join("target/release/sample-frontend"),
     );
     let replacement = stored.with_extension("replacement");
     let mut bytes = std::fs::read(&stored).expect("the stored copy");
     bytes.push(0);
     std::fs::write(&replacement, bytes).expect("a replacement");
     std::fs::rename(&replacement, &stored).expect("replaced");
-    let (code, stdout, stderr) = tier(&project, &["drift", "dev"]);
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stdout.contains("dev: 2 differences from revision 1:"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("frontend: its program .tier/artifacts/"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("changed on disk"), "{stdout}");
-    assert!(stdout.contains("was edited after the apply"), "{stdout}");
+    tier_snapshot!("two_differences", context.tier(&["drift", "dev"]));
 
     // With nothing else to apply, an apply puts both back.
-    let (code, _, stderr) = tier(&project, &["apply", "dev"]);
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stderr.contains("dev: put back frontend: its program, copied again from")
-            && stderr
-                .contains("dev: put back frontend: its config file .tier/dev/config/frontend-"),
-        "{stderr}"
-    );
-    assert_eq!(classes(&project, "frontend"), Vec::<String>::new());
+    tier_snapshot!("apply_puts_back", context.tier(&["apply", "dev"]));
+    assert_eq!(classes(&context, "frontend"), Vec::<String>::new());
     assert_eq!(
         std::fs::read(&stored).expect("the stored copy"),
-        std::fs::read(project.path().join("target/release/sample-frontend")).expect("the program")
+        std::fs::read(context.path().join("target/release/sample-frontend")).expect("the program")
     );
 
     // A backend replica killed while it cannot start again: it is down, and that is drift.
-    std::fs::write(project.path().join("down"), "").expect("the down file");
-    let status = json(&project, &["status", "dev"]);
+    std::fs::write(context.path().join("down"), "").expect("the down file");
+    let status = context.json(&["status", "dev"]);
     let pid = status[0]["status"]["services"][0]["replicas"][0]["pid"]
         .as_i64()
         .unwrap_or(0) as i32;
@@ -167,20 +126,20 @@ fn edited_config_a_replaced_program_and_a_replica_down_are_drift_with_their_time
     wait_for(
         Duration::from_secs(20),
         "the backend replica to be drift",
-        || classes(&project, "backend") == ["not_running"],
+        || classes(&context, "backend") == ["not_running"],
     );
     assert!(
-        status_row(&project, "backend").contains("replica 1 down"),
+        status_row(&context, "backend").contains("replica 1 down"),
         "{}",
-        status_row(&project, "backend")
+        status_row(&context, "backend")
     );
 
     // It comes back once it can start; its record says when it was seen and when it went.
-    std::fs::remove_file(project.path().join("down")).expect("the down file removed");
+    std::fs::remove_file(context.path().join("down")).expect("the down file removed");
     wait_for(Duration::from_secs(30), "the backend to run again", || {
-        classes(&project, "backend").is_empty()
+        classes(&context, "backend").is_empty()
     });
-    let history = json(&project, &["drift", "dev", "--history"]);
+    let history = context.json(&["drift", "dev", "--history"]);
     let records = history["history"].as_array().cloned().unwrap_or_default();
     let record = |key: &str| {
         records
@@ -204,8 +163,10 @@ fn edited_config_a_replaced_program_and_a_replica_down_are_drift_with_their_time
         edited["first_seen_unix_ms"].as_u64() < edited["last_seen_unix_ms"].as_u64(),
         "seen at the first check and again since: {edited}"
     );
-    let (code, text, stderr) = tier(&project, &["drift", "dev", "--history"]);
-    assert_eq!(code, 0, "{stderr}");
+    let text = context
+        .tier(&["drift", "dev", "--history"])
+        .success()
+        .stdout;
     assert!(text.contains("FIRST SEEN"), "{text}");
     assert!(
         text.contains("frontend: its config file") && text.contains("backend: replica 1"),
@@ -215,28 +176,18 @@ fn edited_config_a_replaced_program_and_a_replica_down_are_drift_with_their_time
 
 #[test]
 fn drift_of_a_stopped_environment_says_nothing_runs_to_compare() {
-    let project = TestProject::sample_app();
-    let port = free_port();
-    project.write(
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
+    context.write(
         "envs/dev.toml",
         &format!("[services.frontend]\nexpose = {port}\n"),
     );
-    let (code, stdout, _) = tier(&project, &["drift", "dev"]);
-    assert_eq!(code, 0);
-    assert_eq!(stdout.trim(), "dev: nothing deployed, nothing to compare");
+    tier_snapshot!("nothing_deployed", context.tier(&["drift", "dev"]));
     assert!(
-        !project.path().join(".tier/dev/state.redb").exists(),
+        !context.path().join(".tier/dev/state.redb").exists(),
         "a check creates no state"
     );
-    let (code, _, stderr) = tier(&project, &["apply", "dev"]);
-    assert_eq!(code, 0, "{stderr}");
-    let (code, _, stderr) = tier(&project, &["down", "dev"]);
-    assert_eq!(code, 0, "{stderr}");
-    let (code, stdout, stderr) = tier(&project, &["drift", "dev"]);
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout.trim(), "dev: no drift from revision 1");
-    assert!(
-        stderr.contains("dev: not running: nothing runs to compare; `tier up dev` starts it"),
-        "{stderr}"
-    );
+    context.tier(&["apply", "dev"]).success();
+    context.tier(&["down", "dev"]).success();
+    tier_snapshot!("not_running", context.tier(&["drift", "dev"]));
 }

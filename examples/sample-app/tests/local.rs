@@ -6,20 +6,15 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use tier_test::{KeepAliveClient, RunningEnv, TestProject, free_port, http_get, wait_for};
+use tier_test::{KeepAliveClient, Stream, TestContext, http_get, tier_snapshot, wait_for};
 
 #[test]
 fn dev_and_stage_run_side_by_side_each_with_its_own_config() {
-    let project = TestProject::sample_app();
-    let dev_port = free_port();
-    let stage_port = free_port();
-    let dev = RunningEnv::up(
-        &project,
-        "dev",
-        &[&format!("services.frontend.expose={dev_port}")],
-    );
-    let stage = RunningEnv::up(
-        &project,
+    let mut context = TestContext::sample_app();
+    let dev_port = context.free_port();
+    let stage_port = context.free_port();
+    let dev = context.up("dev", &[&format!("services.frontend.expose={dev_port}")]);
+    let stage = context.up(
         "stage",
         &[&format!("services.frontend.expose={stage_port}")],
     );
@@ -46,10 +41,9 @@ fn dev_and_stage_run_side_by_side_each_with_its_own_config() {
 
 #[test]
 fn killing_a_backend_replica_fails_no_request_and_it_comes_back() {
-    let project = TestProject::sample_app();
-    let port = free_port();
-    let env = RunningEnv::up(
-        &project,
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
+    let env = context.up(
         "dev",
         &[
             &format!("services.frontend.expose={port}"),
@@ -113,10 +107,9 @@ fn killing_a_backend_replica_fails_no_request_and_it_comes_back() {
 
 #[test]
 fn killing_the_agent_leaves_no_replica_behind() {
-    let project = TestProject::sample_app();
-    let port = free_port();
-    let env = RunningEnv::up(
-        &project,
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
+    let env = context.up(
         "dev",
         &[
             &format!("services.frontend.expose={port}"),
@@ -145,10 +138,9 @@ fn killing_the_agent_leaves_no_replica_behind() {
 
 #[test]
 fn a_crash_looping_service_is_reported_and_its_dependents_wait() {
-    let project = TestProject::sample_app();
-    let port = free_port();
-    let env = RunningEnv::up_no_wait(
-        &project,
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
+    let env = context.up_no_wait(
         "dev",
         &[
             &format!("services.frontend.expose={port}"),
@@ -179,132 +171,72 @@ fn a_crash_looping_service_is_reported_and_its_dependents_wait() {
             .contains("waiting for backend, which is crash-looping"),
         "{status}"
     );
-    let text = project
-        .tier()
-        .args(["status", "dev"])
-        .output()
-        .expect("tier status");
-    let text = String::from_utf8_lossy(&text.stdout);
+    let text = context.tier(&["status", "dev"]).stdout;
     assert!(text.contains("crash-loop"), "{text}");
 }
 
 #[test]
 fn up_with_a_missing_command_says_so_and_leaves_nothing() {
-    let project = TestProject::sample_app();
-    let output = project
-        .tier()
-        .args([
-            "up",
-            "dev",
-            "-d",
-            "--set",
-            r#"services.backend.command=["bin/not-there"]"#,
-        ])
-        .output()
-        .expect("tier up");
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    assert!(
-        stderr.contains("dev: service backend: cannot run its command"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("bin/not-there does not exist"), "{stderr}");
-    assert!(!project.path().join(".tier/dev/agent.sock").exists());
+    let context = TestContext::sample_app();
+    tier_snapshot!(context.tier(&[
+        "up",
+        "dev",
+        "-d",
+        "--set",
+        r#"services.backend.command=["bin/not-there"]"#,
+    ]));
+    assert!(!context.path().join(".tier/dev/agent.sock").exists());
 }
 
 #[test]
 fn up_on_a_port_in_use_says_so_and_leaves_nothing() {
-    let project = TestProject::sample_app();
+    let mut context = TestContext::sample_app();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("address").port();
-    let output = project
-        .tier()
-        .args([
-            "up",
-            "dev",
-            "-d",
-            "--set",
-            &format!("services.frontend.expose={port}"),
-        ])
-        .output()
-        .expect("tier up");
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "dev: service frontend: host port {port} is already in use"
-        )),
-        "{stderr}"
-    );
-    assert!(!project.path().join(".tier/dev/agent.sock").exists());
+    context.filter(&format!(r"\b{port}\b"), "[TAKEN]");
+    let expose = format!("services.frontend.expose={port}");
+    tier_snapshot!(context.tier(&["up", "dev", "-d", "--set", &expose]));
+    assert!(!context.path().join(".tier/dev/agent.sock").exists());
 }
 
 #[test]
 fn a_service_that_never_becomes_ready_fails_up_and_leaves_nothing() {
-    let project = TestProject::sample_app();
-    let port = free_port();
-    let output = project
-        .tier()
-        .args([
-            "up",
-            "dev",
-            "-d",
-            "--set",
-            &format!("services.frontend.expose={port}"),
-            "--set",
-            r#"services.backend.health.http="/not-here""#,
-            "--set",
-            r#"services.backend.rollout.deadline="2s""#,
-        ])
-        .output()
-        .expect("tier up");
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    assert!(
-        stderr.contains("dev: service backend did not become ready within 2s"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("/not-here answered 404"), "{stderr}");
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
+    tier_snapshot!(context.tier(&[
+        "up",
+        "dev",
+        "-d",
+        "--set",
+        &format!("services.frontend.expose={port}"),
+        "--set",
+        r#"services.backend.health.http="/not-here""#,
+        "--set",
+        r#"services.backend.rollout.deadline="2s""#,
+    ]));
     wait_for(Duration::from_secs(5), "the agent to be gone", || {
-        !project.path().join(".tier/dev/agent.sock").exists()
+        !context.path().join(".tier/dev/agent.sock").exists()
     });
 }
 
 #[test]
 fn down_of_an_environment_that_is_not_running() {
-    let project = TestProject::sample_app();
-    let output = project
-        .tier()
-        .args(["down", "stage"])
-        .output()
-        .expect("tier down");
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.trim(), "error: stage: not running, nothing to stop");
+    let context = TestContext::sample_app();
+    tier_snapshot!(context.tier(&["down", "stage"]));
 }
 
 #[test]
 fn logs_are_prefixed_per_replica_and_kept_on_disk() {
-    let project = TestProject::sample_app();
-    let port = free_port();
-    let _env = RunningEnv::up(
-        &project,
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
+    let _env = context.up(
         "dev",
         &[
             &format!("services.frontend.expose={port}"),
             "services.backend.replicas=2",
         ],
     );
-    let output = project
-        .tier()
-        .args(["logs", "dev", "backend"])
-        .output()
-        .expect("tier logs");
-    assert_eq!(output.status.code(), Some(0));
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = context.tier(&["logs", "dev", "backend"]).success().stdout;
     assert!(
         stdout.contains("backend-1 | sample-backend replica 1 listening"),
         "{stdout}"
@@ -314,18 +246,14 @@ fn logs_are_prefixed_per_replica_and_kept_on_disk() {
         "{stdout}"
     );
     assert!(!stdout.contains("frontend"), "only the backend: {stdout}");
-    assert!(project.path().join(".tier/dev/logs/backend-1.log").exists());
+    assert!(context.path().join(".tier/dev/logs/backend-1.log").exists());
 }
 
 #[test]
 fn the_proxy_adds_a_request_id_and_logs_each_request() {
-    let project = TestProject::sample_app();
-    let port = free_port();
-    let _env = RunningEnv::up(
-        &project,
-        "dev",
-        &[&format!("services.frontend.expose={port}")],
-    );
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
+    let _env = context.up("dev", &[&format!("services.frontend.expose={port}")]);
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
@@ -339,7 +267,7 @@ fn the_proxy_adds_a_request_id_and_logs_each_request() {
         .trim()
         .to_owned();
     wait_for(Duration::from_secs(5), "the access log line", || {
-        std::fs::read_to_string(project.path().join(".tier/dev/logs/access.log")).is_ok_and(|log| {
+        std::fs::read_to_string(context.path().join(".tier/dev/logs/access.log")).is_ok_and(|log| {
             log.contains(&format!("request_id={id}"))
                 && log.contains(
                     "service=frontend replica=frontend-1 method=GET path=/healthz status=200",
@@ -349,36 +277,21 @@ fn the_proxy_adds_a_request_id_and_logs_each_request() {
 }
 
 #[test]
-#[expect(
-    clippy::disallowed_methods,
-    reason = "the test needs the child itself to send it Ctrl-C"
-)]
 fn foreground_up_prints_prefixed_output_and_ctrl_c_stops_everything() {
-    let project = TestProject::sample_app();
-    let port = free_port();
-    let mut child = std::process::Command::new(tier_test::tier_binary())
-        .env("NO_COLOR", "1")
-        .args(["--project"])
-        .arg(project.path())
-        .args([
-            "up",
-            "dev",
-            "--set",
-            &format!("services.frontend.expose={port}"),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start tier up");
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
+    let mut child = context.spawn(&[
+        "up",
+        "dev",
+        "--set",
+        &format!("services.frontend.expose={port}"),
+    ]);
     let status = || {
-        project
-            .tier()
-            .args(["status", "dev", "--output", "json"])
-            .output()
-            .ok()
-            .and_then(|output| serde_json::from_slice::<serde_json::Value>(&output.stdout).ok())
-            .map(|all| all[0]["status"].clone())
-            .unwrap_or_default()
+        serde_json::from_str::<serde_json::Value>(
+            &context.tier(&["status", "dev", "--output", "json"]).stdout,
+        )
+        .map(|all| all[0]["status"].clone())
+        .unwrap_or_default()
     };
     wait_for(Duration::from_secs(20), "dev to be ready", || {
         status()["services"].as_array().is_some_and(|services| {
@@ -396,22 +309,9 @@ fn foreground_up_prints_prefixed_output_and_ctrl_c_stops_everything() {
         nix::sys::signal::Signal::SIGINT,
     )
     .expect("send Ctrl-C");
-    let mut exit = None;
-    wait_for(
-        Duration::from_secs(20),
-        "tier up to stop after Ctrl-C",
-        || {
-            exit = child.try_wait().expect("wait for tier up");
-            exit.is_some()
-        },
-    );
-    let exit = exit.expect("tier up exited");
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .map(|mut out| out.read_to_string(&mut stdout));
-    assert!(exit.success(), "{exit:?}");
+    let code = child.wait(Duration::from_secs(20));
+    let stdout = child.text(Stream::Stdout);
+    assert_eq!(code, 0, "{stdout}");
     assert!(
         stdout.contains("backend-1  | sample-backend replica 1 listening"),
         "{stdout}"
@@ -427,7 +327,7 @@ fn foreground_up_prints_prefixed_output_and_ctrl_c_stops_everything() {
         );
     }
     assert!(
-        !project.path().join(".tier/dev/agent.sock").exists(),
+        !context.path().join(".tier/dev/agent.sock").exists(),
         "the socket is removed"
     );
 }
@@ -435,14 +335,10 @@ fn foreground_up_prints_prefixed_output_and_ctrl_c_stops_everything() {
 #[test]
 fn the_control_socket_is_for_its_owner_only() {
     use std::os::unix::fs::PermissionsExt;
-    let project = TestProject::sample_app();
-    let port = free_port();
-    let _env = RunningEnv::up(
-        &project,
-        "dev",
-        &[&format!("services.frontend.expose={port}")],
-    );
-    let mode = std::fs::metadata(project.path().join(".tier/dev/agent.sock"))
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
+    let _env = context.up("dev", &[&format!("services.frontend.expose={port}")]);
+    let mode = std::fs::metadata(context.path().join(".tier/dev/agent.sock"))
         .expect("the socket exists")
         .permissions()
         .mode();
@@ -451,10 +347,9 @@ fn the_control_socket_is_for_its_owner_only() {
 
 #[test]
 fn a_tcp_service_is_balanced_connection_by_connection() {
-    let project = TestProject::sample_app();
-    let port = free_port();
-    let env = RunningEnv::up(
-        &project,
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
+    let env = context.up(
         "dev",
         &[
             &format!("services.frontend.expose={port}"),
@@ -485,17 +380,16 @@ fn a_tcp_service_is_balanced_connection_by_connection() {
         ["backend-1", "backend-2"]
     );
     // No HTTP proxy in between: no request id is added and nothing is access-logged.
-    let access = std::fs::read_to_string(project.path().join(".tier/dev/logs/access.log"))
+    let access = std::fs::read_to_string(context.path().join(".tier/dev/logs/access.log"))
         .unwrap_or_default();
     assert!(!access.contains("service=backend"), "{access}");
 }
 
 #[test]
 fn restart_never_leaves_an_exited_replica_down() {
-    let project = TestProject::sample_app();
-    let port = free_port();
-    let env = RunningEnv::up(
-        &project,
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
+    let env = context.up(
         "dev",
         &[
             &format!("services.frontend.expose={port}"),
@@ -539,26 +433,15 @@ fn restart_never_leaves_an_exited_replica_down() {
 
 #[test]
 fn up_with_a_command_that_is_not_executable_says_so() {
-    let project = TestProject::sample_app();
-    project.write("bin/backend.sh", "#!/bin/sh\nexit 0\n");
-    let output = project
-        .tier()
-        .args([
-            "up",
-            "dev",
-            "-d",
-            "--set",
-            r#"services.backend.command=["bin/backend.sh"]"#,
-        ])
-        .output()
-        .expect("tier up");
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    assert!(
-        stderr.contains("bin/backend.sh is not executable (chmod +x it)"),
-        "{stderr}"
-    );
+    let context = TestContext::sample_app();
+    context.write("bin/backend.sh", "#!/bin/sh\nexit 0\n");
+    tier_snapshot!(context.tier(&[
+        "up",
+        "dev",
+        "-d",
+        "--set",
+        r#"services.backend.command=["bin/backend.sh"]"#,
+    ]));
 }
 
 /// The pid of every replica in an environment's status.
@@ -574,44 +457,13 @@ fn replica_pids(status: &serde_json::Value) -> Vec<i32> {
 }
 
 #[test]
-#[expect(
-    clippy::disallowed_methods,
-    reason = "the test reads a following `tier logs` as it runs"
-)]
 fn logs_follow_prints_new_lines_as_replicas_write_them() {
-    use std::io::BufRead;
-    let project = TestProject::sample_app();
-    let port = free_port();
-    let env = RunningEnv::up(
-        &project,
-        "dev",
-        &[&format!("services.frontend.expose={port}")],
-    );
-    let mut follow = std::process::Command::new(tier_test::tier_binary())
-        .env("NO_COLOR", "1")
-        .arg("--project")
-        .arg(project.path())
-        .args(["logs", "dev", "backend", "-f"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start tier logs -f");
-    let stdout = follow.stdout.take().expect("piped");
-    let (sender, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if sender.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
+    let env = context.up("dev", &[&format!("services.frontend.expose={port}")]);
+    let mut follow = context.spawn(&["logs", "dev", "backend", "-f"]);
     // The backend's first start is already on disk; a restart writes a new line.
-    let first = lines
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the existing line");
+    let first = follow.wait_for_line(Stream::Stdout, "backend-1 |", Duration::from_secs(10));
     assert!(
         first.starts_with("backend-1 | sample-backend replica 1 listening"),
         "{first}"
@@ -624,13 +476,9 @@ fn logs_follow_prints_new_lines_as_replicas_write_them() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill the backend");
-    let next = lines
-        .recv_timeout(Duration::from_secs(10))
-        .expect("a line written after the kill");
+    let next = follow.wait_for_line(Stream::Stdout, "backend-1 |", Duration::from_secs(10));
     assert!(
         next.starts_with("backend-1 | sample-backend replica 1 listening"),
         "{next}"
     );
-    let _ = follow.kill();
-    let _ = follow.wait();
 }

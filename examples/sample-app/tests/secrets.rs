@@ -7,62 +7,52 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use serde_json::Value;
-use tier_test::{TestProject, free_port};
+use tier_test::{Run, TestContext, tier_snapshot};
 
 const CANARY: &str = "canary-5b1e0c7d-first";
 const CANARY_CHANGED: &str = "canary-5b1e0c7d-second";
 const FILE_CANARY: &str = "canary-5b1e0c7d-tls";
 
 /// The sample app with secrets for dev (one from the shell, one from a file) and for prod
-/// (never read by dev's commands), the frontend on a free host port.
-fn project() -> (TestProject, tempfile::TempDir, u16) {
-    let project = TestProject::sample_app();
+/// (never read by dev's commands), the frontend on a free host port. Every command runs with
+/// debug logs on, so those are searched for secret values too.
+fn context() -> (TestContext, tempfile::TempDir, u16) {
+    let mut context = TestContext::sample_app();
+    context
+        .env("RUST_LOG", "debug")
+        .env_remove("PROD_DB_PASSWORD");
     let secrets = tempfile::tempdir().expect("a directory for the key file");
+    context.filter_text(&secrets.path().display().to_string(), "[SECRETS]");
     let key = secrets.path().join("tls.key");
     std::fs::write(&key, FILE_CANARY).expect("write the key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
-    let port = free_port();
-    project.write(
+    let port = context.free_port();
+    context.write(
         "envs/dev.toml",
         &format!(
             "[services.backend]\nsecrets = {{ DB_PASSWORD = {{ env = \"SAMPLE_DB_PASSWORD\" }}, TLS_KEY = {{ file = \"{}\" }} }}\n\n[services.frontend]\nexpose = {port}\n",
             key.display()
         ),
     );
-    let prod = project.read("envs/prod.toml");
-    project.write(
+    let prod = context.read("envs/prod.toml");
+    context.write(
         "envs/prod.toml",
         &prod.replace(
             "[services.backend]\n",
             "[services.backend]\nsecrets = { DB_PASSWORD = { env = \"PROD_DB_PASSWORD\" } }\n",
         ),
     );
-    (project, secrets, port)
+    (context, secrets, port)
 }
 
-/// Everything a command printed, with its exit code.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(project: &TestProject, password: Option<&str>, args: &[&str]) -> Run {
-    let mut command = project.tier();
-    command
-        .args(args)
-        .env("RUST_LOG", "debug")
-        .env_remove("PROD_DB_PASSWORD");
+/// Runs `tier <args>` with `SAMPLE_DB_PASSWORD` set to `password`, or unset.
+fn run(context: &TestContext, password: Option<&str>, args: &[&str]) -> Run {
+    let mut command = context.command(args);
     match password {
         Some(value) => command.env("SAMPLE_DB_PASSWORD", value),
         None => command.env_remove("SAMPLE_DB_PASSWORD"),
     };
-    let output = command.output().expect("run tier");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    context.run(command)
 }
 
 fn environ(pid: u64) -> String {
@@ -78,10 +68,9 @@ fn replica_pid(status: &Value, service: &str) -> u64 {
         .unwrap_or_else(|| panic!("a running {service} replica in {status}"))
 }
 
-fn status(project: &TestProject) -> (Run, Value) {
-    let run = run(project, None, &["status", "dev", "--output", "json"]);
-    let value: Value = serde_json::from_str(&run.stdout).expect("status is JSON");
-    let entry = value[0]["status"].clone();
+fn status(context: &TestContext) -> (Run, Value) {
+    let run = run(context, None, &["status", "dev", "--output", "json"]);
+    let entry = run.json()[0]["status"].clone();
     (run, entry)
 }
 
@@ -108,29 +97,27 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
 
 #[test]
 fn a_canary_reaches_only_its_replica() {
-    let (project, _secrets, port) = project();
+    let (context, _secrets, port) = context();
     let mut printed = Vec::new();
 
-    let validate = run(&project, Some(CANARY), &["validate", "--env", "dev"]);
+    let validate = run(&context, Some(CANARY), &["validate", "--env", "dev"]);
     assert_eq!(validate.code, 0, "{}", validate.stderr);
     printed.push(validate);
 
-    let plan = run(&project, Some(CANARY), &["plan", "dev"]);
-    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let plan = run(&context, Some(CANARY), &["plan", "dev"]).success();
     assert!(
         plan.stdout.contains("secret DB_PASSWORD: value set (hmac:"),
-        "{}",
-        plan.stdout
+        "{plan}"
     );
     printed.push(plan);
-    let plan_json = run(&project, Some(CANARY), &["plan", "dev", "--output", "json"]);
+    let plan_json = run(&context, Some(CANARY), &["plan", "dev", "--output", "json"]);
     printed.push(plan_json);
 
-    let apply = run(&project, Some(CANARY), &["apply", "dev"]);
+    let apply = run(&context, Some(CANARY), &["apply", "dev"]);
     assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
     printed.push(apply);
 
-    let (status_run, running) = status(&project);
+    let (status_run, running) = status(&context);
     printed.push(status_run);
     let backend = environ(replica_pid(&running, "backend"));
     assert!(
@@ -152,25 +139,15 @@ fn a_canary_reaches_only_its_replica() {
     );
 
     // A changed value: exactly the backend updates, named by fingerprint only.
-    let changed = run(&project, Some(CANARY_CHANGED), &["plan", "dev"]);
-    assert_eq!(changed.code, 0, "{}", changed.stderr);
-    assert!(
-        changed.stdout.contains("~ backend\n")
-            && changed
-                .stdout
-                .contains("secret DB_PASSWORD: value changed (hmac:")
-            && changed.stdout.contains("1 unchanged (frontend)")
-            && changed
-                .stdout
-                .contains("0 to create, 1 to update, 0 to delete"),
-        "{}",
-        changed.stdout
+    let changed = tier_snapshot!(
+        "plan_of_a_changed_secret",
+        run(&context, Some(CANARY_CHANGED), &["plan", "dev"])
     );
     printed.push(changed);
-    let apply = run(&project, Some(CANARY_CHANGED), &["apply", "dev"]);
+    let apply = run(&context, Some(CANARY_CHANGED), &["apply", "dev"]);
     assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
     printed.push(apply);
-    let (status_run, running) = status(&project);
+    let (status_run, running) = status(&context);
     printed.push(status_run);
     assert!(
         environ(replica_pid(&running, "backend"))
@@ -179,7 +156,7 @@ fn a_canary_reaches_only_its_replica() {
 
     // A failed apply (the backend never becomes ready) is rolled back.
     let failed = run(
-        &project,
+        &context,
         Some(CANARY),
         &[
             "apply",
@@ -193,10 +170,10 @@ fn a_canary_reaches_only_its_replica() {
     assert_eq!(failed.code, 1, "{}{}", failed.stdout, failed.stderr);
     printed.push(failed);
 
-    let rollback = run(&project, Some(CANARY), &["rollback", "dev", "--to", "1"]);
+    let rollback = run(&context, Some(CANARY), &["rollback", "dev", "--to", "1"]);
     assert_eq!(rollback.code, 0, "{}{}", rollback.stdout, rollback.stderr);
     printed.push(rollback);
-    let (status_run, running) = status(&project);
+    let (status_run, running) = status(&context);
     printed.push(status_run);
     assert!(environ(replica_pid(&running, "backend")).contains(&format!("DB_PASSWORD={CANARY}")));
 
@@ -209,32 +186,24 @@ fn a_canary_reaches_only_its_replica() {
         &["explain", "dev", "services.backend.secrets"],
         &["diff", "dev", "stage"],
     ] {
-        let output = run(&project, Some(CANARY), args);
+        let output = run(&context, Some(CANARY), args);
         assert_eq!(output.code, 0, "tier {args:?}: {}", output.stderr);
         printed.push(output);
     }
 
     // Forced errors: a missing variable, a key file others can read.
-    let unset = run(&project, None, &["validate", "--env", "dev"]);
-    assert_eq!(unset.code, 1);
-    assert!(
-        unset.stderr.contains("envs/dev.toml:2:")
-            && unset.stderr.contains("`SAMPLE_DB_PASSWORD` is not set"),
-        "{}",
-        unset.stderr
+    let unset = tier_snapshot!(
+        "validate_with_the_variable_unset",
+        run(&context, None, &["validate", "--env", "dev"])
     );
     printed.push(unset);
-    let missing = run(&project, None, &["plan", "dev"]);
-    assert_eq!(missing.code, 1);
-    assert!(
-        missing.stderr.contains("envs/dev.toml:2:")
-            && missing.stderr.contains("`SAMPLE_DB_PASSWORD` is not set"),
-        "{}",
-        missing.stderr
+    let missing = tier_snapshot!(
+        "plan_with_the_variable_unset",
+        run(&context, None, &["plan", "dev"])
     );
     printed.push(missing);
 
-    let down = run(&project, Some(CANARY), &["down", "dev"]);
+    let down = run(&context, Some(CANARY), &["down", "dev"]);
     assert_eq!(down.code, 0, "{}", down.stderr);
     printed.push(down);
 
@@ -249,10 +218,10 @@ fn a_canary_reaches_only_its_replica() {
         }
     }
     // The search itself finds what is there: the merged config the backend reads.
-    assert!(!files_holding(&project.path().join(".tier"), "development config").is_empty());
+    assert!(!files_holding(&context.path().join(".tier"), "development config").is_empty());
     for canary in [CANARY, CANARY_CHANGED, FILE_CANARY] {
         assert_eq!(
-            files_holding(&project.path().join(".tier"), canary),
+            files_holding(&context.path().join(".tier"), canary),
             Vec::<String>::new(),
             "files under .tier/ that hold a secret value"
         );
@@ -261,13 +230,13 @@ fn a_canary_reaches_only_its_replica() {
 
 #[test]
 fn up_hands_the_value_to_its_replica_and_nowhere_else() {
-    let (project, _secrets, _port) = project();
-    let up = run(&project, Some(CANARY), &["up", "dev", "-d"]);
+    let (context, _secrets, _port) = context();
+    let up = run(&context, Some(CANARY), &["up", "dev", "-d"]);
     assert_eq!(up.code, 0, "{}{}", up.stdout, up.stderr);
-    let (status_run, running) = status(&project);
+    let (status_run, running) = status(&context);
     let backend = environ(replica_pid(&running, "backend"));
     let agent = environ(running["agent_pid"].as_u64().expect("the agent's pid"));
-    let down = run(&project, Some(CANARY), &["down", "dev"]);
+    let down = run(&context, Some(CANARY), &["down", "dev"]);
     assert_eq!(down.code, 0, "{}", down.stderr);
     assert!(backend.contains(&format!("DB_PASSWORD={CANARY}")));
     assert!(backend.contains(&format!("TLS_KEY={FILE_CANARY}")));
@@ -275,10 +244,10 @@ fn up_hands_the_value_to_its_replica_and_nowhere_else() {
     for output in [&up, &status_run, &down] {
         assert!(!output.stdout.contains(CANARY) && !output.stderr.contains(CANARY));
     }
-    assert!(!files_holding(&project.path().join(".tier"), "development config").is_empty());
+    assert!(!files_holding(&context.path().join(".tier"), "development config").is_empty());
     for canary in [CANARY, FILE_CANARY] {
         assert_eq!(
-            files_holding(&project.path().join(".tier"), canary),
+            files_holding(&context.path().join(".tier"), canary),
             Vec::<String>::new()
         );
     }
@@ -286,51 +255,36 @@ fn up_hands_the_value_to_its_replica_and_nowhere_else() {
 
 #[test]
 fn dev_never_reads_the_secrets_only_prod_declares() {
-    let (project, _secrets, _port) = project();
+    let (context, _secrets, _port) = context();
     // PROD_DB_PASSWORD is unset in every run; dev's commands do not care.
-    let plan = run(&project, Some(CANARY), &["plan", "dev"]);
+    let plan = run(&context, Some(CANARY), &["plan", "dev"]);
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     assert!(!plan.stderr.contains("PROD_DB_PASSWORD"));
-    let prod = run(&project, Some(CANARY), &["plan", "prod"]);
-    assert_eq!(prod.code, 1);
-    assert!(
-        prod.stderr.contains("envs/prod.toml:")
-            && prod.stderr.contains("`PROD_DB_PASSWORD` is not set"),
-        "{}",
-        prod.stderr
+    tier_snapshot!(
+        "plan_of_prod_without_its_variable",
+        run(&context, Some(CANARY), &["plan", "prod"])
     );
 }
 
 #[test]
 fn a_key_file_others_can_read_is_refused_before_anything_starts() {
-    let (project, secrets, _port) = project();
+    let (context, secrets, _port) = context();
     let key = secrets.path().join("tls.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod 644");
-    let up = run(&project, Some(CANARY), &["up", "dev", "-d"]);
-    assert_eq!(up.code, 1, "{}", up.stderr);
-    assert!(
-        up.stderr.contains("envs/dev.toml:2:")
-            && up.stderr.contains("can be read by others (mode 0644)")
-            && up.stderr.contains(&format!("chmod 600 {}", key.display())),
-        "{}",
-        up.stderr
+    let up = tier_snapshot!(
+        "up_with_a_readable_key_file",
+        run(&context, Some(CANARY), &["up", "dev", "-d"])
     );
-    assert!(!project.path().join(".tier/dev/agent.sock").exists());
+    assert!(!context.path().join(".tier/dev/agent.sock").exists());
     assert!(!up.stderr.contains(FILE_CANARY));
 }
 
 #[test]
 fn an_unknown_kind_of_reference_is_a_located_error() {
-    let project = TestProject::sample_app();
-    project.write(
+    let context = TestContext::sample_app();
+    context.write(
         "envs/dev.toml",
         "[services.backend]\nsecrets = { DB_PASSWORD = { vault = \"db/password\" } }\n",
     );
-    let validate = run(&project, None, &["validate"]);
-    assert_eq!(validate.code, 1);
-    assert!(
-        validate.stderr.contains("envs/dev.toml:2:") && validate.stderr.contains("vault"),
-        "{}",
-        validate.stderr
-    );
+    tier_snapshot!(run(&context, None, &["validate"]));
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tier_test::{RunningEnv, TestProject, free_port, http_call, http_get, wait_for};
+use tier_test::{RunningEnv, Stream, TestContext, http_call, http_get, tier_snapshot, wait_for};
 
 /// The store's port and the environment's tokens, as the agent left them under `.tier/<env>/`.
 struct StoreAccess {
@@ -19,10 +19,10 @@ struct StoreAccess {
     read_write: String,
 }
 
-fn store_access(project: &TestProject, env: &str) -> StoreAccess {
-    let ports: Value = serde_json::from_str(&project.read(&format!(".tier/{env}/ports.json")))
+fn store_access(context: &TestContext, env: &str) -> StoreAccess {
+    let ports: Value = serde_json::from_str(&context.read(&format!(".tier/{env}/ports.json")))
         .expect("ports.json is JSON");
-    let tokens: Value = serde_json::from_str(&project.read(&format!(".tier/{env}/tokens.json")))
+    let tokens: Value = serde_json::from_str(&context.read(&format!(".tier/{env}/tokens.json")))
         .expect("tokens.json is JSON");
     StoreAccess {
         port: ports["_store"].as_u64().expect("the store's port") as u16,
@@ -35,15 +35,6 @@ fn store_access(project: &TestProject, env: &str) -> StoreAccess {
             .expect("a read-write token")
             .to_owned(),
     }
-}
-
-fn tier(project: &TestProject, args: &[&str]) -> (i32, String, String) {
-    let output = project.tier().args(args).output().expect("run tier");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 fn frontend_replica(env: &RunningEnv<'_>) -> (Value, Value) {
@@ -63,22 +54,19 @@ fn frontend_replica(env: &RunningEnv<'_>) -> (Value, Value) {
 
 #[test]
 fn a_flag_turned_on_changes_the_page_without_a_restart() {
-    let project = TestProject::sample_app();
-    let port = free_port();
-    let env = RunningEnv::up(
-        &project,
-        "dev",
-        &[&format!("services.frontend.expose={port}")],
-    );
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
+    let env = context.up("dev", &[&format!("services.frontend.expose={port}")]);
     assert_eq!(
         http_get(port, "/").1,
         "Hello from <b>development config</b>!"
     );
     let before = frontend_replica(&env);
 
-    let (code, stdout, stderr) = tier(&project, &["flag", "on", "dev", "show-replica"]);
-    assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("show-replica is on"), "{stdout}");
+    tier_snapshot!(
+        "flag_on",
+        context.tier(&["flag", "on", "dev", "show-replica"])
+    );
     let started = std::time::Instant::now();
     wait_for(
         Duration::from_secs(10),
@@ -98,17 +86,11 @@ fn a_flag_turned_on_changes_the_page_without_a_restart() {
         "the frontend was neither restarted nor replaced"
     );
 
-    let (code, stdout, _) = tier(&project, &["flag", "ls", "dev"]);
-    assert_eq!(code, 0);
-    assert!(
-        stdout
-            .lines()
-            .any(|line| line.starts_with("show-replica") && line.contains(" on ")),
-        "{stdout}"
-    );
+    tier_snapshot!("flag_ls", context.tier(&["flag", "ls", "dev"]));
 
-    let (code, _, stderr) = tier(&project, &["flag", "off", "dev", "show-replica"]);
-    assert_eq!(code, 0, "{stderr}");
+    context
+        .tier(&["flag", "off", "dev", "show-replica"])
+        .success();
     wait_for(
         Duration::from_secs(10),
         "the page to drop the replica",
@@ -117,70 +99,56 @@ fn a_flag_turned_on_changes_the_page_without_a_restart() {
 
     // A rollout to every key, then to none: the page asks without a key, so it follows
     // 100% and 0%.
-    let (code, stdout, stderr) = tier(
-        &project,
-        &["flag", "on", "dev", "show-replica", "--percent", "100"],
+    tier_snapshot!(
+        "flag_on_for_every_key",
+        context.tier(&["flag", "on", "dev", "show-replica", "--percent", "100"])
     );
-    assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("show-replica is on for 100%"), "{stdout}");
     wait_for(Duration::from_secs(10), "a 100% rollout to show", || {
         http_get(port, "/").1.contains("Served by")
     });
-    let (code, _, stderr) = tier(
-        &project,
-        &["flag", "on", "dev", "show-replica", "--percent", "0"],
-    );
-    assert_eq!(code, 0, "{stderr}");
+    context
+        .tier(&["flag", "on", "dev", "show-replica", "--percent", "0"])
+        .success();
     wait_for(Duration::from_secs(10), "a 0% rollout to hide", || {
         http_get(port, "/").1 == "Hello from <b>development config</b>!"
     });
 
-    let (code, _, stderr) = tier(&project, &["flag", "on", "dev", "show-replicas"]);
-    assert_eq!(code, 1);
-    assert!(stderr.contains("did you mean `show-replica`"), "{stderr}");
+    tier_snapshot!(
+        "flag_misspelt",
+        context.tier(&["flag", "on", "dev", "show-replicas"])
+    );
 }
 
 #[test]
 fn config_changes_are_audited_and_roll_back_through_the_running_agent() {
-    let project = TestProject::sample_app();
-    let port = free_port();
-    let _env = RunningEnv::up(
-        &project,
-        "dev",
-        &[&format!("services.frontend.expose={port}")],
-    );
-    let (code, first, stderr) = tier(&project, &["config", "set", "dev", "backend/limit", "10"]);
-    assert_eq!(code, 0, "{stderr}");
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
+    let _env = context.up("dev", &[&format!("services.frontend.expose={port}")]);
+    let first = context
+        .tier(&["config", "set", "dev", "backend/limit", "10"])
+        .success()
+        .stdout;
     let first_revision: u64 = first
         .trim()
         .rsplit_once("(revision ")
         .and_then(|(_, rest)| rest.trim_end_matches(')').parse().ok())
         .unwrap_or_else(|| panic!("a revision in {first:?}"));
-    let (code, _, stderr) = tier(
-        &project,
-        &["config", "set", "dev", "backend/limit", r#"{"max": 20}"#],
-    );
-    assert_eq!(code, 0, "{stderr}");
+    context
+        .tier(&["config", "set", "dev", "backend/limit", r#"{"max": 20}"#])
+        .success();
     assert_eq!(
-        tier(&project, &["config", "get", "dev", "backend/limit"]).1,
+        context
+            .tier(&["config", "get", "dev", "backend/limit"])
+            .stdout,
         "{\"max\":20}\n"
     );
 
-    let (_, listing, _) = tier(&project, &["config", "ls", "dev", "backend/"]);
-    assert!(listing.contains("backend/limit"), "{listing}");
-
-    let (_, history, _) = tier(
-        &project,
-        &[
-            "config",
-            "history",
-            "dev",
-            "backend/limit",
-            "--output",
-            "json",
-        ],
+    tier_snapshot!(
+        "config_ls",
+        context.tier(&["config", "ls", "dev", "backend/"])
     );
-    let history: Value = serde_json::from_str(&history).expect("history is JSON");
+
+    let history = context.json(&["config", "history", "dev", "backend/limit"]);
     let records = history["history"].as_array().expect("records");
     assert_eq!(records.len(), 2, "{history}");
     assert_eq!(records[0]["old"], Value::Null);
@@ -194,42 +162,41 @@ fn config_changes_are_audited_and_roll_back_through_the_running_agent() {
         "{history}"
     );
 
-    let (code, _, stderr) = tier(
-        &project,
-        &[
+    context
+        .tier(&[
             "config",
             "rollback",
             "dev",
             "backend/limit",
             "--to",
             &first_revision.to_string(),
-        ],
-    );
-    assert_eq!(code, 0, "{stderr}");
+        ])
+        .success();
     assert_eq!(
-        tier(&project, &["config", "get", "dev", "backend/limit"]).1,
+        context
+            .tier(&["config", "get", "dev", "backend/limit"])
+            .stdout,
         "10\n"
     );
 
-    let (code, _, stderr) = tier(&project, &["config", "rm", "dev", "backend/limit"]);
-    assert_eq!(code, 0, "{stderr}");
-    let (code, _, stderr) = tier(&project, &["config", "get", "dev", "backend/limit"]);
-    assert_eq!(code, 1);
-    assert!(stderr.contains("no key"), "{stderr}");
+    context
+        .tier(&["config", "rm", "dev", "backend/limit"])
+        .success();
+    tier_snapshot!(
+        "config_get_of_a_removed_key",
+        context.tier(&["config", "get", "dev", "backend/limit"])
+    );
 }
 
 #[test]
 fn config_works_on_a_stopped_environment_and_the_agent_serves_it_later() {
-    let project = TestProject::sample_app();
-    let (code, _, stderr) = tier(&project, &["config", "set", "dev", "greeting", "\"hi\""]);
-    assert_eq!(code, 0, "{stderr}");
-    let port = free_port();
-    let _env = RunningEnv::up(
-        &project,
-        "dev",
-        &[&format!("services.frontend.expose={port}")],
-    );
-    let store = store_access(&project, "dev");
+    let mut context = TestContext::sample_app();
+    context
+        .tier(&["config", "set", "dev", "greeting", "\"hi\""])
+        .success();
+    let port = context.free_port();
+    let _env = context.up("dev", &[&format!("services.frontend.expose={port}")]);
+    let store = store_access(&context, "dev");
     let (status, body) = http_call(
         store.port,
         "GET",
@@ -244,28 +211,23 @@ fn config_works_on_a_stopped_environment_and_the_agent_serves_it_later() {
 
 #[test]
 fn each_environment_has_its_own_tokens_and_discovery() {
-    let project = TestProject::sample_app();
-    let dev_port = free_port();
-    let stage_port = free_port();
-    let _dev = RunningEnv::up(
-        &project,
-        "dev",
-        &[&format!("services.frontend.expose={dev_port}")],
-    );
-    let _stage = RunningEnv::up(
-        &project,
+    let mut context = TestContext::sample_app();
+    let dev_port = context.free_port();
+    let stage_port = context.free_port();
+    let _dev = context.up("dev", &[&format!("services.frontend.expose={dev_port}")]);
+    let _stage = context.up(
         "stage",
         &[
             &format!("services.frontend.expose={stage_port}"),
             "services.backend.replicas=2",
         ],
     );
-    let dev = store_access(&project, "dev");
-    let stage = store_access(&project, "stage");
+    let dev = store_access(&context, "dev");
+    let stage = store_access(&context, "stage");
     assert_ne!(dev.port, stage.port);
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(project.path().join(".tier/stage/tokens.json"))
+        let mode = std::fs::metadata(context.path().join(".tier/stage/tokens.json"))
             .expect("the tokens file")
             .permissions()
             .mode();
@@ -329,16 +291,16 @@ fn acknowledged_writes_survive_the_agent_killed_with_sigkill() {
     const ROUNDS: usize = 10;
     const WRITERS: usize = 4;
     const ACKED_BEFORE_KILL: usize = 120;
-    let project = TestProject::sample_app();
-    let port = free_port();
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
     let sets = [format!("services.frontend.expose={port}")];
     let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
     let acknowledged: Arc<Mutex<BTreeMap<String, (String, u64)>>> = Arc::default();
     let mut highest_seen = 0u64;
 
     for round in 0..ROUNDS {
-        let env = RunningEnv::up(&project, "dev", &sets);
-        let store = store_access(&project, "dev");
+        let env = context.up("dev", &sets);
+        let store = store_access(&context, "dev");
 
         // Everything acknowledged so far is there, and the store is not behind it.
         let (status, body) = http_call(
@@ -427,7 +389,10 @@ fn acknowledged_writes_survive_the_agent_killed_with_sigkill() {
             writer.join().expect("a writer");
         }
         wait_for(Duration::from_secs(10), "the agent to be gone", || {
-            tier(&project, &["status", "dev"]).1.contains("not running")
+            context
+                .tier(&["status", "dev"])
+                .stdout
+                .contains("not running")
         });
         highest_seen = acknowledged
             .lock()
@@ -444,8 +409,8 @@ fn acknowledged_writes_survive_the_agent_killed_with_sigkill() {
         total >= ROUNDS * ACKED_BEFORE_KILL,
         "{total} acknowledged writes"
     );
-    let env = RunningEnv::up(&project, "dev", &sets);
-    let store = store_access(&project, "dev");
+    let env = context.up("dev", &sets);
+    let store = store_access(&context, "dev");
     let (status, body) = http_call(
         store.port,
         "GET",
@@ -464,40 +429,18 @@ fn acknowledged_writes_survive_the_agent_killed_with_sigkill() {
 }
 
 #[test]
-#[expect(
-    clippy::disallowed_methods,
-    reason = "the test runs `tier config watch` as a long-lived child and reads its stdout"
-)]
 fn config_watch_prints_each_change_as_it_happens() {
-    use std::io::BufRead;
-    let project = TestProject::sample_app();
-    let port = free_port();
-    let _env = RunningEnv::up(
-        &project,
-        "dev",
-        &[&format!("services.frontend.expose={port}")],
-    );
-    let mut watch = std::process::Command::new(tier_test::tier_binary())
-        .args(["--project"])
-        .arg(project.path())
-        .args(["config", "watch", "dev", "backend/", "--prefix"])
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start tier config watch");
-    let stdout = watch.stdout.take().expect("its stdout");
-    let (lines, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if lines.send(line).is_err() {
-                return;
-            }
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
+    let _env = context.up("dev", &[&format!("services.frontend.expose={port}")]);
+    let mut watch = context.spawn(&["config", "watch", "dev", "backend/", "--prefix"]);
+    let mut printed = |within| loop {
+        match watch.next_line(within) {
+            Some((Stream::Stdout, line)) => return Some(line),
+            Some((Stream::Stderr, _)) => {}
+            None => return None,
         }
-    });
+    };
     // The watch starts from the next change: keep writing until it has seen one, so the
     // test does not depend on when the stream opened.
     let mut seen = Vec::new();
@@ -505,8 +448,8 @@ fn config_watch_prints_each_change_as_it_happens() {
         Duration::from_secs(10),
         "the watch to print a change",
         || {
-            let _ = tier(&project, &["config", "set", "dev", "backend/ping", "1"]);
-            while let Ok(line) = received.recv_timeout(Duration::from_millis(200)) {
+            let _ = context.tier(&["config", "set", "dev", "backend/ping", "1"]);
+            while let Some(line) = printed(Duration::from_millis(200)) {
                 seen.push(line);
             }
             !seen.is_empty()
@@ -517,24 +460,22 @@ fn config_watch_prints_each_change_as_it_happens() {
             .all(|line| line.ends_with(" put backend/ping = 1")),
         "{seen:?}"
     );
-    let (code, _, stderr) = tier(&project, &["config", "rm", "dev", "backend/ping"]);
-    assert_eq!(code, 0, "{stderr}");
-    let (code, _, _) = tier(&project, &["config", "set", "dev", "elsewhere", "1"]);
-    assert_eq!(code, 0);
-    let (code, _, _) = tier(
-        &project,
-        &["config", "set", "dev", "backend/limit", "{\"max\": 3}"],
-    );
-    assert_eq!(code, 0);
+    context
+        .tier(&["config", "rm", "dev", "backend/ping"])
+        .success();
+    context
+        .tier(&["config", "set", "dev", "elsewhere", "1"])
+        .success();
+    context
+        .tier(&["config", "set", "dev", "backend/limit", "{\"max\": 3}"])
+        .success();
     let mut after = Vec::new();
     wait_for(Duration::from_secs(10), "the delete and the put", || {
-        while let Ok(line) = received.recv_timeout(Duration::from_millis(100)) {
+        while let Some(line) = printed(Duration::from_millis(100)) {
             after.push(line);
         }
         after.len() >= 2
     });
-    let _ = watch.kill();
-    let _ = watch.wait();
     assert!(after[0].ends_with(" delete backend/ping"), "{after:?}");
     assert!(
         after[1].ends_with(r#" put backend/limit = {"max":3}"#),

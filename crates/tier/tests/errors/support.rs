@@ -1,7 +1,7 @@
 //! Running `tier` on a broken project and checking its report: every problem located at a
 //! file, line and column, each with help, all of them counted in the summary line.
 
-use tier_test::{TestProject, redact};
+use tier_test::{TestContext, redact};
 
 /// `tier.toml` with a project and one local environment, `dev`, followed by `rest`.
 pub(crate) fn with_dev(rest: &str) -> String {
@@ -14,27 +14,19 @@ pub(crate) const WEB: &str =
 
 /// Runs `tier` in the project, checks the exit code and that nothing went to stdout, and
 /// returns stderr with the project's path redacted.
-pub(crate) fn run(project: &TestProject, args: &[&str], code: i32) -> String {
-    let output = project.tier().args(args).output().expect("run tier");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "tier {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+pub(crate) fn run(context: &TestContext, args: &[&str], code: i32) -> String {
+    let run = context.tier(args).expect_code(code);
     assert!(
-        stdout.is_empty(),
-        "a failed `tier {args:?}` printed to stdout:\n{stdout}"
+        run.stdout.is_empty(),
+        "a failed `tier {args:?}` printed to stdout:\n{run}"
     );
-    assert!(!stderr.contains("panicked"), "tier panicked:\n{stderr}");
-    redact(&stderr, project)
+    assert!(!run.stderr.contains("panicked"), "tier panicked:\n{run}");
+    redact(&run.stderr, context.project())
 }
 
 /// `tier validate` on a project made of `files`; it must fail with exit code 1.
 pub(crate) fn validate(files: &[(&str, &str)]) -> String {
-    let project = TestProject::with_files(files);
-    run(&project, &["validate"], 1)
+    run(&TestContext::with_files(files), &["validate"], 1)
 }
 
 /// The problems of a report, one string per `×` block.
