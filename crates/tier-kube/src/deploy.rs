@@ -88,7 +88,13 @@ pub async fn deploy(
         }
     }
     deploy_shared(cluster, environment, objects, config, report).await?;
-    for (index, wave) in waves(environment).into_iter().enumerate() {
+    let waves = environment.rollout_waves();
+    for (index, wave) in waves
+        .iter()
+        .map(|wave| wave.iter().map(|name| (*name).clone()))
+        .enumerate()
+    {
+        let wave: Vec<ServiceName> = wave.collect();
         report(Event::Wave {
             index,
             services: wave.clone(),
@@ -208,18 +214,6 @@ async fn deploy_shared(
         .into_iter()
         .find_map(Result::err)
         .map_or(Ok(()), Err)
-}
-
-/// The services in rollout waves: dependencies first, or all at once with `ordering = false`.
-pub fn waves(environment: &Environment) -> Vec<Vec<ServiceName>> {
-    if !environment.project.ordering {
-        return vec![environment.services.keys().cloned().collect()];
-    }
-    environment
-        .waves()
-        .into_iter()
-        .map(|wave| wave.into_iter().cloned().collect())
-        .collect()
 }
 
 /// Reads the service's Deployment every `poll` until its rollout is done or failed, for at

@@ -28,7 +28,7 @@ pub use cluster::{
     Cluster, ClusterError, FIELD_MANAGER, Kind, Pruned, check_context, environment_selector,
     kubeconfig_place,
 };
-pub use deploy::{DeployConfig, DeployFailure, Event, deploy, waves};
+pub use deploy::{DeployConfig, DeployFailure, Event, deploy};
 pub use drift::{Change, Drift, ObjectKey, drift};
 pub use logs::PodLine;
 pub use network::EXTERNAL_SUFFIX;

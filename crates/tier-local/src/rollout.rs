@@ -213,15 +213,11 @@ pub(crate) async fn apply(
         log: std::sync::Mutex::new(Vec::new()),
         cancel,
     });
-    let waves: Vec<Vec<String>> = if desired.project.ordering {
-        desired
-            .waves()
-            .iter()
-            .map(|wave| wave.iter().map(ToString::to_string).collect())
-            .collect()
-    } else {
-        vec![desired.services.keys().map(ToString::to_string).collect()]
-    };
+    let waves: Vec<Vec<String>> = desired
+        .rollout_waves()
+        .iter()
+        .map(|wave| wave.iter().map(ToString::to_string).collect())
+        .collect();
     let mut done: Vec<Change> = Vec::new();
     let mut failure = None;
     for wave in &waves {

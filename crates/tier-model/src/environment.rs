@@ -47,35 +47,6 @@ pub struct Environment {
 }
 
 impl Environment {
-    /// Services in an order where every service comes after those it depends on; services of
-    /// one wave are in name order.
-    pub fn waves(&self) -> Vec<Vec<&ServiceName>> {
-        let mut placed: BTreeMap<&ServiceName, usize> = BTreeMap::new();
-        let mut waves: Vec<Vec<&ServiceName>> = Vec::new();
-        while placed.len() < self.services.len() {
-            let wave: Vec<&ServiceName> = self
-                .services
-                .iter()
-                .filter(|(name, service)| {
-                    !placed.contains_key(name)
-                        && service
-                            .depends_on
-                            .iter()
-                            .all(|dependency| placed.contains_key(dependency))
-                })
-                .map(|(name, _)| name)
-                .collect();
-            if wave.is_empty() {
-                break;
-            }
-            for name in &wave {
-                placed.insert(name, waves.len());
-            }
-            waves.push(wave);
-        }
-        waves
-    }
-
     /// The etcd address the store uses on kubernetes: `[store] etcd`, or an `etcd` Service in
     /// the environment's namespace with the keys under `tier/<project>/<env>`.
     pub fn store_etcd(&self) -> String {

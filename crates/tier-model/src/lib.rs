@@ -26,6 +26,7 @@ pub mod source;
 pub mod tree;
 mod unset;
 mod validate;
+mod waves;
 pub mod workload;
 
 pub use environment::Environment;

@@ -10,7 +10,7 @@
 mod compare;
 mod render;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use tier_model::Environment;
@@ -166,7 +166,11 @@ pub fn plan(
         &compare::setting_leaves(&desired_json),
     );
 
-    let waves = waves(desired);
+    let waves: Vec<Vec<String>> = desired
+        .rollout_waves()
+        .iter()
+        .map(|wave| wave.iter().map(|name| name.to_string()).collect())
+        .collect();
     let mut services = Vec::with_capacity(desired_services.len());
     for name in waves.iter().flatten() {
         let old = deployed_services.get(name);
@@ -298,79 +302,6 @@ impl ServiceChange {
     }
 }
 
-/// The rollout order of the desired services: the same waves as `Environment::waves` (a
-/// service's wave is one past the latest wave of the services it depends on; a wave in name
-/// order), computed in one pass over the dependency edges. `Environment::waves` rescans every
-/// service once per wave, which for a 1,000-service chain (1,000 waves) costs about 100 ms.
-///
-/// Every service is in exactly one wave: services that a dependency cycle or a missing
-/// dependency would leave out (resolving refuses both) come last, in one wave.
-fn waves(desired: &Environment) -> Vec<Vec<String>> {
-    let names: Vec<&str> = desired.services.keys().map(|name| name.as_str()).collect();
-    if names.is_empty() {
-        return Vec::new();
-    }
-    if !desired.project.ordering {
-        return vec![names.iter().map(|name| (*name).to_owned()).collect()];
-    }
-    let index: HashMap<&str, usize> = names
-        .iter()
-        .enumerate()
-        .map(|(at, name)| (*name, at))
-        .collect();
-    // For each service, how many of its dependencies are not yet placed (a missing one never
-    // is), and which services wait on it.
-    let mut waiting_on = vec![0_usize; names.len()];
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
-    for (at, service) in desired.services.values().enumerate() {
-        let mut dependencies: Vec<&str> = service
-            .depends_on
-            .iter()
-            .map(|dependency| dependency.as_str())
-            .collect();
-        dependencies.sort_unstable();
-        dependencies.dedup();
-        waiting_on[at] = dependencies.len();
-        for dependency in dependencies {
-            if let Some(&dependency) = index.get(dependency) {
-                dependents[dependency].push(at);
-            }
-        }
-    }
-    let mut wave_of: Vec<Option<usize>> = vec![None; names.len()];
-    let mut ready: Vec<usize> = (0..names.len()).filter(|&at| waiting_on[at] == 0).collect();
-    for &at in &ready {
-        wave_of[at] = Some(0);
-    }
-    while let Some(at) = ready.pop() {
-        let next = wave_of[at].map_or(0, |wave| wave + 1);
-        for &dependent in &dependents[at] {
-            wave_of[dependent] = Some(wave_of[dependent].map_or(next, |wave| wave.max(next)));
-            waiting_on[dependent] -= 1;
-            if waiting_on[dependent] == 0 {
-                ready.push(dependent);
-            }
-        }
-    }
-    let mut waves: Vec<Vec<String>> = Vec::new();
-    let mut left_out = Vec::new();
-    for (at, name) in names.iter().enumerate() {
-        match wave_of[at] {
-            Some(wave) if waiting_on[at] == 0 => {
-                if waves.len() <= wave {
-                    waves.resize_with(wave + 1, Vec::new);
-                }
-                waves[wave].push((*name).to_owned());
-            }
-            _ => left_out.push((*name).to_owned()),
-        }
-    }
-    if !left_out.is_empty() {
-        waves.push(left_out);
-    }
-    waves
-}
-
 fn digest<'a>(artifacts: &'a BTreeMap<String, Artifact>, service: &str) -> Option<&'a str> {
     artifacts
         .get(service)
@@ -383,89 +314,4 @@ fn present_value<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<serde_json::Value>, D::Error> {
     serde_json::Value::deserialize(deserializer).map(Some)
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    /// The sample app's stage with its services replaced by `services`, as
-    /// `(name, depends_on)`, each a copy of the backend.
-    fn environment_with(services: &[(String, Vec<String>)]) -> Environment {
-        let root =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample-app");
-        let mut project = tier_model::Project::load(&root).expect("the sample app loads");
-        let Ok(resolved) = project.resolve("stage", &[]) else {
-            panic!("stage resolves");
-        };
-        let mut spec = serde_json::to_value(&resolved.environment).expect("serialises");
-        let template = spec["services"]["backend"].clone();
-        let mut generated = serde_json::Map::new();
-        for (name, depends_on) in services {
-            let mut service = template.clone();
-            service["depends_on"] = json!(depends_on);
-            generated.insert(name.clone(), service);
-        }
-        spec["services"] = serde_json::Value::Object(generated);
-        serde_json::from_value(spec).expect("an environment")
-    }
-
-    fn model_waves(environment: &Environment) -> Vec<Vec<String>> {
-        environment
-            .waves()
-            .into_iter()
-            .map(|wave| {
-                wave.into_iter()
-                    .map(|name| name.as_str().to_owned())
-                    .collect()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn waves_are_the_models_waves() {
-        // A fixed pseudo-random graph: each service depends on up to three earlier ones,
-        // named so that name order and dependency order disagree.
-        let mut state: u64 = 7;
-        let mut next = |bound: usize| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((state >> 33) % bound as u64) as usize
-        };
-        let name = |at: usize| format!("s{}", (at * 37) % 300);
-        let services: Vec<(String, Vec<String>)> = (0..300)
-            .map(|at| {
-                let depends_on = if at == 0 {
-                    Vec::new()
-                } else {
-                    (0..next(4)).map(|_| name(next(at))).collect()
-                };
-                (name(at), depends_on)
-            })
-            .collect();
-        let environment = environment_with(&services);
-        let expected = model_waves(&environment);
-        assert!(expected.len() > 3, "the graph has depth");
-        assert_eq!(waves(&environment), expected);
-    }
-
-    #[test]
-    fn services_a_cycle_leaves_out_come_last() {
-        let services = [
-            ("a".to_owned(), vec!["b".to_owned()]),
-            ("b".to_owned(), vec!["a".to_owned()]),
-            ("c".to_owned(), vec![]),
-            ("d".to_owned(), vec!["missing".to_owned()]),
-            ("e".to_owned(), vec!["c".to_owned(), "c".to_owned()]),
-        ];
-        let environment = environment_with(&services);
-        assert_eq!(model_waves(&environment), [vec!["c"], vec!["e"]]);
-        assert_eq!(
-            waves(&environment),
-            [vec!["c"], vec!["e"], vec!["a", "b", "d"]]
-        );
-    }
 }
