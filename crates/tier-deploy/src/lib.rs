@@ -41,7 +41,7 @@ pub use event::{DeployEvent, EventSink, Phase, ServiceProgress, ignore_events};
 pub use local::AgentProgram;
 pub use records::{Unlocked, history, unlock};
 pub use runtime::{Rollout, RolloutFailure, Runtime};
-pub use state::records;
+pub use state::{records, records_of};
 pub use tier_kube::DeployConfig;
 
 /// A project root and its loaded project: what every call works in.

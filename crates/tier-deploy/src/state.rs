@@ -29,6 +29,12 @@ pub(crate) fn open(
     }
 }
 
+/// The records of a resolved environment, for a reader that resolved it once and reads its
+/// records again and again (the dashboard).
+pub fn records_of(root: &Path, environment: &Environment) -> Result<Box<dyn Records>, DeployError> {
+    open(root, environment, DeployConfig::default())
+}
+
 /// The records of an environment by name, for commands that read them without deploying
 /// (`history`, `unlock`, `rollback`, a promotion's source, `deps why`). The environment is
 /// resolved to learn its runtime and cluster; when it does not resolve, a state file that

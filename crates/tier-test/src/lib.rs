@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod api_server;
+pub mod browser;
 mod context;
 pub mod etcd;
 pub mod fake_kube;

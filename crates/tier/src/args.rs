@@ -246,6 +246,16 @@ pub enum Command {
     },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+    /// Serve a web dashboard of every environment × service, live. Prints its URL with a
+    /// token that changes need; without the token the dashboard is read-only.
+    Ui {
+        /// Where to listen. Binds 127.0.0.1 unless told otherwise.
+        #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:7420")]
+        listen: String,
+        /// Open the dashboard in the default browser.
+        #[arg(long)]
+        open: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ mod local;
 mod progress;
 mod schema;
 mod store;
+mod ui;
 
 use tier_deploy::local::stop_on_signal;
 use tier_model::{Problem, Project, Set};
@@ -140,6 +141,7 @@ fn command(cli: Cli) -> CommandResult {
         ),
         Command::Schema { file, out } => schema::schema(file, out.as_deref()),
         Command::Completions { shell } => schema::completions(shell),
+        Command::Ui { listen, open } => ui::ui(global, &listen, open),
     }
 }
 

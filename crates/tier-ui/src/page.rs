@@ -1,0 +1,306 @@
+//! The dashboard's HTML, rendered on the server: the matrix page, an environment's page, and
+//! the fragments of a cell and a column header that live updates replace. The page is whole
+//! without JavaScript; `assets/ui.js` adds live updates, filtering, keys and actions.
+
+use std::fmt::Write as _;
+
+use crate::matrix::{Cell, Column, Health, Matrix};
+
+/// Text made safe for HTML, in an element or a quoted attribute.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn head(title: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><link rel=\"stylesheet\" href=\"/assets/ui.css\"></head>\n",
+        escape(title)
+    )
+}
+
+/// The matrix page: services down the side, environments across the top.
+pub fn matrix_page(matrix: &Matrix) -> String {
+    let mut html = head(&format!("tier · {}", matrix.project));
+    let _ = write!(
+        html,
+        "<body class=\"matrix-page\"><header><h1>{}</h1>\
+         <input id=\"filter\" type=\"search\" placeholder=\"Filter services ( / )\" aria-label=\"Filter services\">\
+         <select id=\"status\" aria-label=\"Show\"><option value=\"\">every service</option>\
+         <option value=\"unhealthy\">not running well</option></select>\
+         <span id=\"live\" class=\"live\" title=\"updates as they happen\">live</span></header>\n\
+         <main><table id=\"matrix\"><thead><tr><th class=\"corner\" scope=\"col\">service</th>",
+        escape(&matrix.project)
+    );
+    for column in &matrix.environments {
+        let _ = write!(
+            html,
+            "<th scope=\"col\" class=\"env{}\" id=\"env-{}\" data-env=\"{}\">{}</th>",
+            if column.extends.is_some() {
+                " child"
+            } else {
+                ""
+            },
+            escape(&column.name),
+            escape(&column.name),
+            column_html(column)
+        );
+    }
+    html.push_str("</tr></thead>\n<tbody>\n");
+    for service in &matrix.services {
+        let _ = write!(
+            html,
+            "<tr data-service=\"{}\"><th scope=\"row\">{}</th>",
+            escape(service),
+            escape(service)
+        );
+        for column in &matrix.environments {
+            let cell = matrix
+                .cells
+                .get(&column.name)
+                .and_then(|row| row.get(service));
+            match cell {
+                Some(cell) => {
+                    let _ = write!(
+                        html,
+                        "<td id=\"{}\" class=\"{}\" title=\"{}\" tabindex=\"-1\">{}</td>",
+                        cell_id(&column.name, service),
+                        cell_class(cell),
+                        escape(&cell_title(service, column, cell)),
+                        cell_html(cell)
+                    );
+                }
+                None => html.push_str("<td class=\"cell not-deployed\">–</td>"),
+            }
+        }
+        html.push_str("</tr>\n");
+    }
+    html.push_str(
+        "</tbody></table></main>\n<footer>✓ running · … starting · ! degraded · ✗ failing · \
+         ○ stopped · – not deployed</footer>\n<script src=\"/assets/ui.js\"></script></body></html>\n",
+    );
+    html
+}
+
+/// The id of a cell's element: environment and service names are DNS-1035 labels, so a dot
+/// cannot occur in either.
+pub fn cell_id(env: &str, service: &str) -> String {
+    format!("{}.{}", escape(env), escape(service))
+}
+
+pub fn cell_class(cell: &Cell) -> String {
+    format!("cell {}", cell.health.as_str().replace(' ', "-"))
+}
+
+pub fn cell_title(service: &str, column: &Column, cell: &Cell) -> String {
+    let mut title = format!("{service} in {}: {}", column.name, cell.health.as_str());
+    if let Some(reason) = &cell.reason {
+        let _ = write!(title, " ({reason})");
+    }
+    title
+}
+
+/// What a cell shows: its health symbol, ready/desired, version and restarts.
+pub fn cell_html(cell: &Cell) -> String {
+    let mut html = format!("<span class=\"sym\">{}</span>", cell.health.symbol());
+    if cell.health != Health::NotDeployed {
+        let _ = write!(
+            html,
+            " <span class=\"ready\">{}/{}</span>",
+            cell.ready, cell.desired
+        );
+    }
+    if let Some(version) = &cell.version {
+        // A local build's version carries its digest after `+`; the title has it whole.
+        let short = version.split('+').next().unwrap_or(version);
+        let _ = write!(
+            html,
+            " <span class=\"version\" title=\"{}\">{}</span>",
+            escape(version),
+            escape(short)
+        );
+    }
+    if cell.restarts > 0 {
+        let _ = write!(
+            html,
+            " <span class=\"restarts\" title=\"restarts\">↻{}</span>",
+            cell.restarts
+        );
+    }
+    html
+}
+
+/// A column's header: the environment, its runtime, and who deployed what when.
+pub fn column_html(column: &Column) -> String {
+    let mut html = format!(
+        "<a href=\"/env/{}\">{}</a>{}<small>{}",
+        escape(&column.name),
+        escape(&column.name),
+        if column.protected {
+            " <span class=\"protected\" title=\"changes need its name typed in\">protected</span>"
+        } else {
+            ""
+        },
+        column.runtime.as_str()
+    );
+    match (&column.deployed, column.running) {
+        (Some(deployed), _) => {
+            let _ = write!(
+                html,
+                " · r{} by {}{}",
+                deployed.revision,
+                escape(&deployed.who),
+                deployed
+                    .finished_unix_ms
+                    .map(|ms| format!(" <time data-unix-ms=\"{ms}\">{}</time>", utc(ms)))
+                    .unwrap_or_default()
+            );
+        }
+        (None, _) => html.push_str(" · nothing deployed"),
+    }
+    if !column.running && column.deployed.is_some() {
+        html.push_str(" · <span class=\"down\">not running</span>");
+    }
+    if let Some(problem) = &column.problem {
+        let _ = write!(
+            html,
+            " · <span class=\"problem\" title=\"{}\">⚠</span>",
+            escape(problem)
+        );
+    }
+    html.push_str("</small>");
+    html
+}
+
+/// `2026-12-04 10:00 UTC`, which the page's script turns into "3 min ago".
+pub fn utc(unix_ms: u64) -> String {
+    let ms = i64::try_from(unix_ms).unwrap_or(i64::MAX);
+    jiff::Timestamp::from_millisecond(ms)
+        .unwrap_or(jiff::Timestamp::MAX)
+        .strftime("%Y-%m-%d %H:%M UTC")
+        .to_string()
+}
+
+/// One environment: its services as the matrix shows them, its history with a rollback to
+/// each deployed revision, and its flags with toggles.
+pub fn environment_page(
+    matrix: &Matrix,
+    column: &Column,
+    history: &[tier_state::Revision],
+    flags: Result<&tier_client::FlagSnapshot, &str>,
+) -> String {
+    let env = escape(&column.name);
+    let mut html = head(&format!("tier · {}", column.name));
+    let _ = write!(
+        html,
+        "<body class=\"env-page\" data-env=\"{env}\" data-protected=\"{}\"><header>\
+         <a href=\"/\">{}</a> / <h1>{env}</h1> <span id=\"live\" class=\"live\">live</span></header>\n\
+         <p class=\"summary\">{}</p><div id=\"message\" role=\"status\"></div>\n\
+         <h2>Services</h2><table class=\"services\"><thead><tr><th>service</th><th>state</th>\
+         <th>why</th></tr></thead><tbody>",
+        column.protected,
+        escape(&matrix.project),
+        column_html(column)
+    );
+    for (service, cell) in matrix.cells.get(&column.name).into_iter().flatten() {
+        let _ = write!(
+            html,
+            "<tr><th scope=\"row\">{}</th><td id=\"{}\" class=\"{}\">{}</td><td>{}</td></tr>",
+            escape(service),
+            cell_id(&column.name, service),
+            cell_class(cell),
+            cell_html(cell),
+            escape(cell.reason.as_deref().unwrap_or(""))
+        );
+    }
+    html.push_str("</tbody></table>\n<h2>History</h2>");
+    if history.is_empty() {
+        html.push_str("<p>Nothing applied yet.</p>");
+    } else {
+        html.push_str(
+            "<table class=\"history\"><thead><tr><th>revision</th><th>started</th><th>who</th>\
+             <th>outcome</th><th></th></tr></thead><tbody>",
+        );
+        let deployed = column.deployed.as_ref().map(|deployed| deployed.revision);
+        for revision in history.iter().rev() {
+            let succeeded = matches!(revision.outcome, tier_state::Outcome::Succeeded);
+            let action = if Some(revision.number) == deployed {
+                "<em>deployed</em>".to_owned()
+            } else if succeeded {
+                format!(
+                    "<button class=\"act\" data-action=\"rollback\" data-to=\"{0}\">roll back to {0}</button>",
+                    revision.number
+                )
+            } else {
+                String::new()
+            };
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td><time data-unix-ms=\"{}\">{}</time></td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+                revision.number,
+                revision.started_unix_ms,
+                utc(revision.started_unix_ms),
+                escape(&revision.who),
+                escape(&revision.outcome.describe())
+            );
+        }
+        html.push_str("</tbody></table>");
+    }
+    html.push_str("\n<h2>Flags</h2>");
+    match flags {
+        Err(why) => {
+            let _ = write!(html, "<p class=\"problem\">{}</p>", escape(why));
+        }
+        Ok(snapshot) if snapshot.flags.is_empty() => html.push_str("<p>No flags declared.</p>"),
+        Ok(snapshot) => {
+            html.push_str(
+                "<table class=\"flags\"><thead><tr><th>flag</th><th>value</th><th>source</th>\
+                 <th></th></tr></thead><tbody>",
+            );
+            for (name, flag) in &snapshot.flags {
+                let name = escape(name);
+                let _ = write!(
+                    html,
+                    "<tr data-flag=\"{name}\"><th scope=\"row\">{name}</th><td class=\"value\">{}</td>\
+                     <td>{}</td><td><button class=\"act\" data-action=\"flag\" data-flag=\"{name}\" data-value=\"true\">on</button>\
+                     <button class=\"act\" data-action=\"flag\" data-flag=\"{name}\" data-value=\"false\">off</button>\
+                     <button class=\"act\" data-action=\"flag\" data-flag=\"{name}\" data-value=\"\">reset</button></td></tr>",
+                    escape(&flag.value.to_string()),
+                    if flag.overridden {
+                        "override"
+                    } else {
+                        "default"
+                    }
+                );
+            }
+            html.push_str("</tbody></table>");
+        }
+    }
+    html.push_str("\n<script src=\"/assets/ui.js\"></script></body></html>\n");
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_a_project_cannot_break_out_of_the_page() {
+        assert_eq!(
+            escape("<script>\"a\" & 'b'</script>"),
+            "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
+        );
+    }
+}

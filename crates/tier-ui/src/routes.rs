@@ -1,0 +1,312 @@
+//! The dashboard's HTTP surface. Pages and reads are open to anyone who can reach the
+//! address (127.0.0.1 by default); a change needs the launch token in `X-Tier-Token` and, for
+//! a protected environment, the environment's name typed in (`confirm`). A refused change
+//! changes nothing and answers a JSON `{"error": ...}`.
+//!
+//! - `GET /`: the matrix; `GET /env/<env>`: one environment (services, history, flags).
+//! - `GET /api/matrix`: the matrix as JSON; `GET /api/events`: its changes as server-sent
+//!   events.
+//! - `POST /api/env/<env>/rollback` `{"to": N, "confirm": "<env>"}`.
+//! - `POST /api/env/<env>/flags/<name>` `{"value": true|false|{"percent": N}|null,
+//!   "confirm": "<env>"}` (`null` drops the override).
+//! - `GET /assets/ui.css`, `/assets/ui.js`: embedded in the binary.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tier_deploy::{Confirm, DeployError, Session, Workspace};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::Shared;
+use crate::page;
+
+const CSS: &str = include_str!("../assets/ui.css");
+const JS: &str = include_str!("../assets/ui.js");
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(matrix_page))
+        .route("/env/{env}", get(environment_page))
+        .route("/api/matrix", get(matrix_json))
+        .route("/api/events", get(events))
+        .route("/api/env/{env}/rollback", post(rollback))
+        .route("/api/env/{env}/flags/{name}", post(set_flag))
+        .route("/assets/ui.css", get(|| async { asset("text/css", CSS) }))
+        .route(
+            "/assets/ui.js",
+            get(|| async { asset("text/javascript", JS) }),
+        )
+        .with_state(shared)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn matrix_page(State(shared): State<Arc<Shared>>) -> Html<String> {
+    let matrix = shared.matrix.borrow().clone();
+    Html(page::matrix_page(&matrix))
+}
+
+async fn matrix_json(State(shared): State<Arc<Shared>>) -> Response {
+    let matrix = shared.matrix.borrow().clone();
+    Json(&*matrix).into_response()
+}
+
+async fn environment_page(State(shared): State<Arc<Shared>>, Path(env): Path<String>) -> Response {
+    let matrix = shared.matrix.borrow().clone();
+    let Some(column) = matrix.environments.iter().find(|column| column.name == env) else {
+        return refusal(StatusCode::NOT_FOUND, format!("no environment `{env}`"));
+    };
+    let root = shared.root.clone();
+    let name = env.clone();
+    let history = blocking(move || {
+        let mut workspace = Workspace::load(&root).map_err(|error| error.to_string())?;
+        tier_deploy::history(&mut workspace, &name).map_err(|error| error.to_string())
+    })
+    .await
+    .and_then(|history| history)
+    .unwrap_or_default();
+    let flags = match store_environment(&shared, &env).await {
+        Ok(environment) => with_store(&shared, &environment, |store| async move {
+            store
+                .client
+                .list_flags()
+                .await
+                .map_err(|error| error.to_string())
+        })
+        .await
+        .and_then(|listed| listed),
+        Err(why) => Err(why),
+    };
+    Html(page::environment_page(
+        &matrix,
+        column,
+        &history,
+        flags.as_ref().map_err(String::as_str),
+    ))
+    .into_response()
+}
+
+/// Each change of the matrix as an event, from the moment the page connects.
+async fn events(
+    State(shared): State<Arc<Shared>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let receiver = shared.updates.subscribe();
+    let hello = stream::once(async { Ok(Event::default().event("hello").data("{}")) });
+    let changes = stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(change) => return Some((Ok(Event::default().data(&*change)), receiver)),
+                // A page that fell behind reloads rather than miss a change.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let reload = Event::default().data(json!({ "reload": true }).to_string());
+                    return Some((Ok(reload), receiver));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(hello.chain(changes)).keep_alive(KeepAlive::default())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackRequest {
+    to: u64,
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+async fn rollback(
+    State(shared): State<Arc<Shared>>,
+    Path(env): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(refused) = authorised(&shared, &headers) {
+        return refused;
+    }
+    let request: RollbackRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => return refusal(StatusCode::BAD_REQUEST, format!("not a rollback: {error}")),
+    };
+    let root = shared.root.clone();
+    let done = blocking(move || {
+        let mut workspace = Workspace::load(&root).map_err(|error| (500, error.to_string()))?;
+        let mut session = Session::new(&tier_deploy::ignore_events);
+        session.confirm = Confirm::named(request.confirm.as_deref());
+        tier_deploy::rollback(&mut workspace, &env, request.to, &session)
+            .map_err(|error| (status_of(&error), described(&error)))
+    })
+    .await
+    .unwrap_or_else(|why| Err((500, why)));
+    match done {
+        Ok(applied) => {
+            Json(json!({ "ok": true, "result": format!("{applied:?}") })).into_response()
+        }
+        Err((status, message)) => refusal(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            message,
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlagRequest {
+    value: Value,
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+async fn set_flag(
+    State(shared): State<Arc<Shared>>,
+    Path((env, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(refused) = authorised(&shared, &headers) {
+        return refused;
+    }
+    let request: FlagRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                format!("not a flag change: {error}"),
+            );
+        }
+    };
+    let environment = match store_environment(&shared, &env).await {
+        Ok(environment) => environment,
+        Err(why) => return refusal(StatusCode::BAD_REQUEST, why),
+    };
+    let confirm = Confirm::named(request.confirm.as_deref());
+    if let Err(error) = confirm.check(&environment, "change flags in") {
+        return refusal(StatusCode::FORBIDDEN, described(&error));
+    }
+    let written = with_store(&shared, &environment, |store| async move {
+        match &request.value {
+            Value::Null => store.client.clear_flag(&name).await,
+            value => store.client.set_flag(&name, value).await.map(Some),
+        }
+        .map_err(|error| format!("{}: {error}", store.env))
+    })
+    .await;
+    match written {
+        Ok(Ok(revision)) => Json(json!({ "ok": true, "revision": revision })).into_response(),
+        Ok(Err(why)) | Err(why) => refusal(StatusCode::BAD_GATEWAY, why),
+    }
+}
+
+/// The environment resolved, for its store: refused when it is abstract.
+async fn store_environment(shared: &Shared, env: &str) -> Result<tier_model::Environment, String> {
+    let root = shared.root.clone();
+    let name = env.to_owned();
+    blocking(move || {
+        let mut workspace = Workspace::load(&root).map_err(|error| error.to_string())?;
+        let resolved = workspace
+            .resolve(&name, &[])
+            .map_err(|error| error.to_string())?;
+        resolved
+            .deployable(tier_model::Purpose::Store)
+            .map_err(|error| error.to_string())?;
+        Ok(resolved.environment)
+    })
+    .await?
+}
+
+/// Runs `work` against the environment's runtime config store (its agent's, or its store file
+/// served for the length of the call).
+async fn with_store<F, Fut, T>(
+    shared: &Shared,
+    environment: &tier_model::Environment,
+    work: F,
+) -> Result<T, String>
+where
+    F: FnOnce(tier_deploy::store::StoreAccess) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let shutdown = CancellationToken::new();
+    let named = tier_deploy::store::Named::default();
+    let store = tier_deploy::store::locate(&shared.root, environment, &named, &shutdown)
+        .await
+        .map_err(|error| error.to_string())?;
+    let answer = work(store).await;
+    shutdown.cancel();
+    Ok(answer)
+}
+
+/// A change without the launch token is refused.
+fn authorised(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+    let given = headers
+        .get("x-tier-token")
+        .and_then(|value| value.to_str().ok());
+    if given == Some(shared.token.as_str()) {
+        Ok(())
+    } else {
+        Err(refusal(
+            StatusCode::FORBIDDEN,
+            "a change needs the token `tier ui` printed: open the URL it printed".to_owned(),
+        ))
+    }
+}
+
+fn refusal(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+fn status_of(error: &DeployError) -> u16 {
+    match error {
+        DeployError::Protected { .. } => 403,
+        DeployError::Locked { .. } => 409,
+        error if error.is_usage() => 400,
+        _ => 500,
+    }
+}
+
+/// An engine error as the page shows it: the next step in the page's words.
+fn described(error: &DeployError) -> String {
+    if let DeployError::Protected { env, .. } = error {
+        return format!("{env} is protected; nothing was changed: type its name to confirm");
+    }
+    match error.hint() {
+        Some(hint) => format!("{error} ({hint})"),
+        None => error.to_string(),
+    }
+}
+
+/// Runs blocking engine work on a thread of its own: the engine makes its own runtimes, which
+/// cannot start inside this one.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let (send, receive) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tier-ui-work".to_owned())
+        .spawn(move || {
+            let _ = send.send(work());
+        })
+        .map_err(|error| format!("cannot start a thread: {error}"))?;
+    receive
+        .await
+        .map_err(|_| "the work stopped before it answered".to_owned())
+}

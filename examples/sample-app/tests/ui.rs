@@ -1,0 +1,256 @@
+//! `tier ui` in a real headless Chromium (Debian's chromium and chromium-driver), with the
+//! sample app's dev and stage running under real agents: the matrix shows both, a killed
+//! replica's cell changes and recovers, a flag toggled in the page changes the sample page, dev
+//! rolls back from the page, a protected environment's action needs its name typed in, and a
+//! request without the launch token changes nothing.
+
+use std::time::Duration;
+
+use tier_test::browser::{Browser, Locator};
+use tier_test::{Stream, TestContext, http_get, wait_for};
+
+/// Up to this long for anything the page shows after a change: the collector reads once a
+/// second, and a loaded machine is slower.
+const SHOWN: Duration = Duration::from_secs(30);
+
+/// The sample app with dev and stage exposed on free ports, stage protected.
+fn context() -> (TestContext, u16, u16) {
+    let mut context = TestContext::sample_app();
+    let (dev, stage) = (context.free_port(), context.free_port());
+    context.write(
+        "envs/dev.toml",
+        &format!("[services.frontend]\nexpose = {dev}\n"),
+    );
+    context.write(
+        "envs/stage.toml",
+        &format!("[services.frontend]\nexpose = {stage}\n\n[services.backend]\nreplicas = 2\n"),
+    );
+    let project = context.read("tier.toml").replacen(
+        "[environments.stage]\n",
+        "[environments.stage]\nprotected = true\n",
+        1,
+    );
+    context.write("tier.toml", &project);
+    (context, dev, stage)
+}
+
+/// The pid of the first replica of a service, from `tier status --output json`.
+fn replica_pid(context: &TestContext, env: &str, service: &str) -> i32 {
+    let status = context.json(&["status", env]);
+    let services = status[0]["status"]["services"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let found = services
+        .iter()
+        .find(|entry| entry["name"] == service)
+        .unwrap_or_else(|| panic!("{service} in {env}'s status: {status}"));
+    found["replicas"][0]["pid"].as_i64().expect("a pid") as i32
+}
+
+/// `curl` as a user would: the status code of a POST.
+fn curl_post(url: &str, token: Option<&str>, body: &str) -> String {
+    let mut args = vec!["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"];
+    args.extend(["-H", "Content-Type: application/json", "--data", body]);
+    let header = token.map(|token| format!("X-Tier-Token: {token}"));
+    if let Some(header) = &header {
+        args.extend(["-H", header.as_str()]);
+    }
+    args.push(url);
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test runs curl as a user would"
+    )]
+    let output = std::process::Command::new("curl")
+        .args(&args)
+        .output()
+        .expect("run curl (apt-get install -y curl)");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_follows_the_environments_and_changes_need_the_token() {
+    let (context, dev_port, _) = context();
+    let _dev = context.down_on_drop("dev");
+    let _stage = context.down_on_drop("stage");
+    context.tier(&["apply", "dev"]).success();
+    context
+        .tier(&["apply", "dev", "--set", "services.backend.replicas=2"])
+        .success();
+    context
+        .tier(&["apply", "stage", "--confirm", "stage"])
+        .success();
+
+    let mut ui = context.spawn(&["ui", "--listen", "127.0.0.1:0"]);
+    let url = ui.wait_for_line(Stream::Stdout, "http://127.0.0.1:", Duration::from_secs(20));
+    let base = url.split("/?token=").next().unwrap_or_default().to_owned();
+    let token = url.split("token=").nth(1).unwrap_or_default().to_owned();
+    assert_eq!(token.len(), 32, "a 128-bit token in {url}");
+
+    // Without the token nothing changes: 403, before and after the page is open.
+    let body = r#"{"value": true}"#;
+    let flag = format!("{base}/api/env/dev/flags/show-replica");
+    assert_eq!(curl_post(&flag, None, body), "403");
+    assert_eq!(curl_post(&flag, Some("not-the-token"), body), "403");
+    assert_eq!(
+        curl_post(
+            &format!("{base}/api/env/dev/rollback"),
+            None,
+            r#"{"to": 1}"#
+        ),
+        "403"
+    );
+    assert!(!http_get(dev_port, "/").1.contains("Served by"));
+
+    let browser = Browser::start(900, 320).await;
+    let client = &browser.client;
+    client.goto(&url).await.expect("open the dashboard");
+
+    // The matrix: both running environments, each service's cell running.
+    let headers = browser
+        .eval("[...document.querySelectorAll('th.env')].map(th => th.dataset.env)")
+        .await;
+    assert_eq!(headers, serde_json::json!(["dev", "stage", "prod"]));
+    for cell in [
+        "dev.backend",
+        "dev.frontend",
+        "stage.backend",
+        "stage.frontend",
+    ] {
+        browser
+            .wait_until(
+                &format!("document.getElementById('{cell}').classList.contains('running')"),
+                SHOWN,
+                &format!("{cell} running"),
+            )
+            .await;
+    }
+    let stage_ready = browser
+        .eval("document.getElementById('stage.backend').textContent")
+        .await;
+    assert!(
+        stage_ready.as_str().unwrap_or_default().contains("2/2"),
+        "{stage_ready}"
+    );
+    if let Ok(path) = std::env::var("TIER_UI_SCREENSHOT") {
+        let png = client.screenshot().await.expect("a screenshot");
+        std::fs::write(&path, png).expect("write the screenshot");
+    }
+
+    // A backend replica killed: its cell counts the restart and comes back to running.
+    let pid = replica_pid(&context, "dev", "backend");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill a backend replica");
+    browser
+        .wait_until(
+            "document.querySelector('#dev\\\\.backend .restarts') !== null",
+            SHOWN,
+            "the killed replica's restart in its cell",
+        )
+        .await;
+    browser
+        .wait_until(
+            "document.getElementById('dev.backend').classList.contains('running')",
+            SHOWN,
+            "dev.backend running again",
+        )
+        .await;
+
+    // A flag toggled from dev's page changes the sample page.
+    client
+        .goto(&format!("{base}/env/dev"))
+        .await
+        .expect("open dev");
+    client
+        .find(Locator::Css(
+            "button[data-flag='show-replica'][data-value='true']",
+        ))
+        .await
+        .expect("the flag's on button")
+        .click()
+        .await
+        .expect("click on");
+    wait_for(SHOWN, "the page to name the replica", || {
+        http_get(dev_port, "/").1.contains("Served by")
+    });
+
+    // Dev rolls back to revision 1 from its history.
+    client
+        .goto(&format!("{base}/env/dev"))
+        .await
+        .expect("open dev");
+    client
+        .find(Locator::Css("button[data-action='rollback'][data-to='1']"))
+        .await
+        .expect("the rollback button of revision 1")
+        .click()
+        .await
+        .expect("click roll back");
+    wait_for(Duration::from_secs(60), "dev to roll back", || {
+        let history = context.json(&["history", "dev"]);
+        history.as_array().is_some_and(|revisions| {
+            revisions.iter().any(|revision| {
+                revision["origin"]["kind"] == "rollback"
+                    && revision["outcome"]["status"] == "succeeded"
+            })
+        })
+    });
+    let status = context.json(&["status", "dev"]);
+    let backend = &status[0]["status"]["services"][0];
+    assert_eq!(
+        (backend["name"].as_str(), backend["desired"].as_u64()),
+        (Some("backend"), Some(1))
+    );
+
+    // Stage is protected: refused until its name is typed in.
+    client
+        .goto(&format!("{base}/env/stage"))
+        .await
+        .expect("open stage");
+    let on = Locator::Css("button[data-flag='show-replica'][data-value='true']");
+    client
+        .find(on)
+        .await
+        .expect("stage's on button")
+        .click()
+        .await
+        .expect("click");
+    client
+        .send_alert_text("dev")
+        .await
+        .expect("type a wrong name");
+    client.accept_alert().await.expect("answer the prompt");
+    browser
+        .wait_until(
+            "document.getElementById('message').textContent.includes('protected')",
+            SHOWN,
+            "the refusal of a wrong name",
+        )
+        .await;
+    let value = browser
+        .eval("document.querySelector(\"tr[data-flag='show-replica'] .value\").textContent")
+        .await;
+    assert_eq!(value, "false", "nothing changed in stage");
+    client
+        .find(on)
+        .await
+        .expect("stage's on button")
+        .click()
+        .await
+        .expect("click");
+    client.send_alert_text("stage").await.expect("type stage");
+    client.accept_alert().await.expect("answer the prompt");
+    browser
+        .wait_until(
+            "document.querySelector(\"tr[data-flag='show-replica'] .value\")?.textContent === 'true'",
+            SHOWN,
+            "stage's flag on once its name was typed",
+        )
+        .await;
+
+    browser.close().await;
+    drop(ui);
+}
