@@ -14,6 +14,7 @@ pub mod environment;
 mod environment_checks;
 pub mod fields;
 mod files;
+pub mod graph;
 pub mod names;
 pub mod problem;
 pub mod project;
@@ -30,6 +31,7 @@ mod waves;
 pub mod workload;
 
 pub use environment::Environment;
+pub use graph::Graph;
 pub use names::{EnvName, ServiceName};
 pub use problem::Problem;
 pub use project::{LoadError, Project};

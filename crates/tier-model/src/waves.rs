@@ -80,7 +80,7 @@ impl Environment {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use serde_json::json;
@@ -89,7 +89,7 @@ mod tests {
 
     /// The sample app's stage with its services replaced by `services`, as
     /// `(name, depends_on)`, each a copy of the backend.
-    fn environment_with(services: &[(String, Vec<String>)]) -> Environment {
+    pub(crate) fn environment_with(services: &[(String, Vec<String>)]) -> Environment {
         let root =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample-app");
         let mut project = crate::Project::load(&root).expect("the sample app loads");

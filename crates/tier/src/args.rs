@@ -113,6 +113,15 @@ pub enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Draw an environment's dependency graph and its rollout waves. Arrows point from a
+    /// service to what it depends on; the first wave is on the left.
+    Graph {
+        env: String,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
     /// Show what `apply` would change: desired (the project now) against deployed.
     Plan {
         env: String,
@@ -308,6 +317,16 @@ pub enum Format {
     Yaml,
     /// Kubernetes manifests: Namespace, then per service ConfigMap, Deployment and Service.
     K8s,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz: `tier graph dev | dot -Tpng > graph.png`.
+    Dot,
+    /// A Mermaid flowchart, for Markdown that renders Mermaid.
+    Mermaid,
+    /// A self-contained SVG image.
+    Svg,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -191,6 +191,64 @@ fn diff_of_an_environment_with_itself_is_empty() {
 }
 
 #[test]
+fn graph_of_the_sample_app_as_dot_and_mermaid() {
+    let context = sample_app();
+    tier_test::tier_snapshot!("graph_dev_dot", context.tier(&["graph", "dev"]));
+    tier_test::tier_snapshot!(
+        "graph_dev_mermaid",
+        context.tier(&["graph", "dev", "--format", "mermaid"])
+    );
+}
+
+#[test]
+fn graph_as_svg_and_json() {
+    let context = sample_app();
+    let svg = stdout_of(&context, &["graph", "dev", "--format", "svg"]);
+    assert!(
+        svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+        "{svg}"
+    );
+    for service in ["backend", "frontend"] {
+        assert!(
+            svg.contains(&format!("data-service=\"{service}\"")),
+            "{service} is drawn:\n{svg}"
+        );
+    }
+    let graph = json_of(&context, &["graph", "dev", "--output", "json"]);
+    assert_eq!(
+        graph,
+        serde_json::json!({
+            "environment": "dev",
+            "waves": [["backend"], ["frontend"]],
+            "edges": [{ "from": "frontend", "to": "backend" }],
+        })
+    );
+}
+
+#[test]
+fn graph_of_an_unknown_or_abstract_environment_fails() {
+    let cases = [
+        (
+            sample_app(),
+            "prdo",
+            2,
+            "error: no environment `prdo` in tier.toml: did you mean `prod`?\nhint: `tier envs` lists the environments\n",
+        ),
+        (
+            regions(),
+            "prod",
+            1,
+            "error: environment `prod` is abstract: it is only a parent and is never deployed\nhint: draw one of the environments that extend it\n",
+        ),
+    ];
+    for (context, env, code, stderr) in cases {
+        let failed = context.tier(&["graph", env]).expect_code(code);
+        assert_eq!(failed.stdout, "");
+        assert_eq!(failed.stderr, stderr);
+    }
+}
+
+#[test]
 fn validate_the_sample_app() {
     let context = sample_app();
     insta::assert_snapshot!("validate_ok_text", stdout_of(&context, &["validate"]));

@@ -1,4 +1,4 @@
-//! The read-only commands: validate, envs, render, explain, diff.
+//! The read-only commands: validate, envs, render, explain, diff, graph.
 
 use console::style;
 use serde_json::json;
@@ -7,7 +7,7 @@ use tier_model::problem::merge_duplicates;
 use tier_model::{Project, Purpose, Resolved};
 
 use super::{CommandResult, Exit, fail, fail_with, failed, load, parse_sets, report, usage};
-use crate::args::{Format, Global, Output};
+use crate::args::{Format, Global, GraphFormat, Output};
 use crate::output;
 
 pub fn validate(global: &Global, sets: &[String], secrets_of: Option<&str>) -> CommandResult {
@@ -445,5 +445,23 @@ pub fn diff(global: &Global, left: &str, right: &str, sets: &[String]) -> Comman
         if differences.len() == 1 { "" } else { "s" }
     ));
     output::stdout(&text);
+    Ok(())
+}
+
+pub fn graph(global: &Global, env: &str, format: GraphFormat, sets: &[String]) -> CommandResult {
+    let (_, resolved) = resolve_one(global, env, sets)?;
+    resolved
+        .deployable(Purpose::Deploy)
+        .map_err(|error| fail_with(error, "draw one of the environments that extend it"))?;
+    let graph = tier_model::Graph::of(&resolved.environment);
+    if global.output == Output::Json {
+        output::json(&json!(graph));
+        return Ok(());
+    }
+    output::stdout(&match format {
+        GraphFormat::Dot => graph.to_dot(),
+        GraphFormat::Mermaid => graph.to_mermaid(),
+        GraphFormat::Svg => graph.to_svg(),
+    });
     Ok(())
 }

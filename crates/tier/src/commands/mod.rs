@@ -85,6 +85,11 @@ fn command(cli: Cli) -> CommandResult {
             right,
             overrides,
         } => inspect::diff(global, &left, &right, &overrides.sets),
+        Command::Graph {
+            env,
+            format,
+            overrides,
+        } => inspect::graph(global, &env, format, &overrides.sets),
         Command::Up {
             env,
             detach,
