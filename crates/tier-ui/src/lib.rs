@@ -27,6 +27,8 @@ pub const REFRESH: Duration = Duration::from_secs(1);
 /// What every request handler shares.
 pub(crate) struct Shared {
     pub root: PathBuf,
+    /// Where it listens; requests for another host are refused.
+    pub address: std::net::SocketAddr,
     pub token: String,
     pub matrix: watch::Receiver<Arc<Matrix>>,
     /// Changes as the JSON that `/api/events` sends.
@@ -60,6 +62,7 @@ pub async fn serve(
     let (updates, _) = broadcast::channel(64);
     updates::spawn(collector, publish, updates.clone(), shutdown.clone());
     let shared = Arc::new(Shared {
+        address: listener.local_addr()?,
         root: root.to_owned(),
         token,
         matrix: latest,

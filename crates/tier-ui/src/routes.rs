@@ -46,7 +46,38 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/assets/ui.js",
             get(|| async { asset("text/javascript", JS) }),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            known_host,
+        ))
         .with_state(shared)
+}
+
+/// Answers only requests addressed to the dashboard by its own address (or `localhost`), so
+/// a web page elsewhere cannot read it through a DNS name it points at 127.0.0.1.
+async fn known_host(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or_default();
+    let port = shared.address.port();
+    let known = host == shared.address.to_string()
+        || host == format!("localhost:{port}")
+        || host == format!("127.0.0.1:{port}")
+        || (!shared.address.ip().is_loopback() && host.ends_with(&format!(":{port}")));
+    if known {
+        next.run(request).await
+    } else {
+        refusal(
+            StatusCode::FORBIDDEN,
+            format!("this dashboard answers at {} only", shared.address),
+        )
+    }
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -112,17 +143,15 @@ async fn events(
     let receiver = shared.updates.subscribe();
     let hello = stream::once(async { Ok(Event::default().event("hello").data("{}")) });
     let changes = stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(change) => return Some((Ok(Event::default().data(&*change)), receiver)),
-                // A page that fell behind reloads rather than miss a change.
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let reload = Event::default().data(json!({ "reload": true }).to_string());
-                    return Some((Ok(reload), receiver));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
+        let event = match receiver.recv().await {
+            Ok(change) => Event::default().data(&*change),
+            // A page that fell behind reloads rather than miss a change.
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                Event::default().data(json!({ "reload": true }).to_string())
             }
-        }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(event), receiver))
     });
     Sse::new(hello.chain(changes)).keep_alive(KeepAlive::default())
 }
@@ -142,7 +171,7 @@ async fn rollback(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(refused) = authorised(&shared, &headers) {
-        return refused;
+        return *refused;
     }
     let request: RollbackRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -184,7 +213,7 @@ async fn set_flag(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(refused) = authorised(&shared, &headers) {
-        return refused;
+        return *refused;
     }
     let request: FlagRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -256,18 +285,28 @@ where
 }
 
 /// A change without the launch token is refused.
-fn authorised(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+fn authorised(shared: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let given = headers
         .get("x-tier-token")
         .and_then(|value| value.to_str().ok());
-    if given == Some(shared.token.as_str()) {
+    if given.is_some_and(|given| same(given.as_bytes(), shared.token.as_bytes())) {
         Ok(())
     } else {
-        Err(refusal(
+        Err(Box::new(refusal(
             StatusCode::FORBIDDEN,
             "a change needs the token `tier ui` printed: open the URL it printed".to_owned(),
-        ))
+        )))
     }
+}
+
+/// Compares in time that does not depend on where the two differ.
+fn same(given: &[u8], token: &[u8]) -> bool {
+    given.len() == token.len()
+        && given
+            .iter()
+            .zip(token)
+            .fold(0_u8, |differs, (a, b)| differs | (a ^ b))
+            == 0
 }
 
 fn refusal(status: StatusCode, message: String) -> Response {

@@ -48,24 +48,36 @@ fn replica_pid(context: &TestContext, env: &str, service: &str) -> i32 {
     found["replicas"][0]["pid"].as_i64().expect("a pid") as i32
 }
 
-/// `curl` as a user would: the status code of a POST.
-fn curl_post(url: &str, token: Option<&str>, body: &str) -> String {
-    let mut args = vec!["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"];
-    args.extend(["-H", "Content-Type: application/json", "--data", body]);
-    let header = token.map(|token| format!("X-Tier-Token: {token}"));
-    if let Some(header) = &header {
-        args.extend(["-H", header.as_str()]);
-    }
-    args.push(url);
+/// `curl` as a user would: the status code it got.
+fn curl(args: &[&str]) -> String {
     #[expect(
         clippy::disallowed_methods,
         reason = "the test runs curl as a user would"
     )]
     let output = std::process::Command::new("curl")
-        .args(&args)
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(args)
         .output()
         .expect("run curl (apt-get install -y curl)");
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The status code of a POST of `body`, with the token when given.
+fn curl_post(url: &str, token: Option<&str>, body: &str) -> String {
+    let mut args = vec![
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        body,
+    ];
+    let header = token.map(|token| format!("X-Tier-Token: {token}"));
+    if let Some(header) = &header {
+        args.extend(["-H", header.as_str()]);
+    }
+    args.push(url);
+    curl(&args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,6 +113,9 @@ async fn the_dashboard_follows_the_environments_and_changes_need_the_token() {
         "403"
     );
     assert!(!http_get(dev_port, "/").1.contains("Served by"));
+    // A page elsewhere that points a name of its own at 127.0.0.1 gets nothing.
+    assert_eq!(curl(&[&base]), "200");
+    assert_eq!(curl(&["-H", "Host: attacker.example", &base]), "403");
 
     let browser = Browser::start(900, 320).await;
     let client = &browser.client;
