@@ -30,6 +30,9 @@ setInterval(() => times(document), 30000);
 // Live: the server sends what changed; no polling from here.
 const live = document.getElementById("live");
 const events = new EventSource("/api/events");
+// A browser gives one host six connections; a page left behind must give its streams back.
+const streams = [events];
+addEventListener("pagehide", () => streams.forEach((stream) => stream.close()));
 events.onopen = () => live && live.classList.remove("offline");
 events.onerror = () => live && live.classList.add("offline");
 events.onmessage = (message) => {
@@ -42,6 +45,11 @@ events.onmessage = (message) => {
     element.title = cell.title;
     element.innerHTML = cell.html;
     element.dataset.health = cell.health;
+  }
+  const graphEnv = document.body.classList.contains("graph-page") && document.body.dataset.env;
+  for (const [id, cell] of Object.entries(change.cells || {})) {
+    const [env, service] = id.split(".");
+    if (env === graphEnv) paintNode(service, cell.health);
   }
   for (const [env, html] of Object.entries(change.columns || {})) {
     const element = document.getElementById("env-" + env);
@@ -93,12 +101,42 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "ArrowLeft" && column > 1) target = cell.previousElementSibling;
   if (event.key === "ArrowDown") { const next = sibling(row, 1); target = next && next.children[column]; }
   if (event.key === "ArrowUp") { const next = sibling(row, -1); target = next && next.children[column]; }
-  if (event.key === "Enter") {
-    const env = cell.id.split(".")[0];
-    location.href = "/env/" + env;
-  }
+  if (event.key === "Enter") openCell(cell);
   if (target) { event.preventDefault(); target.focus(); }
 });
+
+// A cell opens its service in that environment.
+function openCell(cell) {
+  const [env, service] = cell.id.split(".");
+  if (env && service) location.href = "/env/" + env + "/service/" + service;
+}
+for (const cell of document.querySelectorAll("#matrix td.cell[id]")) {
+  cell.addEventListener("click", () => openCell(cell));
+}
+
+// A service's page follows its output as it is written.
+const logs = document.getElementById("logs");
+if (logs && document.body.dataset.service) {
+  const { env, service } = document.body.dataset;
+  const tail = new EventSource("/api/env/" + env + "/service/" + service + "/logs");
+  streams.push(tail);
+  tail.onmessage = (message) => {
+    logs.append(message.data + "\n");
+    while (logs.childNodes.length > 2000) logs.removeChild(logs.firstChild);
+    logs.scrollTop = logs.scrollHeight;
+  };
+}
+
+// The graph's services take their cells' health.
+function paintNode(service, health) {
+  for (const node of document.querySelectorAll("g.service[data-service='" + service + "']")) {
+    node.setAttribute("class", "service " + String(health).replace(" ", "-"));
+  }
+}
+const healthData = document.getElementById("health");
+if (healthData) {
+  for (const [service, health] of Object.entries(JSON.parse(healthData.textContent))) paintNode(service, health);
+}
 
 // Actions, on an environment's page: each needs the token, and a protected environment's name.
 const message = document.getElementById("message");

@@ -8,10 +8,12 @@
 //! Reading needs nothing; a change (a rollback, a flag) needs the per-launch token that
 //! `tier ui` prints in its URL, and a protected environment's name typed in.
 
+mod detail;
 pub mod matrix;
 pub mod page;
 mod routes;
 mod updates;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -22,12 +22,22 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-fn head(title: &str) -> String {
+pub(crate) fn head(title: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{}</title><link rel=\"stylesheet\" href=\"/assets/ui.css\"></head>\n",
         escape(title)
+    )
+}
+
+/// The links atop every page but the matrix.
+pub(crate) fn nav(matrix: &Matrix) -> String {
+    format!(
+        "<header><a class=\"project\" href=\"/\">{}</a><nav><a href=\"/\">matrix</a> \
+         <a href=\"/diff\">diff</a> <a href=\"/libraries\">libraries</a></nav>\
+         <span id=\"live\" class=\"live\">live</span></header>",
+        escape(&matrix.project)
     )
 }
 
@@ -40,6 +50,7 @@ pub fn matrix_page(matrix: &Matrix) -> String {
          <input id=\"filter\" type=\"search\" placeholder=\"Filter services ( / )\" aria-label=\"Filter services\">\
          <select id=\"status\" aria-label=\"Show\"><option value=\"\">every service</option>\
          <option value=\"unhealthy\">not running well</option></select>\
+         <nav><a href=\"/diff\">diff</a> <a href=\"/libraries\">libraries</a></nav>\
          <span id=\"live\" class=\"live\" title=\"updates as they happen\">live</span></header>\n\
          <main><table id=\"matrix\"><thead><tr><th class=\"corner\" scope=\"col\">service</th>",
         escape(&matrix.project)
@@ -205,19 +216,18 @@ pub fn environment_page(
     let mut html = head(&format!("tier · {}", column.name));
     let _ = write!(
         html,
-        "<body class=\"env-page\" data-env=\"{env}\" data-protected=\"{}\"><header>\
-         <a href=\"/\">{}</a> / <h1>{env}</h1> <span id=\"live\" class=\"live\">live</span></header>\n\
-         <p class=\"summary\">{}</p><div id=\"message\" role=\"status\"></div>\n\
+        "<body class=\"env-page\" data-env=\"{env}\" data-protected=\"{}\">{}<h1>{env}</h1>\
+         <p class=\"summary\">{} · <a href=\"/env/{env}/graph\">graph</a></p><div id=\"message\" role=\"status\"></div>\n\
          <h2>Services</h2><table class=\"services\"><thead><tr><th>service</th><th>state</th>\
          <th>why</th></tr></thead><tbody>",
         column.protected,
-        escape(&matrix.project),
+        nav(matrix),
         column_html(column)
     );
     for (service, cell) in matrix.cells.get(&column.name).into_iter().flatten() {
         let _ = write!(
             html,
-            "<tr><th scope=\"row\">{}</th><td id=\"{}\" class=\"{}\">{}</td><td>{}</td></tr>",
+            "<tr><th scope=\"row\"><a href=\"/env/{env}/service/{0}\">{0}</a></th><td id=\"{1}\" class=\"{2}\">{3}</td><td>{4}</td></tr>",
             escape(service),
             cell_id(&column.name, service),
             cell_class(cell),

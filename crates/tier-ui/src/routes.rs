@@ -3,7 +3,10 @@
 //! a protected environment, the environment's name typed in (`confirm`). A refused change
 //! changes nothing and answers a JSON `{"error": ...}`.
 //!
-//! - `GET /`: the matrix; `GET /env/<env>`: one environment (services, history, flags).
+//! - `GET /`: the matrix; `GET /env/<env>`: one environment (services, history, flags);
+//!   `/env/<env>/service/<service>`, `/env/<env>/graph`, `/diff?left=&right=`,
+//!   `/libraries?library=&affected=`: the detail pages (`detail.rs`), and
+//!   `/api/env/<env>/service/<service>/logs`, a service's output as it comes (SSE).
 //! - `GET /api/matrix`: the matrix as JSON; `GET /api/events`: its changes as server-sent
 //!   events.
 //! - `POST /api/env/<env>/rollback` `{"to": N, "confirm": "<env>"}`.
@@ -27,8 +30,8 @@ use tier_deploy::{Confirm, DeployError, Session, Workspace};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::Shared;
 use crate::page;
+use crate::{Shared, detail};
 
 const CSS: &str = include_str!("../assets/ui.css");
 const JS: &str = include_str!("../assets/ui.js");
@@ -37,6 +40,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(matrix_page))
         .route("/env/{env}", get(environment_page))
+        .route("/env/{env}/graph", get(detail::graph_page))
+        .route("/env/{env}/service/{service}", get(detail::service_page))
+        .route(
+            "/api/env/{env}/service/{service}/logs",
+            get(detail::service_logs),
+        )
+        .route("/diff", get(detail::diff_page))
+        .route("/libraries", get(detail::libraries_page))
         .route("/api/matrix", get(matrix_json))
         .route("/api/events", get(events))
         .route("/api/env/{env}/rollback", post(rollback))
@@ -309,7 +320,7 @@ fn same(given: &[u8], token: &[u8]) -> bool {
             == 0
 }
 
-fn refusal(status: StatusCode, message: String) -> Response {
+pub(crate) fn refusal(status: StatusCode, message: String) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
@@ -335,7 +346,7 @@ fn described(error: &DeployError) -> String {
 
 /// Runs blocking engine work on a thread of its own: the engine makes its own runtimes, which
 /// cannot start inside this one.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, String> {
     let (send, receive) = tokio::sync::oneshot::channel();

@@ -25,12 +25,23 @@ fn context() -> (TestContext, u16, u16) {
         "envs/stage.toml",
         &format!("[services.frontend]\nexpose = {stage}\n\n[services.backend]\nreplicas = 2\n"),
     );
-    let project = context.read("tier.toml").replacen(
-        "[environments.stage]\n",
-        "[environments.stage]\nprotected = true\n",
-        1,
-    );
+    // The backend's source with a real lockfile, so each apply records what it locks.
+    let project = context
+        .read("tier.toml")
+        .replacen(
+            "[environments.stage]\n",
+            "[environments.stage]\nprotected = true\n",
+            1,
+        )
+        .replacen(
+            "[services.backend]\n",
+            "[services.backend]\nsource = \"backend\"\n",
+            1,
+        );
     context.write("tier.toml", &project);
+    let lockfile = std::fs::read_to_string(tier_test::repo_root().join("Cargo.lock"))
+        .expect("the repository's Cargo.lock");
+    context.write("backend/Cargo.lock", &lockfile);
     (context, dev, stage)
 }
 
@@ -219,6 +230,83 @@ async fn the_dashboard_follows_the_environments_and_changes_need_the_token() {
         (backend["name"].as_str(), backend["desired"].as_u64()),
         (Some("backend"), Some(1))
     );
+
+    // A service's page: its replicas, its resolved values with where each came from, and its
+    // output, which follows a restarted replica's first line as it is written.
+    client
+        .goto(&format!("{base}/env/stage/service/backend"))
+        .await
+        .expect("open the service");
+    let replicas = browser
+        .eval("document.querySelectorAll('table.replicas tbody tr').length")
+        .await;
+    assert_eq!(replicas, 2, "stage's two backend replicas");
+    let origin = browser
+        .eval("[...document.querySelectorAll('table.values tr')].find(tr => tr.cells[0].textContent === 'replicas').cells[2].textContent")
+        .await;
+    assert!(
+        origin
+            .as_str()
+            .unwrap_or_default()
+            .contains("envs/stage.toml"),
+        "{origin}"
+    );
+    let before = browser
+        .eval("document.getElementById('logs').textContent.split('listening on').length")
+        .await;
+    let pid = replica_pid(&context, "stage", "backend");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill a stage backend replica");
+    browser
+        .wait_until(
+            &format!("document.getElementById('logs').textContent.split('listening on').length > {before}"),
+            SHOWN,
+            "the restarted replica's output in the live tail",
+        )
+        .await;
+
+    // The diff of dev and stage, with where each side's value comes from.
+    client
+        .goto(&format!("{base}/diff?left=dev&right=stage"))
+        .await
+        .expect("open the diff");
+    let row = browser
+        .eval("[...document.querySelectorAll('table.diff tbody tr')].find(tr => tr.cells[0].textContent === 'services.backend.replicas').textContent")
+        .await;
+    assert!(
+        row.as_str().unwrap_or_default().contains("envs/stage.toml"),
+        "{row}"
+    );
+
+    // Dev's dependency graph: both services in their waves, each coloured by its health.
+    client
+        .goto(&format!("{base}/env/dev/graph"))
+        .await
+        .expect("open the graph");
+    browser
+        .wait_until(
+            "document.querySelector(\"g.service[data-service='backend']\").classList.contains('running')",
+            SHOWN,
+            "the backend's node coloured running",
+        )
+        .await;
+    let waves = browser
+        .eval("document.querySelector(\"g.service[data-service='frontend']\").dataset.wave")
+        .await;
+    assert_eq!(waves, "2", "the frontend waits for the backend");
+
+    // Libraries: where a library the backend locks runs, from the deployed bill of materials.
+    client
+        .goto(&format!("{base}/libraries?library=serde_json"))
+        .await
+        .expect("open libraries");
+    let environments = browser
+        .eval("[...new Set([...document.querySelectorAll('table.libraries tbody tr')].map(tr => tr.cells[0].textContent))]")
+        .await;
+    assert_eq!(environments, serde_json::json!(["dev", "stage"]));
 
     // Stage is protected: refused until its name is typed in.
     client
