@@ -72,6 +72,29 @@ function applyFilter() {
   }
 }
 if (filter) filter.addEventListener("input", applyFilter);
+
+// Sorting rows: by name, or the worst cell first.
+const sort = document.getElementById("sort");
+const badness = { failing: 5, degraded: 4, starting: 3, stopped: 2 };
+function rowBadness(row) {
+  let worst = 0;
+  for (const cell of row.querySelectorAll("td.cell")) {
+    for (const [name, weight] of Object.entries(badness)) {
+      if (cell.classList.contains(name)) worst = Math.max(worst, weight);
+    }
+    if (cell.classList.contains("drifted")) worst = Math.max(worst, 1);
+  }
+  return worst;
+}
+function applySort() {
+  const body = document.querySelector("#matrix tbody");
+  if (!body || !sort) return;
+  const rows = [...body.rows];
+  rows.sort((a, b) => (sort.value === "health" ? rowBadness(b) - rowBadness(a) : 0)
+    || a.dataset.service.localeCompare(b.dataset.service));
+  for (const row of rows) body.appendChild(row);
+}
+if (sort) sort.addEventListener("change", applySort);
 if (status) status.addEventListener("change", applyFilter);
 
 // Keys: "/" to filter, arrows to move between cells, Enter to open the environment.
@@ -171,6 +194,10 @@ for (const button of document.querySelectorAll("button[data-action]")) {
     if (button.dataset.action === "rollback") {
       say("rolling back to revision " + button.dataset.to + "…");
       act("/api/env/" + env + "/rollback", { to: Number(button.dataset.to) });
+    }
+    if (button.dataset.action === "config-rollback") {
+      say("putting " + button.dataset.key + " back to revision " + button.dataset.to + "…");
+      act("/api/env/" + env + "/config/rollback", { key: button.dataset.key, to: Number(button.dataset.to) });
     }
     if (button.dataset.action === "flag") {
       const value = button.dataset.value === "" ? null : button.dataset.value === "true";

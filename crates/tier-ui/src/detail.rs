@@ -235,3 +235,36 @@ pub(crate) async fn libraries_page(
     let shown = found.as_deref().map_err(String::as_str);
     Html(views::libraries_page(&matrix, &library, &affected, shown)).into_response()
 }
+
+/// One config key of an environment's store: every change with who made it and when, and a
+/// rollback to each earlier value.
+pub(crate) async fn config_page(
+    State(shared): State<Arc<Shared>>,
+    Path(env): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    let matrix = shared.matrix.borrow().clone();
+    let Some(column) = matrix.environments.iter().find(|column| column.name == env) else {
+        return refusal(StatusCode::NOT_FOUND, format!("no environment `{env}`"));
+    };
+    let Some(key) = query.get("key").filter(|key| !key.is_empty()).cloned() else {
+        return refusal(StatusCode::BAD_REQUEST, "name a key: ?key=".to_owned());
+    };
+    let history = match crate::routes::store_environment(&shared, &env).await {
+        Ok(environment) => {
+            let wanted = key.clone();
+            crate::routes::with_store(&shared, &environment, |store| async move {
+                store
+                    .client
+                    .history(&wanted)
+                    .await
+                    .map_err(|error| error.to_string())
+            })
+            .await
+            .and_then(|history| history)
+        }
+        Err(why) => Err(why),
+    };
+    let shown = history.as_ref().map_err(String::as_str);
+    Html(views::config_page(&matrix, column, &key, shown)).into_response()
+}

@@ -15,7 +15,7 @@ mod routes;
 mod updates;
 pub mod views;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,12 +48,12 @@ pub fn new_token() -> std::io::Result<String> {
 /// Serves the dashboard of the project at `root` on `listener` until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    root: &Path,
-    project: tier_model::Project,
+    workspace: tier_deploy::Workspace,
     token: String,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let mut collector = matrix::Collector::new(root, project);
+    let root = workspace.root().to_owned();
+    let mut collector = matrix::Collector::new(workspace);
     let (collector, matrix) = tokio::task::spawn_blocking(move || {
         let matrix = collector.collect();
         (collector, matrix)
@@ -65,7 +65,7 @@ pub async fn serve(
     updates::spawn(collector, publish, updates.clone(), shutdown.clone());
     let shared = Arc::new(Shared {
         address: listener.local_addr()?,
-        root: root.to_owned(),
+        root,
         token,
         matrix: latest,
         updates,

@@ -5,12 +5,13 @@
 //! drawn as HTML by `page.rs`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
+use tier_deploy::Workspace;
 use tier_local::control::{EnvStatus, ServiceState};
+use tier_model::Environment;
 use tier_model::environment::Runtime;
-use tier_model::{Environment, Project};
 use tier_state::paths::EnvDir;
 use tier_state::{Revision, State};
 
@@ -28,8 +29,11 @@ pub struct Matrix {
 pub struct Column {
     pub name: String,
     pub runtime: Runtime,
-    /// The environment it extends, under which it is grouped.
+    /// The environment it extends.
     pub extends: Option<String>,
+    /// The group it is shown in: the environment at the top of its `extends` chain (a region
+    /// or team environment sits under the one it extends), which may be abstract.
+    pub group: String,
     pub protected: bool,
     /// Whether its runtime answered: a local agent runs, or the cluster was reached.
     pub running: bool,
@@ -56,6 +60,11 @@ pub struct Cell {
     pub restarts: u32,
     /// Why it is not running, in the runtime's words.
     pub reason: Option<String>,
+    /// What differs from the deployed revision, in a few words each; `None` when not checked.
+    pub drift: Option<Vec<String>>,
+    /// The newest deployed-or-earlier revision that changed this service (its spec or its
+    /// artifact).
+    pub changed: Option<Deployed>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -95,48 +104,56 @@ impl Health {
     }
 }
 
-/// Reads matrices, keeping what did not change since the last one: a deployed revision is
-/// read again only when its environment's state moved, and a kubernetes environment is
-/// resolved once.
+/// How many reads apart drift is checked: it compares every service's files and objects.
+const DRIFT_EVERY: u64 = 10;
+
+/// Reads matrices, keeping what did not change since the last one: a deployed revision (and
+/// who last changed each service) is read again only when its environment's state moved, a
+/// kubernetes environment is resolved once, and drift is checked every [`DRIFT_EVERY`] reads.
 pub struct Collector {
     root: PathBuf,
-    project: Project,
-    deployed: BTreeMap<String, (u64, Option<Revision>)>,
+    workspace: Workspace,
+    deployed: BTreeMap<String, (u64, Option<Revision>, BTreeMap<String, Deployed>)>,
     resolved: BTreeMap<String, Option<Environment>>,
+    drift: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    reads: u64,
 }
 
 impl Collector {
-    pub fn new(root: &Path, project: Project) -> Collector {
+    pub fn new(workspace: Workspace) -> Collector {
         Collector {
-            root: root.to_owned(),
-            project,
+            root: workspace.root().to_owned(),
+            workspace,
             deployed: BTreeMap::new(),
             resolved: BTreeMap::new(),
+            drift: BTreeMap::new(),
+            reads: 0,
         }
     }
 
-    pub fn project(&self) -> &Project {
-        &self.project
-    }
-
     pub fn collect(&mut self) -> Matrix {
+        let check_drift = self.reads.is_multiple_of(DRIFT_EVERY);
+        self.reads += 1;
         let services = self.service_names();
         let names: Vec<(String, Option<String>)> = self
-            .project
+            .workspace
+            .project()
             .environments
             .iter()
             .filter(|decl| !decl.is_abstract)
             .map(|decl| (decl.name.clone(), decl.extends.clone()))
             .collect();
+        let names = grouped(&self.workspace.project().environments, names);
         let mut environments = Vec::new();
         let mut cells = BTreeMap::new();
-        for (name, extends) in names {
-            let (column, row) = self.column(&name, extends, &services);
+        for (name, extends, group) in names {
+            let (mut column, row) = self.column(&name, extends, &services, check_drift);
+            column.group = group;
             environments.push(column);
             cells.insert(name, row);
         }
         Matrix {
-            project: self.project.name().to_owned(),
+            project: self.workspace.project().name().to_owned(),
             environments,
             services,
             cells,
@@ -145,7 +162,8 @@ impl Collector {
 
     /// Every service the project file names, in name order.
     fn service_names(&self) -> Vec<String> {
-        self.project
+        self.workspace
+            .project()
             .file
             .get("services")
             .and_then(tier_model::tree::Node::as_table)
@@ -158,13 +176,16 @@ impl Collector {
         env: &str,
         extends: Option<String>,
         services: &[String],
+        check_drift: bool,
     ) -> (Column, BTreeMap<String, Cell>) {
-        let runtime = self.project.runtime(env).unwrap_or_default();
+        let project = self.workspace.project();
+        let runtime = project.runtime(env).unwrap_or_default();
         let mut column = Column {
             name: env.to_owned(),
             runtime,
             extends,
-            protected: self.project.protected(env),
+            group: env.to_owned(),
+            protected: project.protected(env),
             running: false,
             deployed: None,
             problem: None,
@@ -174,6 +195,11 @@ impl Collector {
             Runtime::Kubernetes => self.kube(env, &mut column),
         };
         column.running = live.is_some();
+        if check_drift {
+            self.check_drift(env, column.running && revision.is_some());
+        }
+        let drift = self.drift.get(env);
+        let changes = self.deployed.get(env).map(|(_, _, changes)| changes);
         column.deployed = revision.as_ref().map(|revision| Deployed {
             revision: revision.number,
             who: revision.who.clone(),
@@ -182,15 +208,37 @@ impl Collector {
         let row = services
             .iter()
             .map(|service| {
-                let cell = cell(service, revision.as_ref(), live.as_ref());
+                let mut cell = cell(service, revision.as_ref(), live.as_ref());
+                if let Some(drift) = drift {
+                    cell.drift = Some(drift.get(service).cloned().unwrap_or_default());
+                }
+                cell.changed = changes.and_then(|changes| changes.get(service)).cloned();
                 (service.clone(), cell)
             })
             .collect();
         (column, row)
     }
 
-    /// The deployed revision of a local environment, read again only when its serial moved.
-    /// An environment that never ran has no state file, and none is made.
+    /// What differs from the deployed revision in a running environment, by service; an
+    /// environment with nothing running or deployed has nothing to compare.
+    fn check_drift(&mut self, env: &str, comparable: bool) {
+        if !comparable {
+            self.drift.remove(env);
+            return;
+        }
+        match tier_deploy::drift::check(&mut self.workspace, env) {
+            Ok(report) => {
+                self.drift.insert(env.to_owned(), report.by_service());
+            }
+            Err(_) => {
+                self.drift.remove(env);
+            }
+        }
+    }
+
+    /// The deployed revision of a local environment, and who last changed each service, read
+    /// again only when its serial moved. An environment that never ran has no state file, and
+    /// none is made.
     fn local_revision(&mut self, env: &str, column: &mut Column) -> Option<Revision> {
         let dir = EnvDir::new(&self.root, env);
         if !dir.state().exists() {
@@ -198,22 +246,27 @@ impl Collector {
         }
         let read = State::open(dir.root()).and_then(|state| {
             let serial = state.serial()?;
-            match self.deployed.get(env) {
-                Some((seen, revision)) if *seen == serial => Ok((serial, revision.clone())),
-                _ => Ok((serial, state.deployed()?)),
+            if let Some((seen, revision, changes)) = self.deployed.get(env)
+                && *seen == serial
+            {
+                return Ok((serial, revision.clone(), changes.clone()));
             }
+            let history = state.history()?;
+            let deployed = state.deployed()?;
+            let changes = last_changes(&history, deployed.as_ref());
+            Ok((serial, deployed, changes))
         });
         match read {
-            Ok((serial, revision)) => {
+            Ok((serial, revision, changes)) => {
                 self.deployed
-                    .insert(env.to_owned(), (serial, revision.clone()));
+                    .insert(env.to_owned(), (serial, revision.clone(), changes));
                 revision
             }
             Err(error) => {
                 column.problem = Some(error.to_string());
                 self.deployed
                     .get(env)
-                    .and_then(|(_, revision)| revision.clone())
+                    .and_then(|(_, revision, _)| revision.clone())
             }
         }
     }
@@ -226,9 +279,9 @@ impl Collector {
 
     /// A kubernetes environment's deployed revision and live Deployments, from its cluster.
     fn kube(&mut self, env: &str, column: &mut Column) -> (Option<Revision>, Option<Live>) {
-        let project = &mut self.project;
+        let workspace = &mut self.workspace;
         let environment = self.resolved.entry(env.to_owned()).or_insert_with(|| {
-            project
+            workspace
                 .resolve(env, &[])
                 .ok()
                 .map(|resolved| resolved.environment)
@@ -290,6 +343,8 @@ fn cell(service: &str, revision: Option<&Revision>, live: Option<&Live>) -> Cell
         desired,
         restarts: 0,
         reason: None,
+        drift: None,
+        changed: None,
     };
     match live {
         Some(Live::Local(status)) => {
@@ -327,6 +382,102 @@ fn cell(service: &str, revision: Option<&Revision>, live: Option<&Live>) -> Cell
         None => {}
     }
     cell
+}
+
+/// The environments in the order the matrix shows them, each with its group: every group
+/// where its first environment is declared, and within a group in declaration order.
+fn grouped(
+    declared: &[tier_model::project::EnvironmentDecl],
+    names: Vec<(String, Option<String>)>,
+) -> Vec<(String, Option<String>, String)> {
+    let parent = |name: &str| {
+        declared
+            .iter()
+            .find(|decl| decl.name == name)
+            .and_then(|decl| decl.extends.clone())
+    };
+    let top = |name: &str| {
+        let mut at = name.to_owned();
+        // A chain is at most as long as there are environments (the project refuses loops).
+        for _ in 0..declared.len() {
+            match parent(&at) {
+                Some(up) => at = up,
+                None => break,
+            }
+        }
+        at
+    };
+    let mut groups: Vec<String> = Vec::new();
+    let with_groups: Vec<(String, Option<String>, String)> = names
+        .into_iter()
+        .map(|(name, extends)| {
+            let group = top(&name);
+            if !groups.contains(&group) {
+                groups.push(group.clone());
+            }
+            (name, extends, group)
+        })
+        .collect();
+    let mut ordered = Vec::with_capacity(with_groups.len());
+    for group in &groups {
+        ordered.extend(with_groups.iter().filter(|(_, _, of)| of == group).cloned());
+    }
+    ordered
+}
+
+/// For each service of the deployed revision, the newest revision up to it that changed the
+/// service: its spec or its artifact differs from the revision that succeeded before.
+fn last_changes(history: &[Revision], deployed: Option<&Revision>) -> BTreeMap<String, Deployed> {
+    let Some(deployed) = deployed else {
+        return BTreeMap::new();
+    };
+    let succeeded: Vec<&Revision> = history
+        .iter()
+        .filter(|revision| {
+            revision.number <= deployed.number
+                && matches!(revision.outcome, tier_state::Outcome::Succeeded)
+        })
+        .collect();
+    let of = |revision: &Revision, service: &str| {
+        (
+            revision
+                .spec
+                .get("services")
+                .and_then(|services| services.get(service))
+                .cloned(),
+            revision
+                .artifacts
+                .get(service)
+                .map(|artifact| artifact.digest.clone()),
+        )
+    };
+    let services = deployed
+        .spec
+        .get("services")
+        .and_then(serde_json::Value::as_object)
+        .map(|services| services.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut changes = BTreeMap::new();
+    for service in services {
+        let now = of(deployed, &service);
+        // Walk back while the service is as it is now; the last revision walked changed it.
+        let mut changed_in = deployed;
+        for revision in succeeded.iter().rev() {
+            if of(revision, &service) != now {
+                break;
+            }
+            changed_in = revision;
+        }
+        changes.insert(
+            service,
+            Deployed {
+                revision: changed_in.number,
+                who: changed_in.who.clone(),
+                finished_unix_ms: changed_in.finished_unix_ms,
+            },
+        );
+    }
+    changes
 }
 
 /// `sha256:0123456789ab…` as `0123456789ab`; an image reference as it is.

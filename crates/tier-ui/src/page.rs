@@ -50,11 +50,37 @@ pub fn matrix_page(matrix: &Matrix) -> String {
          <input id=\"filter\" type=\"search\" placeholder=\"Filter services ( / )\" aria-label=\"Filter services\">\
          <select id=\"status\" aria-label=\"Show\"><option value=\"\">every service</option>\
          <option value=\"unhealthy\">not running well</option></select>\
+         <select id=\"sort\" aria-label=\"Sort\"><option value=\"name\">by name</option>\
+         <option value=\"health\">worst first</option></select>\
          <nav><a href=\"/diff\">diff</a> <a href=\"/libraries\">libraries</a></nav>\
          <span id=\"live\" class=\"live\" title=\"updates as they happen\">live</span></header>\n\
-         <main><table id=\"matrix\"><thead><tr><th class=\"corner\" scope=\"col\">service</th>",
+         <main><table id=\"matrix\"><thead>",
         escape(&matrix.project)
     );
+    // Environments that extend another are grouped under the one at the top of their chain.
+    let grouped = matrix
+        .environments
+        .iter()
+        .any(|column| column.group != column.name);
+    if grouped {
+        html.push_str("<tr class=\"groups\"><th class=\"corner\"></th>");
+        let mut at = 0;
+        while let Some(column) = matrix.environments.get(at) {
+            let span = matrix.environments[at..]
+                .iter()
+                .take_while(|other| other.group == column.group)
+                .count();
+            let label = if span == 1 && column.group == column.name {
+                String::new()
+            } else {
+                escape(&column.group)
+            };
+            let _ = write!(html, "<th colspan=\"{span}\" class=\"group\">{label}</th>");
+            at += span;
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("<tr class=\"envs\"><th class=\"corner\" scope=\"col\">service</th>");
     for column in &matrix.environments {
         let _ = write!(
             html,
@@ -112,13 +138,31 @@ pub fn cell_id(env: &str, service: &str) -> String {
 }
 
 pub fn cell_class(cell: &Cell) -> String {
-    format!("cell {}", cell.health.as_str().replace(' ', "-"))
+    let drifted = cell.drift.as_ref().is_some_and(|drift| !drift.is_empty());
+    format!(
+        "cell {}{}",
+        cell.health.as_str().replace(' ', "-"),
+        if drifted { " drifted" } else { "" }
+    )
 }
 
 pub fn cell_title(service: &str, column: &Column, cell: &Cell) -> String {
     let mut title = format!("{service} in {}: {}", column.name, cell.health.as_str());
     if let Some(reason) = &cell.reason {
         let _ = write!(title, " ({reason})");
+    }
+    if let Some(drift) = cell.drift.as_ref().filter(|drift| !drift.is_empty()) {
+        let _ = write!(title, "; drift: {}", drift.join(", "));
+    }
+    if let Some(changed) = &cell.changed {
+        let _ = write!(
+            title,
+            "; changed in r{} by {}",
+            changed.revision, changed.who
+        );
+        if let Some(ms) = changed.finished_unix_ms {
+            let _ = write!(title, " at {}", utc(ms));
+        }
     }
     title
 }
@@ -141,6 +185,20 @@ pub fn cell_html(cell: &Cell) -> String {
             " <span class=\"version\" title=\"{}\">{}</span>",
             escape(version),
             escape(short)
+        );
+    }
+    if let Some(drift) = cell.drift.as_ref().filter(|drift| !drift.is_empty()) {
+        let _ = write!(
+            html,
+            " <span class=\"drift\" title=\"{}\">≠ drift</span>",
+            escape(&drift.join(", "))
+        );
+    }
+    if let Some(changed) = &cell.changed {
+        let _ = write!(
+            html,
+            " <span class=\"changed\">r{}</span>",
+            changed.revision
         );
     }
     if cell.restarts > 0 {
@@ -211,6 +269,7 @@ pub fn environment_page(
     column: &Column,
     history: &[tier_state::Revision],
     flags: Result<&tier_client::FlagSnapshot, &str>,
+    keys: Result<&tier_client::Listing, &str>,
 ) -> String {
     let env = escape(&column.name);
     let mut html = head(&format!("tier · {}", column.name));
@@ -298,8 +357,54 @@ pub fn environment_page(
             html.push_str("</tbody></table>");
         }
     }
+    html.push_str("\n<h2>Config</h2>");
+    match keys {
+        Err(why) => {
+            let _ = write!(html, "<p class=\"problem\">{}</p>", escape(why));
+        }
+        Ok(listing) => {
+            let keys: Vec<&tier_client::KeyValue> = listing
+                .kvs
+                .iter()
+                .filter(|kv| !kv.key.starts_with("_tier/"))
+                .collect();
+            if keys.is_empty() {
+                html.push_str("<p>No keys in the runtime config store.</p>");
+            } else {
+                html.push_str(
+                    "<table class=\"config\"><thead><tr><th>key</th><th>value</th><th>revision</th>\
+                     </tr></thead><tbody>",
+                );
+                for kv in keys {
+                    let _ = write!(
+                        html,
+                        "<tr data-key=\"{0}\"><th scope=\"row\"><a href=\"/env/{env}/config?key={1}\">{0}</a></th>\
+                         <td><code>{2}</code></td><td>{3}</td></tr>",
+                        escape(&kv.key),
+                        escape(&query_escape(&kv.key)),
+                        escape(&kv.value.to_string()),
+                        kv.mod_revision
+                    );
+                }
+                html.push_str("</tbody></table>");
+            }
+        }
+    }
     html.push_str("\n<script src=\"/assets/ui.js\"></script></body></html>\n");
     html
+}
+
+/// A query parameter's value with every byte outside `A-Za-z0-9-._~` percent-encoded.
+pub(crate) fn query_escape(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
 }
 
 #[cfg(test)]

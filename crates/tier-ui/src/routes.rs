@@ -52,6 +52,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/events", get(events))
         .route("/api/env/{env}/rollback", post(rollback))
         .route("/api/env/{env}/flags/{name}", post(set_flag))
+        .route("/api/env/{env}/config/rollback", post(config_rollback))
+        .route("/env/{env}/config", get(detail::config_page))
         .route("/assets/ui.css", get(|| async { asset("text/css", CSS) }))
         .route(
             "/assets/ui.js",
@@ -126,23 +128,29 @@ async fn environment_page(State(shared): State<Arc<Shared>>, Path(env): Path<Str
     .await
     .and_then(|history| history)
     .unwrap_or_default();
-    let flags = match store_environment(&shared, &env).await {
+    let store = match store_environment(&shared, &env).await {
         Ok(environment) => with_store(&shared, &environment, |store| async move {
-            store
-                .client
-                .list_flags()
-                .await
-                .map_err(|error| error.to_string())
+            let flags = store.client.list_flags().await;
+            let keys = store.client.list("").await;
+            (flags, keys)
         })
         .await
-        .and_then(|listed| listed),
-        Err(why) => Err(why),
+        .map_err(|why| (why.clone(), why)),
+        Err(why) => Err((why.clone(), why)),
+    };
+    let (flags, keys) = match store {
+        Ok((flags, keys)) => (
+            flags.map_err(|error| error.to_string()),
+            keys.map_err(|error| error.to_string()),
+        ),
+        Err((flags, keys)) => (Err(flags), Err(keys)),
     };
     Html(page::environment_page(
         &matrix,
         column,
         &history,
         flags.as_ref().map_err(String::as_str),
+        keys.as_ref().map_err(String::as_str),
     ))
     .into_response()
 }
@@ -257,8 +265,62 @@ async fn set_flag(
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigRollback {
+    key: String,
+    to: u64,
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+/// Puts a config key back to its value at an earlier revision of the store.
+async fn config_rollback(
+    State(shared): State<Arc<Shared>>,
+    Path(env): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(refused) = authorised(&shared, &headers) {
+        return *refused;
+    }
+    let request: ConfigRollback = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                format!("not a config rollback: {error}"),
+            );
+        }
+    };
+    let environment = match store_environment(&shared, &env).await {
+        Ok(environment) => environment,
+        Err(why) => return refusal(StatusCode::BAD_REQUEST, why),
+    };
+    if let Err(error) =
+        Confirm::named(request.confirm.as_deref()).check(&environment, "roll back config in")
+    {
+        return refusal(StatusCode::FORBIDDEN, described(&error));
+    }
+    let written = with_store(&shared, &environment, |store| async move {
+        store
+            .client
+            .rollback(&request.key, request.to)
+            .await
+            .map_err(|error| format!("{}: {error}", store.env))
+    })
+    .await;
+    match written {
+        Ok(Ok(revision)) => Json(json!({ "ok": true, "revision": revision })).into_response(),
+        Ok(Err(why)) | Err(why) => refusal(StatusCode::BAD_GATEWAY, why),
+    }
+}
+
 /// The environment resolved, for its store: refused when it is abstract.
-async fn store_environment(shared: &Shared, env: &str) -> Result<tier_model::Environment, String> {
+pub(crate) async fn store_environment(
+    shared: &Shared,
+    env: &str,
+) -> Result<tier_model::Environment, String> {
     let root = shared.root.clone();
     let name = env.to_owned();
     blocking(move || {
@@ -276,7 +338,7 @@ async fn store_environment(shared: &Shared, env: &str) -> Result<tier_model::Env
 
 /// Runs `work` against the environment's runtime config store (its agent's, or its store file
 /// served for the length of the call).
-async fn with_store<F, Fut, T>(
+pub(crate) async fn with_store<F, Fut, T>(
     shared: &Shared,
     environment: &tier_model::Environment,
     work: F,

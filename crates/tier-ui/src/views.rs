@@ -275,6 +275,70 @@ pub fn libraries_page(
     html
 }
 
+/// A config key's history, newest first, with a rollback to each value it had.
+pub fn config_page(
+    matrix: &Matrix,
+    column: &Column,
+    key: &str,
+    history: Result<&tier_client::KeyHistory, &str>,
+) -> String {
+    let env = escape(&column.name);
+    let mut html = head(&format!("tier · {key} in {}", column.name));
+    let _ = write!(
+        html,
+        "<body class=\"config-page\" data-env=\"{env}\" data-protected=\"{}\">{}\
+         <h1>{} <small>in <a href=\"/env/{env}\">{env}</a></small></h1><div id=\"message\" role=\"status\"></div>",
+        column.protected,
+        nav(matrix),
+        escape(key)
+    );
+    match history {
+        Err(why) => {
+            let _ = write!(html, "<p class=\"problem\">{}</p>", escape(why));
+        }
+        Ok(history) if history.history.is_empty() => {
+            html.push_str("<p>No recorded changes.</p>");
+        }
+        Ok(history) => {
+            html.push_str(
+                "<table class=\"key-history\"><thead><tr><th>revision</th><th>when</th><th>who</th>\
+                 <th>change</th><th>value</th><th></th></tr></thead><tbody>",
+            );
+            let latest = history.history.last().map(|record| record.revision);
+            for record in history.history.iter().rev() {
+                let value = record
+                    .new
+                    .as_ref()
+                    .map(|state| state.value.to_string())
+                    .unwrap_or_else(|| "(removed)".to_owned());
+                let action = if Some(record.revision) == latest || record.new.is_none() {
+                    String::new()
+                } else {
+                    format!(
+                        "<button class=\"act\" data-action=\"config-rollback\" data-key=\"{}\" data-to=\"{1}\">back to {1}</button>",
+                        escape(key),
+                        record.revision
+                    )
+                };
+                let _ = write!(
+                    html,
+                    "<tr data-revision=\"{}\"><td>{0}</td><td><time data-unix-ms=\"{1}\">{2}</time></td><td>{3}</td>\
+                     <td>{4}</td><td><code>{5}</code></td><td>{action}</td></tr>",
+                    record.revision,
+                    record.at_unix_ms,
+                    crate::page::utc(record.at_unix_ms),
+                    escape(record.actor.as_deref().unwrap_or(&record.token)),
+                    escape(&format!("{:?}", record.action).to_lowercase()),
+                    escape(&value)
+                );
+            }
+            html.push_str("</tbody></table>");
+        }
+    }
+    html.push_str("\n<script src=\"/assets/ui.js\"></script></body></html>\n");
+    html
+}
+
 /// JSON inside a `<script>` element: `</` cannot end it early.
 fn escape_script(json: &str) -> String {
     json.replace("</", "<\\/")

@@ -38,6 +38,9 @@ fn context() -> (TestContext, u16, u16) {
             "[services.backend]\nsource = \"backend\"\n",
             1,
         );
+    // dev-eu extends dev: the matrix groups it under dev. It is never started.
+    let project =
+        format!("{project}\n[environments.dev-eu]\nextends = \"dev\"\nregion = \"eu-west-1\"\n");
     context.write("tier.toml", &project);
     let lockfile = std::fs::read_to_string(tier_test::repo_root().join("Cargo.lock"))
         .expect("the repository's Cargo.lock");
@@ -136,7 +139,18 @@ async fn the_dashboard_follows_the_environments_and_changes_need_the_token() {
     let headers = browser
         .eval("[...document.querySelectorAll('th.env')].map(th => th.dataset.env)")
         .await;
-    assert_eq!(headers, serde_json::json!(["dev", "stage", "prod"]));
+    assert_eq!(
+        headers,
+        serde_json::json!(["dev", "dev-eu", "stage", "prod"])
+    );
+    let groups = browser
+        .eval("[...document.querySelectorAll('tr.groups th.group')].map(th => [th.textContent, th.colSpan])")
+        .await;
+    assert_eq!(
+        groups,
+        serde_json::json!([["dev", 2], ["", 1], ["", 1]]),
+        "dev-eu under dev"
+    );
     for cell in [
         "dev.backend",
         "dev.frontend",
@@ -184,6 +198,30 @@ async fn the_dashboard_follows_the_environments_and_changes_need_the_token() {
             "dev.backend running again",
         )
         .await;
+
+    // A config file edited behind the agent's back shows as drift in its cell.
+    let config_dir = context.path().join(".tier/dev/config");
+    let edited = std::fs::read_dir(&config_dir)
+        .expect("dev's config files")
+        .filter_map(Result::ok)
+        .find(|entry| entry.file_name().to_string_lossy().starts_with("frontend-"))
+        .expect("the frontend's config file")
+        .path();
+    std::fs::write(&edited, "{}").expect("edit the config file");
+    browser
+        .wait_until(
+            "document.getElementById('dev.frontend').classList.contains('drifted')",
+            SHOWN,
+            "the edited config file as drift in dev.frontend",
+        )
+        .await;
+    let title = browser
+        .eval("document.getElementById('dev.frontend').title")
+        .await;
+    assert!(
+        title.as_str().unwrap_or_default().contains("config"),
+        "{title}"
+    );
 
     // A flag toggled from dev's page changes the sample page.
     client
@@ -307,6 +345,46 @@ async fn the_dashboard_follows_the_environments_and_changes_need_the_token() {
         .eval("[...new Set([...document.querySelectorAll('table.libraries tbody tr')].map(tr => tr.cells[0].textContent))]")
         .await;
     assert_eq!(environments, serde_json::json!(["dev", "stage"]));
+
+    // A config key's history, and a rollback to its first value from the page.
+    context
+        .tier(&["config", "set", "dev", "greeting", "hello"])
+        .success();
+    context
+        .tier(&["config", "set", "dev", "greeting", "bonjour"])
+        .success();
+    client
+        .goto(&format!("{base}/env/dev"))
+        .await
+        .expect("open dev");
+    client
+        .find(Locator::Css("table.config tr[data-key='greeting'] a"))
+        .await
+        .expect("the greeting key")
+        .click()
+        .await
+        .expect("open the key");
+    browser
+        .wait_until(
+            "document.querySelectorAll('table.key-history tbody tr').length === 2",
+            SHOWN,
+            "two changes",
+        )
+        .await;
+    client
+        .find(Locator::Css("button[data-action='config-rollback']"))
+        .await
+        .expect("the rollback to the first value")
+        .click()
+        .await
+        .expect("click back");
+    wait_for(SHOWN, "greeting back to hello", || {
+        context
+            .tier(&["config", "get", "dev", "greeting"])
+            .stdout
+            .trim()
+            == "hello"
+    });
 
     // Stage is protected: refused until its name is typed in.
     client

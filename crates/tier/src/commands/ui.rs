@@ -1,13 +1,11 @@
 //! `tier ui`: the dashboard (tier-ui) served until Ctrl-C or SIGTERM.
 
-use super::local::project_root;
-use super::{CommandResult, Threads, fail, load, runtime, stop_on_signal};
+use super::{CommandResult, Threads, fail, runtime, stop_on_signal};
 use crate::args::Global;
 use crate::output;
 
 pub fn ui(global: &Global, listen: &str, open: bool) -> CommandResult {
-    let project = load(global)?;
-    let root = project_root(global);
+    let workspace = super::workspace(global)?;
     let token = tier_ui::new_token().map_err(fail)?;
     let runtime = runtime(Threads::AllCores)?;
     runtime.block_on(async {
@@ -23,14 +21,17 @@ pub fn ui(global: &Global, listen: &str, open: bool) -> CommandResult {
             ));
         }
         let url = format!("http://{address}/?token={token}");
-        eprintln!("serving the dashboard of {} on http://{address}/ (Ctrl-C stops it)", project.name());
+        eprintln!(
+            "serving the dashboard of {} on http://{address}/ (Ctrl-C stops it)",
+            workspace.project().name()
+        );
         output::stdout_line(&url);
         if open {
             open_browser(&url);
         }
         let shutdown = tokio_util::sync::CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        tier_ui::serve(listener, &root, project, token, shutdown)
+        tier_ui::serve(listener, workspace, token, shutdown)
             .await
             .map_err(|error| fail(format!("the dashboard stopped: {error}")))
     })
