@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 use tier_deploy::Workspace;
@@ -113,10 +114,19 @@ const DRIFT_EVERY: u64 = 10;
 pub struct Collector {
     root: PathBuf,
     workspace: Workspace,
-    deployed: BTreeMap<String, (u64, Option<Revision>, BTreeMap<String, Deployed>)>,
+    deployed: BTreeMap<String, StateRead>,
     resolved: BTreeMap<String, Option<Environment>>,
     drift: BTreeMap<String, BTreeMap<String, Vec<String>>>,
     reads: u64,
+}
+
+/// What a local environment's state file said at one serial.
+#[derive(Clone)]
+struct StateRead {
+    serial: u64,
+    revision: Option<Arc<Revision>>,
+    /// The revision that last changed each service.
+    changes: BTreeMap<String, Deployed>,
 }
 
 impl Collector {
@@ -199,7 +209,7 @@ impl Collector {
             self.check_drift(env, column.running && revision.is_some());
         }
         let drift = self.drift.get(env);
-        let changes = self.deployed.get(env).map(|(_, _, changes)| changes);
+        let changes = self.deployed.get(env).map(|read| &read.changes);
         column.deployed = revision.as_ref().map(|revision| Deployed {
             revision: revision.number,
             who: revision.who.clone(),
@@ -208,7 +218,7 @@ impl Collector {
         let row = services
             .iter()
             .map(|service| {
-                let mut cell = cell(service, revision.as_ref(), live.as_ref());
+                let mut cell = cell(service, revision.as_deref(), live.as_ref());
                 if let Some(drift) = drift {
                     cell.drift = Some(drift.get(service).cloned().unwrap_or_default());
                 }
@@ -239,34 +249,38 @@ impl Collector {
     /// The deployed revision of a local environment, and who last changed each service, read
     /// again only when its serial moved. An environment that never ran has no state file, and
     /// none is made.
-    fn local_revision(&mut self, env: &str, column: &mut Column) -> Option<Revision> {
+    fn local_revision(&mut self, env: &str, column: &mut Column) -> Option<Arc<Revision>> {
         let dir = EnvDir::new(&self.root, env);
         if !dir.state().exists() {
             return None;
         }
         let read = State::open(dir.root()).and_then(|state| {
             let serial = state.serial()?;
-            if let Some((seen, revision, changes)) = self.deployed.get(env)
-                && *seen == serial
+            if let Some(seen) = self.deployed.get(env)
+                && seen.serial == serial
             {
-                return Ok((serial, revision.clone(), changes.clone()));
+                return Ok(seen.clone());
             }
             let history = state.history()?;
-            let deployed = state.deployed()?;
-            let changes = last_changes(&history, deployed.as_ref());
-            Ok((serial, deployed, changes))
+            let revision = state.deployed()?.map(Arc::new);
+            let changes = last_changes(&history, revision.as_deref());
+            Ok(StateRead {
+                serial,
+                revision,
+                changes,
+            })
         });
         match read {
-            Ok((serial, revision, changes)) => {
-                self.deployed
-                    .insert(env.to_owned(), (serial, revision.clone(), changes));
+            Ok(read) => {
+                let revision = read.revision.clone();
+                self.deployed.insert(env.to_owned(), read);
                 revision
             }
             Err(error) => {
                 column.problem = Some(error.to_string());
                 self.deployed
                     .get(env)
-                    .and_then(|(_, revision, _)| revision.clone())
+                    .and_then(|read| read.revision.clone())
             }
         }
     }
@@ -278,7 +292,7 @@ impl Collector {
     }
 
     /// A kubernetes environment's deployed revision and live Deployments, from its cluster.
-    fn kube(&mut self, env: &str, column: &mut Column) -> (Option<Revision>, Option<Live>) {
+    fn kube(&mut self, env: &str, column: &mut Column) -> (Option<Arc<Revision>>, Option<Live>) {
         let workspace = &mut self.workspace;
         let environment = self.resolved.entry(env.to_owned()).or_insert_with(|| {
             workspace
@@ -298,7 +312,7 @@ impl Collector {
                     .map_err(|error| format!("{env}: {error}"))
             });
         let revision = match revision {
-            Ok(revision) => revision,
+            Ok(revision) => revision.map(Arc::new),
             Err(error) => {
                 column.problem = Some(error.to_string());
                 return (None, None);
