@@ -501,3 +501,91 @@ fn short_digest(digest: &str) -> String {
         None => digest.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn revision(
+        number: u64,
+        who: &str,
+        backend: &str,
+        frontend: &str,
+        succeeded: bool,
+    ) -> Revision {
+        Revision {
+            number,
+            spec: serde_json::json!({ "services": {
+                "backend": { "version": backend },
+                "frontend": { "version": frontend },
+            }}),
+            artifacts: BTreeMap::new(),
+            who: who.to_owned(),
+            started_unix_ms: number * 1000,
+            finished_unix_ms: Some(number * 1000 + 500),
+            origin: tier_state::Origin::Apply,
+            outcome: if succeeded {
+                tier_state::Outcome::Succeeded
+            } else {
+                tier_state::Outcome::Failed {
+                    reason: "a probe failed".to_owned(),
+                }
+            },
+            bom: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_cell_names_the_revision_that_last_changed_its_service() {
+        let history = [
+            revision(1, "ana", "1.0", "1.0", true),
+            revision(2, "bo", "1.0", "1.1", true),
+            // A failed revision changed nothing that runs.
+            revision(3, "cy", "2.0", "1.1", false),
+            revision(4, "di", "1.0", "1.1", true),
+        ];
+        let changes = last_changes(&history, Some(&history[3]));
+        let by = |service: &str| {
+            changes
+                .get(service)
+                .map(|change| (change.revision, change.who.as_str()))
+        };
+        assert_eq!(by("backend"), Some((1, "ana")));
+        assert_eq!(by("frontend"), Some((2, "bo")));
+        assert!(last_changes(&history, None).is_empty());
+    }
+
+    #[test]
+    fn environments_that_extend_another_sit_in_its_group() {
+        let project = "[project]\nname = \"shop\"\n\
+            [environments.base]\nabstract = true\n\
+            [environments.dev]\nruntime = \"local\"\n\
+            [environments.eu]\nextends = \"base\"\n\
+            [environments.dev-team]\nextends = \"dev\"\n\
+            [environments.us]\nextends = \"base\"\n\
+            [services.web]\ncommand = [\"web\"]\n";
+        let dir = tier_test::TestProject::with_files(&[("tier.toml", project)]);
+        let loaded = tier_model::Project::load(dir.path()).expect("the project loads");
+        let names: Vec<(String, Option<String>)> = loaded
+            .environments
+            .iter()
+            .filter(|decl| !decl.is_abstract)
+            .map(|decl| (decl.name.clone(), decl.extends.clone()))
+            .collect();
+        let order: Vec<(String, String)> = grouped(&loaded.environments, names)
+            .into_iter()
+            .map(|(name, _, group)| (name, group))
+            .collect();
+        let expected = [
+            ("dev", "dev"),
+            ("dev-team", "dev"),
+            ("eu", "base"),
+            ("us", "base"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(name, group)| ((*name).to_owned(), (*group).to_owned()))
+            .collect();
+        assert_eq!(order, expected);
+    }
+}

@@ -78,11 +78,14 @@ async fn known_host(
         .get(header::HOST)
         .and_then(|host| host.to_str().ok())
         .unwrap_or_default();
-    let port = shared.address.port();
-    let known = host == shared.address.to_string()
-        || host == format!("localhost:{port}")
-        || host == format!("127.0.0.1:{port}")
-        || (!shared.address.ip().is_loopback() && host.ends_with(&format!(":{port}")));
+    // The port may be left out (some clients do); the name may not be another.
+    let port = format!(":{}", shared.address.port());
+    let name = host.strip_suffix(&port).unwrap_or(host);
+    let ip = shared.address.ip().to_string();
+    let known = name == ip
+        || name == format!("[{ip}]")
+        || (shared.address.ip().is_loopback() && matches!(name, "localhost" | "127.0.0.1"))
+        || (!shared.address.ip().is_loopback() && host.ends_with(&port));
     if known {
         next.run(request).await
     } else {

@@ -87,3 +87,72 @@ pub(crate) fn changes(previous: &Matrix, next: &Matrix) -> Option<String> {
     }
     Some(json!({ "columns": Value::Object(columns), "cells": Value::Object(cells) }).to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::matrix::{Cell, Column, Health};
+
+    fn matrix(health: Health, services: &[&str]) -> Matrix {
+        let cell = Cell {
+            health,
+            version: Some("1.0".to_owned()),
+            ready: 1,
+            desired: 1,
+            restarts: 0,
+            reason: None,
+            drift: None,
+            changed: None,
+        };
+        let row: BTreeMap<String, Cell> = services
+            .iter()
+            .map(|service| ((*service).to_owned(), cell.clone()))
+            .collect();
+        Matrix {
+            project: "shop".to_owned(),
+            environments: vec![Column {
+                name: "dev".to_owned(),
+                runtime: tier_model::environment::Runtime::Local,
+                extends: None,
+                group: "dev".to_owned(),
+                protected: false,
+                running: true,
+                deployed: None,
+                problem: None,
+            }],
+            services: services
+                .iter()
+                .map(|service| (*service).to_owned())
+                .collect(),
+            cells: BTreeMap::from([("dev".to_owned(), row)]),
+        }
+    }
+
+    #[test]
+    fn only_what_changed_is_sent_and_a_new_row_reloads_the_page() {
+        let running = matrix(Health::Running, &["api", "web"]);
+        assert_eq!(changes(&running, &running), None);
+        let mut failing = running.clone();
+        if let Some(cell) = failing
+            .cells
+            .get_mut("dev")
+            .and_then(|row| row.get_mut("web"))
+        {
+            cell.health = Health::Failing;
+        }
+        let sent: serde_json::Value =
+            serde_json::from_str(&changes(&running, &failing).unwrap_or_default())
+                .unwrap_or_default();
+        let cells = sent["cells"].as_object().cloned().unwrap_or_default();
+        assert_eq!(cells.keys().collect::<Vec<_>>(), ["dev.web"]);
+        assert_eq!(sent["cells"]["dev.web"]["health"], "failing");
+        assert_eq!(sent["columns"], serde_json::json!({}));
+        let grown = matrix(Health::Running, &["api", "web", "worker"]);
+        assert_eq!(
+            changes(&running, &grown),
+            Some(r#"{"reload":true}"#.to_owned())
+        );
+    }
+}
