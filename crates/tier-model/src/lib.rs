@@ -12,6 +12,7 @@ pub mod defaults;
 pub mod diff;
 pub mod environment;
 mod environment_checks;
+pub mod field;
 pub mod fields;
 mod files;
 pub mod graph;
