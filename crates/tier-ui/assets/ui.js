@@ -199,6 +199,10 @@ for (const button of document.querySelectorAll("button[data-action]")) {
       say("putting " + button.dataset.key + " back to revision " + button.dataset.to + "…");
       act("/api/env/" + env + "/config/rollback", { key: button.dataset.key, to: Number(button.dataset.to) });
     }
+    if (button.dataset.action === "flag-percent") {
+      const percent = Number(button.parentElement.querySelector("input.percent").value);
+      act("/api/env/" + env + "/flags/" + button.dataset.flag, { value: { percent } });
+    }
     if (button.dataset.action === "flag") {
       const value = button.dataset.value === "" ? null : button.dataset.value === "true";
       act("/api/env/" + env + "/flags/" + button.dataset.flag, { value });

@@ -41,6 +41,9 @@ pub struct Column {
     pub deployed: Option<Deployed>,
     /// Why its runtime or records could not be read, when they could not.
     pub problem: Option<String>,
+    /// The revision of its runtime config store, which every config or flag change moves; read
+    /// from a running local environment's agent.
+    pub config_revision: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -118,6 +121,8 @@ pub struct Collector {
     resolved: BTreeMap<String, Option<Environment>>,
     drift: BTreeMap<String, BTreeMap<String, Vec<String>>>,
     reads: u64,
+    /// Runs the store client's requests; made on first use, on the collector's own thread.
+    store_runtime: Option<tokio::runtime::Runtime>,
 }
 
 /// What a local environment's state file said at one serial.
@@ -138,6 +143,7 @@ impl Collector {
             resolved: BTreeMap::new(),
             drift: BTreeMap::new(),
             reads: 0,
+            store_runtime: None,
         }
     }
 
@@ -199,12 +205,16 @@ impl Collector {
             running: false,
             deployed: None,
             problem: None,
+            config_revision: None,
         };
         let (revision, live) = match runtime {
             Runtime::Local => (self.local_revision(env, &mut column), self.local_live(env)),
             Runtime::Kubernetes => self.kube(env, &mut column),
         };
         column.running = live.is_some();
+        if column.running && runtime == Runtime::Local {
+            column.config_revision = self.config_revision(env);
+        }
         if check_drift {
             self.check_drift(env, column.running && revision.is_some());
         }
@@ -227,6 +237,44 @@ impl Collector {
             })
             .collect();
         (column, row)
+    }
+
+    /// The revision of a running local environment's store, from its agent.
+    fn config_revision(&mut self, env: &str) -> Option<u64> {
+        if self.store_runtime.is_none() {
+            self.store_runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok();
+        }
+        let environment = self.local_environment(env)?;
+        let root = self.root.clone();
+        let runtime = self.store_runtime.as_ref()?;
+        runtime.block_on(async move {
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let named = tier_deploy::store::Named::default();
+            let store = tier_deploy::store::locate(&root, &environment, &named, &shutdown)
+                .await
+                .ok()?;
+            let snapshot = store.client.list_flags().await.ok();
+            shutdown.cancel();
+            snapshot.map(|snapshot| snapshot.revision)
+        })
+    }
+
+    /// A local environment as `store::locate` needs it: its name and runtime are enough for a
+    /// running one, whose agent serves the store.
+    fn local_environment(&mut self, env: &str) -> Option<Environment> {
+        let workspace = &mut self.workspace;
+        self.resolved
+            .entry(env.to_owned())
+            .or_insert_with(|| {
+                workspace
+                    .resolve(env, &[])
+                    .ok()
+                    .map(|resolved| resolved.environment)
+            })
+            .clone()
     }
 
     /// What differs from the deployed revision in a running environment, by service; an

@@ -239,6 +239,9 @@ pub fn column_html(column: &Column) -> String {
         }
         (None, _) => html.push_str(" · nothing deployed"),
     }
+    if let Some(revision) = column.config_revision {
+        let _ = write!(html, " · config r{revision}");
+    }
     if !column.running && column.deployed.is_some() {
         html.push_str(" · <span class=\"down\">not running</span>");
     }
@@ -276,7 +279,7 @@ pub fn environment_page(
     let _ = write!(
         html,
         "<body class=\"env-page\" data-env=\"{env}\" data-protected=\"{}\">{}<h1>{env}</h1>\
-         <p class=\"summary\">{} · <a href=\"/env/{env}/graph\">graph</a></p><div id=\"message\" role=\"status\"></div>\n\
+         <p class=\"summary\"><span id=\"env-{env}\">{}</span> · <a href=\"/env/{env}/graph\">graph</a></p><div id=\"message\" role=\"status\"></div>\n\
          <h2>Services</h2><table class=\"services\"><thead><tr><th>service</th><th>state</th>\
          <th>why</th></tr></thead><tbody>",
         column.protected,
@@ -294,7 +297,7 @@ pub fn environment_page(
             escape(cell.reason.as_deref().unwrap_or(""))
         );
     }
-    html.push_str("</tbody></table>\n<h2>History</h2>");
+    html.push_str("</tbody></table>\n<h2 id=\"history\">History</h2>");
     if history.is_empty() {
         html.push_str("<p>Nothing applied yet.</p>");
     } else {
@@ -345,7 +348,9 @@ pub fn environment_page(
                     "<tr data-flag=\"{name}\"><th scope=\"row\">{name}</th><td class=\"value\">{}</td>\
                      <td>{}</td><td><button class=\"act\" data-action=\"flag\" data-flag=\"{name}\" data-value=\"true\">on</button>\
                      <button class=\"act\" data-action=\"flag\" data-flag=\"{name}\" data-value=\"false\">off</button>\
-                     <button class=\"act\" data-action=\"flag\" data-flag=\"{name}\" data-value=\"\">reset</button></td></tr>",
+                     <button class=\"act\" data-action=\"flag\" data-flag=\"{name}\" data-value=\"\">reset</button>\
+                     <input class=\"act percent\" type=\"number\" min=\"0\" max=\"100\" value=\"50\" aria-label=\"percent of {name}\">\
+                     <button class=\"act\" data-action=\"flag-percent\" data-flag=\"{name}\">% on</button></td></tr>",
                     escape(&flag.value.to_string()),
                     if flag.overridden {
                         "override"

@@ -121,6 +121,7 @@ mod tests {
                 running: true,
                 deployed: None,
                 problem: None,
+                config_revision: None,
             }],
             services: services
                 .iter()

@@ -52,7 +52,11 @@ pub fn service_page(
             let _ = write!(html, "<p class=\"why\">Why: {}</p>", escape(reason));
         }
     }
-    html.push_str("<h2>Replicas</h2>");
+    let _ = write!(
+        html,
+        "<p><a href=\"/env/{env}#history\">history and rollback</a> · \
+         <a href=\"/env/{env}/graph\">graph</a></p><h2>Replicas</h2>"
+    );
     match status {
         None => html.push_str("<p>Not running here.</p>"),
         Some(status) => {

@@ -275,9 +275,21 @@ async fn the_dashboard_follows_the_environments_and_changes_need_the_token() {
         .goto(&format!("{base}/env/stage/service/backend"))
         .await
         .expect("open the service");
-    let replicas = browser
-        .eval("document.querySelectorAll('table.replicas tbody tr').length")
-        .await;
+    // The agent may be busy for a moment (a replica restarting): the page is read again.
+    let mut replicas = serde_json::Value::Null;
+    for _ in 0..30 {
+        replicas = browser
+            .eval("document.querySelectorAll('table.replicas tbody tr').length")
+            .await;
+        if replicas == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        client
+            .goto(&format!("{base}/env/stage/service/backend"))
+            .await
+            .expect("open the service again");
+    }
     assert_eq!(replicas, 2, "stage's two backend replicas");
     let origin = browser
         .eval("[...document.querySelectorAll('table.values tr')].find(tr => tr.cells[0].textContent === 'replicas').cells[2].textContent")
@@ -346,13 +358,34 @@ async fn the_dashboard_follows_the_environments_and_changes_need_the_token() {
         .await;
     assert_eq!(environments, serde_json::json!(["dev", "stage"]));
 
-    // A config key's history, and a rollback to its first value from the page.
+    // A config key's history, and a rollback to its first value from the page. The header
+    // follows the store's revision live.
+    client
+        .goto(&format!("{base}/env/dev"))
+        .await
+        .expect("open dev");
+    let revision_shown = "Number((document.getElementById('env-dev').textContent.match(/config r(\\d+)/) || [0, 0])[1])";
+    browser
+        .wait_until(
+            &format!("{revision_shown} > 0"),
+            SHOWN,
+            "dev's config revision",
+        )
+        .await;
+    let before = browser.eval(revision_shown).await;
     context
         .tier(&["config", "set", "dev", "greeting", "hello"])
         .success();
     context
         .tier(&["config", "set", "dev", "greeting", "bonjour"])
         .success();
+    browser
+        .wait_until(
+            &format!("{revision_shown} > {before}"),
+            SHOWN,
+            "the new config revision in the header",
+        )
+        .await;
     client
         .goto(&format!("{base}/env/dev"))
         .await
