@@ -44,10 +44,23 @@ pub(crate) async fn service_page(
                     .into_iter()
                     .find(|found| found.name == wanted)
             });
-        let mut logs = tier_local::logs::read_all(&EnvDir::new(&root, &name).logs(), Some(&wanted));
+        let resolved = Workspace::load(&root).ok().and_then(|mut workspace| {
+            let resolved = workspace.resolve(&name, &[]).ok()?;
+            Some((workspace, resolved))
+        });
+        let on_kubernetes = resolved.as_ref().is_some_and(|(_, resolved)| {
+            resolved.environment.runtime == tier_model::environment::Runtime::Kubernetes
+        });
+        let mut logs = match &resolved {
+            Some((_, resolved)) if on_kubernetes => pod_lines(&resolved.environment, &wanted),
+            _ => tier_local::logs::read_all(&EnvDir::new(&root, &name).logs(), Some(&wanted)),
+        };
         let keep = logs.len().saturating_sub(RECENT_LINES);
         logs.drain(..keep);
-        (status, logs, resolved_values(&root, &name, &wanted))
+        let values = resolved
+            .map(|(workspace, resolved)| resolved_values(&workspace, &resolved, &wanted))
+            .unwrap_or_default();
+        (status, logs, values)
     })
     .await;
     let Ok((status, logs, values)) = read else {
@@ -68,13 +81,11 @@ pub(crate) async fn service_page(
 }
 
 /// Every resolved value of one service, with where it came from (`tier explain` of each).
-fn resolved_values(root: &std::path::Path, env: &str, service: &str) -> Vec<Value> {
-    let Ok(mut workspace) = Workspace::load(root) else {
-        return Vec::new();
-    };
-    let Ok(resolved) = workspace.resolve(env, &[]) else {
-        return Vec::new();
-    };
+fn resolved_values(
+    workspace: &Workspace,
+    resolved: &tier_model::Resolved,
+    service: &str,
+) -> Vec<Value> {
     let prefix = format!("services.{service}.");
     resolved
         .paths()
@@ -89,6 +100,29 @@ fn resolved_values(root: &std::path::Path, env: &str, service: &str) -> Vec<Valu
             })
         })
         .collect()
+}
+
+/// A kubernetes service's recent output, from its pods through the API server; a cluster out
+/// of reach gives one line that says so.
+fn pod_lines(environment: &tier_model::Environment, service: &str) -> Vec<tier_local::logs::Line> {
+    let line = |source: String, text: String| tier_local::logs::Line {
+        millis: 0,
+        source,
+        text,
+    };
+    match tier_deploy::kube::KubeLogs::open(environment, Some(service)).and_then(|logs| {
+        logs.lines()
+            .map_err(|message| tier_deploy::DeployError::Refused {
+                message,
+                hint: None,
+            })
+    }) {
+        Ok(lines) => lines
+            .into_iter()
+            .map(|pod| line(pod.pod, pod.text))
+            .collect(),
+        Err(error) => vec![line("tier".to_owned(), error.to_string())],
+    }
 }
 
 /// A service's output as it is written, one event per line, for as long as the page follows.

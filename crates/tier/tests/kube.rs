@@ -790,6 +790,11 @@ fn the_dashboard_shows_a_kubernetes_environment_from_its_cluster() {
         "{api}"
     );
     assert_eq!(matrix["cells"]["dev"]["api"]["health"], "not-deployed");
+    // The api's page shows its pods' output, read through the API server.
+    setup.fake.log("shop-prod", "api-1-0", "listening on :8080");
+    let (status, page) = tier_test::http_get(port, "/env/prod/service/api");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("api-1-0 | listening on :8080"), "{page}");
     // A Deployment deleted behind tier's back: its cell fails.
     setup.fake.remove("deployments", "shop-prod", "worker");
     tier_test::wait_for(
