@@ -53,7 +53,15 @@ events.onmessage = (message) => {
   }
   for (const [env, html] of Object.entries(change.columns || {})) {
     const element = document.getElementById("env-" + env);
-    if (element) { element.innerHTML = html; times(element); }
+    if (!element) continue;
+    // An environment's page lists its flags and config: a new store revision offers a reload
+    // (not forced: the user may be in the middle of a change).
+    const revision = (text) => (text.match(/config r(\d+)/) || [])[1];
+    const moved = revision(element.textContent) !== revision(html.replace(/<[^>]+>/g, ""));
+    element.innerHTML = html;
+    times(element);
+    const notice = document.getElementById("stale");
+    if (moved && notice && document.body.dataset.env === env) notice.hidden = false;
   }
   applyFilter();
 };

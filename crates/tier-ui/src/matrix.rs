@@ -123,6 +123,8 @@ pub struct Collector {
     reads: u64,
     /// Runs the store client's requests; made on first use, on the collector's own thread.
     store_runtime: Option<tokio::runtime::Runtime>,
+    /// When the project's files last changed, as last seen: a change loads the project again.
+    files_changed: Option<std::time::SystemTime>,
 }
 
 /// What a local environment's state file said at one serial.
@@ -144,10 +146,12 @@ impl Collector {
             drift: BTreeMap::new(),
             reads: 0,
             store_runtime: None,
+            files_changed: None,
         }
     }
 
     pub fn collect(&mut self) -> Matrix {
+        self.reload_when_changed();
         let check_drift = self.reads.is_multiple_of(DRIFT_EVERY);
         self.reads += 1;
         let services = self.service_names();
@@ -237,6 +241,26 @@ impl Collector {
             })
             .collect();
         (column, row)
+    }
+
+    /// Loads the project again when `tier.toml` or an override file changed since the last
+    /// read, so a service or environment added shows up; a project that no longer loads keeps
+    /// the last one.
+    fn reload_when_changed(&mut self) {
+        let newest = project_files_changed(&self.root);
+        if self.files_changed.is_none() {
+            self.files_changed = newest;
+            return;
+        }
+        if newest == self.files_changed {
+            return;
+        }
+        self.files_changed = newest;
+        if let Ok(workspace) = Workspace::load(&self.root) {
+            self.workspace = workspace;
+            self.resolved.clear();
+            self.drift.clear();
+        }
     }
 
     /// The revision of a running local environment's store, from its agent.
@@ -444,6 +468,21 @@ fn cell(service: &str, revision: Option<&Revision>, live: Option<&Live>) -> Cell
         None => {}
     }
     cell
+}
+
+/// The newest modification time of `tier.toml` and `envs/*.toml`.
+fn project_files_changed(root: &std::path::Path) -> Option<std::time::SystemTime> {
+    let modified = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .and_then(|meta| meta.modified())
+            .ok()
+    };
+    let overrides = std::fs::read_dir(root.join("envs"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|entry| modified(&entry.path()));
+    overrides.chain(modified(&root.join("tier.toml"))).max()
 }
 
 /// The environments in the order the matrix shows them, each with its group: every group

@@ -279,7 +279,8 @@ pub fn environment_page(
     let _ = write!(
         html,
         "<body class=\"env-page\" data-env=\"{env}\" data-protected=\"{}\">{}<h1>{env}</h1>\
-         <p class=\"summary\"><span id=\"env-{env}\">{}</span> · <a href=\"/env/{env}/graph\">graph</a></p><div id=\"message\" role=\"status\"></div>\n\
+         <p class=\"summary\"><span id=\"env-{env}\">{}</span> · <a href=\"/env/{env}/graph\">graph</a></p><div id=\"message\" role=\"status\"></div>\
+         <p id=\"stale\" hidden>Flags or config changed since this page was read: <a href=\"\">reload</a></p>\n\
          <h2>Services</h2><table class=\"services\"><thead><tr><th>service</th><th>state</th>\
          <th>why</th></tr></thead><tbody>",
         column.protected,

@@ -386,6 +386,10 @@ async fn the_dashboard_follows_the_environments_and_changes_need_the_token() {
             "the new config revision in the header",
         )
         .await;
+    let stale = "!document.getElementById('stale').hidden";
+    browser
+        .wait_until(stale, SHOWN, "the offer to read the page again")
+        .await;
     client
         .goto(&format!("{base}/env/dev"))
         .await
@@ -462,6 +466,19 @@ async fn the_dashboard_follows_the_environments_and_changes_need_the_token() {
             "document.querySelector(\"tr[data-flag='show-replica'] .value\")?.textContent === 'true'",
             SHOWN,
             "stage's flag on once its name was typed",
+        )
+        .await;
+
+    // A service added to tier.toml shows up: the page reloads with its row.
+    client.goto(&url).await.expect("open the matrix");
+    let project = context.read("tier.toml")
+        + "\n[services.worker]\ncommand = [\"target/release/sample-backend\"]\nport = 8095\n";
+    context.write("tier.toml", &project);
+    browser
+        .wait_until(
+            "document.querySelector(\"tr[data-service='worker']\") !== null",
+            SHOWN,
+            "the new service's row",
         )
         .await;
 
