@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use tier_local::control::{EnvStatus, ServiceState};
@@ -101,8 +102,63 @@ impl Health {
 pub struct Collector {
     root: PathBuf,
     project: Project,
-    deployed: BTreeMap<String, (u64, Option<Revision>)>,
+    /// By environment: the state's serial when it was read, and what was deployed then.
+    deployed: BTreeMap<String, (u64, Option<Arc<Recorded>>)>,
     resolved: BTreeMap<String, Option<Environment>>,
+}
+
+/// What the matrix needs of a deployed revision, taken from it once per change of the state.
+/// A revision carries the whole resolved environment as JSON (megabytes for a thousand
+/// services); keeping only this much keeps `tier ui` small, and a refresh copies nothing.
+#[derive(Debug, PartialEq)]
+struct Recorded {
+    deployed: Deployed,
+    /// By service.
+    services: BTreeMap<String, Desired>,
+}
+
+#[derive(Debug, PartialEq)]
+struct Desired {
+    replicas: u32,
+    /// The version the project gives it, else its artifact's digest, shortened.
+    version: Option<String>,
+}
+
+impl Recorded {
+    fn of(revision: &Revision) -> Recorded {
+        let specs = revision
+            .spec
+            .get("services")
+            .and_then(serde_json::Value::as_object);
+        let services = specs
+            .into_iter()
+            .flatten()
+            .map(|(service, spec)| {
+                let replicas = spec
+                    .get("replicas")
+                    .and_then(serde_json::Value::as_u64)
+                    .and_then(|replicas| u32::try_from(replicas).ok())
+                    .unwrap_or(0);
+                let version = spec
+                    .get("version")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+                    .or_else(|| {
+                        let artifact = revision.artifacts.get(service)?;
+                        Some(short_digest(&artifact.digest))
+                    });
+                (service.clone(), Desired { replicas, version })
+            })
+            .collect();
+        Recorded {
+            deployed: Deployed {
+                revision: revision.number,
+                who: revision.who.clone(),
+                finished_unix_ms: revision.finished_unix_ms,
+            },
+            services,
+        }
+    }
 }
 
 impl Collector {
@@ -174,15 +230,11 @@ impl Collector {
             Runtime::Kubernetes => self.kube(env, &mut column),
         };
         column.running = live.is_some();
-        column.deployed = revision.as_ref().map(|revision| Deployed {
-            revision: revision.number,
-            who: revision.who.clone(),
-            finished_unix_ms: revision.finished_unix_ms,
-        });
+        column.deployed = revision.as_ref().map(|recorded| recorded.deployed.clone());
         let row = services
             .iter()
             .map(|service| {
-                let cell = cell(service, revision.as_ref(), live.as_ref());
+                let cell = cell(service, revision.as_deref(), live.as_ref());
                 (service.clone(), cell)
             })
             .collect();
@@ -191,7 +243,7 @@ impl Collector {
 
     /// The deployed revision of a local environment, read again only when its serial moved.
     /// An environment that never ran has no state file, and none is made.
-    fn local_revision(&mut self, env: &str, column: &mut Column) -> Option<Revision> {
+    fn local_revision(&mut self, env: &str, column: &mut Column) -> Option<Arc<Recorded>> {
         let dir = EnvDir::new(&self.root, env);
         if !dir.state().exists() {
             return None;
@@ -200,7 +252,10 @@ impl Collector {
             let serial = state.serial()?;
             match self.deployed.get(env) {
                 Some((seen, revision)) if *seen == serial => Ok((serial, revision.clone())),
-                _ => Ok((serial, state.deployed()?)),
+                _ => {
+                    let revision = state.deployed()?;
+                    Ok((serial, revision.as_ref().map(Recorded::of).map(Arc::new)))
+                }
             }
         });
         match read {
@@ -225,7 +280,7 @@ impl Collector {
     }
 
     /// A kubernetes environment's deployed revision and live Deployments, from its cluster.
-    fn kube(&mut self, env: &str, column: &mut Column) -> (Option<Revision>, Option<Live>) {
+    fn kube(&mut self, env: &str, column: &mut Column) -> (Option<Arc<Recorded>>, Option<Live>) {
         let project = &mut self.project;
         let environment = self.resolved.entry(env.to_owned()).or_insert_with(|| {
             project
@@ -245,7 +300,7 @@ impl Collector {
                     .map_err(|error| format!("{env}: {error}"))
             });
         let revision = match revision {
-            Ok(revision) => revision,
+            Ok(revision) => revision.as_ref().map(Recorded::of).map(Arc::new),
             Err(error) => {
                 column.problem = Some(error.to_string());
                 return (None, None);
@@ -267,27 +322,17 @@ enum Live {
     Kube(tier_deploy::kube::KubeStatus),
 }
 
-fn cell(service: &str, revision: Option<&Revision>, live: Option<&Live>) -> Cell {
-    let spec = revision.and_then(|revision| revision.spec.get("services")?.get(service));
-    let desired = spec
-        .and_then(|spec| spec.get("replicas")?.as_u64())
-        .and_then(|replicas| u32::try_from(replicas).ok())
-        .unwrap_or(0);
-    let version = spec
-        .and_then(|spec| spec.get("version")?.as_str().map(str::to_owned))
-        .or_else(|| {
-            let artifact = revision?.artifacts.get(service)?;
-            Some(short_digest(&artifact.digest))
-        });
+fn cell(service: &str, revision: Option<&Recorded>, live: Option<&Live>) -> Cell {
+    let spec = revision.and_then(|revision| revision.services.get(service));
     let mut cell = Cell {
         health: if spec.is_some() {
             Health::Stopped
         } else {
             Health::NotDeployed
         },
-        version,
+        version: spec.and_then(|spec| spec.version.clone()),
         ready: 0,
-        desired,
+        desired: spec.map_or(0, |spec| spec.replicas),
         restarts: 0,
         reason: None,
     };
