@@ -35,6 +35,9 @@ pub(crate) struct Shared {
     pub matrix: watch::Receiver<Arc<Matrix>>,
     /// Changes as the JSON that `/api/events` sends.
     pub updates: broadcast::Sender<Arc<str>>,
+    /// The matrix page and `/api/matrix` of the latest matrix.
+    pub page: routes::Rendered,
+    pub json: routes::Rendered,
 }
 
 /// A random token that a change must carry (`?token=` in the printed URL, then the
@@ -69,6 +72,8 @@ pub async fn serve(
         token,
         matrix: latest,
         updates,
+        page: routes::Rendered::default(),
+        json: routes::Rendered::default(),
     });
     axum::serve(listener, routes::router(shared))
         .with_graceful_shutdown(shutdown.cancelled_owned())

@@ -131,9 +131,63 @@ pub struct Collector {
 #[derive(Clone)]
 struct StateRead {
     serial: u64,
-    revision: Option<Arc<Revision>>,
+    revision: Option<Arc<Recorded>>,
     /// The revision that last changed each service.
     changes: BTreeMap<String, Deployed>,
+}
+
+/// What the matrix needs of a deployed revision, taken from it once per change of the state.
+/// A revision carries the whole resolved environment as JSON (megabytes for a thousand
+/// services); keeping only this much keeps `tier ui` small, and a refresh copies nothing.
+#[derive(Debug, PartialEq)]
+struct Recorded {
+    deployed: Deployed,
+    /// By service.
+    services: BTreeMap<String, Desired>,
+}
+
+#[derive(Debug, PartialEq)]
+struct Desired {
+    replicas: u32,
+    /// The version the project gives it, else its artifact's digest, shortened.
+    version: Option<String>,
+}
+
+impl Recorded {
+    fn of(revision: &Revision) -> Recorded {
+        let specs = revision
+            .spec
+            .get("services")
+            .and_then(serde_json::Value::as_object);
+        let services = specs
+            .into_iter()
+            .flatten()
+            .map(|(service, spec)| {
+                let replicas = spec
+                    .get("replicas")
+                    .and_then(serde_json::Value::as_u64)
+                    .and_then(|replicas| u32::try_from(replicas).ok())
+                    .unwrap_or(0);
+                let version = spec
+                    .get("version")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+                    .or_else(|| {
+                        let artifact = revision.artifacts.get(service)?;
+                        Some(short_digest(&artifact.digest))
+                    });
+                (service.clone(), Desired { replicas, version })
+            })
+            .collect();
+        Recorded {
+            deployed: Deployed {
+                revision: revision.number,
+                who: revision.who.clone(),
+                finished_unix_ms: revision.finished_unix_ms,
+            },
+            services,
+        }
+    }
 }
 
 impl Collector {
@@ -224,11 +278,7 @@ impl Collector {
         }
         let drift = self.drift.get(env);
         let changes = self.deployed.get(env).map(|read| &read.changes);
-        column.deployed = revision.as_ref().map(|revision| Deployed {
-            revision: revision.number,
-            who: revision.who.clone(),
-            finished_unix_ms: revision.finished_unix_ms,
-        });
+        column.deployed = revision.as_ref().map(|revision| revision.deployed.clone());
         let row = services
             .iter()
             .map(|service| {
@@ -321,7 +371,7 @@ impl Collector {
     /// The deployed revision of a local environment, and who last changed each service, read
     /// again only when its serial moved. An environment that never ran has no state file, and
     /// none is made.
-    fn local_revision(&mut self, env: &str, column: &mut Column) -> Option<Arc<Revision>> {
+    fn local_revision(&mut self, env: &str, column: &mut Column) -> Option<Arc<Recorded>> {
         let dir = EnvDir::new(&self.root, env);
         if !dir.state().exists() {
             return None;
@@ -334,8 +384,11 @@ impl Collector {
                 return Ok(seen.clone());
             }
             let history = state.history()?;
-            let revision = state.deployed()?.map(Arc::new);
-            let changes = last_changes(&history, revision.as_deref());
+            let deployed = state.deployed()?;
+            let changes = last_changes(&history, deployed.as_ref());
+            let revision = deployed
+                .as_ref()
+                .map(|revision| Arc::new(Recorded::of(revision)));
             Ok(StateRead {
                 serial,
                 revision,
@@ -364,7 +417,7 @@ impl Collector {
     }
 
     /// A kubernetes environment's deployed revision and live Deployments, from its cluster.
-    fn kube(&mut self, env: &str, column: &mut Column) -> (Option<Arc<Revision>>, Option<Live>) {
+    fn kube(&mut self, env: &str, column: &mut Column) -> (Option<Arc<Recorded>>, Option<Live>) {
         let workspace = &mut self.workspace;
         let environment = self.resolved.entry(env.to_owned()).or_insert_with(|| {
             workspace
@@ -384,7 +437,7 @@ impl Collector {
                     .map_err(|error| format!("{env}: {error}"))
             });
         let revision = match revision {
-            Ok(revision) => revision.map(Arc::new),
+            Ok(revision) => revision.map(|revision| Arc::new(Recorded::of(&revision))),
             Err(error) => {
                 column.problem = Some(error.to_string());
                 return (None, None);
@@ -406,27 +459,17 @@ enum Live {
     Kube(tier_deploy::kube::KubeStatus),
 }
 
-fn cell(service: &str, revision: Option<&Revision>, live: Option<&Live>) -> Cell {
-    let spec = revision.and_then(|revision| revision.spec.get("services")?.get(service));
-    let desired = spec
-        .and_then(|spec| spec.get("replicas")?.as_u64())
-        .and_then(|replicas| u32::try_from(replicas).ok())
-        .unwrap_or(0);
-    let version = spec
-        .and_then(|spec| spec.get("version")?.as_str().map(str::to_owned))
-        .or_else(|| {
-            let artifact = revision?.artifacts.get(service)?;
-            Some(short_digest(&artifact.digest))
-        });
+fn cell(service: &str, revision: Option<&Recorded>, live: Option<&Live>) -> Cell {
+    let spec = revision.and_then(|revision| revision.services.get(service));
     let mut cell = Cell {
         health: if spec.is_some() {
             Health::Stopped
         } else {
             Health::NotDeployed
         },
-        version,
+        version: spec.and_then(|spec| spec.version.clone()),
         ready: 0,
-        desired,
+        desired: spec.map_or(0, |spec| spec.replicas),
         restarts: 0,
         reason: None,
         drift: None,

@@ -43,7 +43,12 @@ pub(crate) fn nav(matrix: &Matrix) -> String {
 
 /// The matrix page: services down the side, environments across the top.
 pub fn matrix_page(matrix: &Matrix) -> String {
-    let mut html = head(&format!("tier · {}", matrix.project));
+    // Sized for the whole page (a cell takes about 200 bytes) so that it is written into one
+    // allocation rather than copied each time it outgrows one.
+    let mut html = String::with_capacity(
+        4096 + matrix.services.len() * (128 + matrix.environments.len() * 256),
+    );
+    html.push_str(&head(&format!("tier · {}", matrix.project)));
     let _ = write!(
         html,
         "<body class=\"matrix-page\"><header><h1>{}</h1>\

@@ -15,8 +15,9 @@
 //! - `GET /assets/ui.css`, `/assets/ui.js`: embedded in the binary.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -30,6 +31,7 @@ use tier_deploy::{Confirm, DeployError, Session, Workspace};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::matrix::Matrix;
 use crate::page;
 use crate::{Shared, detail};
 
@@ -107,14 +109,53 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-async fn matrix_page(State(shared): State<Arc<Shared>>) -> Html<String> {
+async fn matrix_page(State(shared): State<Arc<Shared>>) -> Html<Bytes> {
     let matrix = shared.matrix.borrow().clone();
-    Html(page::matrix_page(&matrix))
+    Html(
+        shared
+            .page
+            .get(&matrix, |matrix| Bytes::from(page::matrix_page(matrix))),
+    )
 }
 
 async fn matrix_json(State(shared): State<Arc<Shared>>) -> Response {
     let matrix = shared.matrix.borrow().clone();
-    Json(&*matrix).into_response()
+    let body = shared.json.get(&matrix, |matrix| {
+        // Sized like the page: a cell takes about 100 bytes.
+        let cells = matrix.services.len() * matrix.environments.len();
+        let mut json = Vec::with_capacity(4096 + cells * 128);
+        // A matrix has string keys only, so this does not fail.
+        match serde_json::to_writer(&mut json, matrix) {
+            Ok(()) => Bytes::from(json),
+            Err(error) => Bytes::from(json!({ "error": error.to_string() }).to_string()),
+        }
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A body rendered from the latest matrix, kept until the matrix changes. The matrix page of a
+/// thousand services is megabytes: rendered once per change rather than once per request, it
+/// costs no time to serve again, and the allocator does not keep a page's worth of memory per
+/// request it served.
+#[derive(Default)]
+pub(crate) struct Rendered {
+    last: Mutex<Option<(Arc<Matrix>, Bytes)>>,
+}
+
+impl Rendered {
+    /// The body of `matrix`, rendered by `render` unless it was already. Requests that arrive
+    /// together wait for one rendering.
+    fn get(&self, matrix: &Arc<Matrix>, render: impl FnOnce(&Matrix) -> Bytes) -> Bytes {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((seen, body)) = last.as_ref()
+            && Arc::ptr_eq(seen, matrix)
+        {
+            return body.clone();
+        }
+        let body = render(matrix);
+        *last = Some((Arc::clone(matrix), body.clone()));
+        body
+    }
 }
 
 async fn environment_page(State(shared): State<Arc<Shared>>, Path(env): Path<String>) -> Response {

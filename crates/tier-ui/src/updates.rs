@@ -1,6 +1,6 @@
 //! The collector's loop: a thread of its own (the runtimes' clients it calls block), which
-//! reads the matrix every [`REFRESH`], publishes it for new pages, and sends what changed to
-//! the pages that follow `/api/events`.
+//! reads the matrix every [`REFRESH`] and, when it changed, publishes it for new pages and
+//! sends what changed to the pages that follow `/api/events`.
 
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -31,11 +31,13 @@ pub(crate) fn spawn(
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH) {
                 let next = collector.collect();
                 let previous = publish.borrow().clone();
+                // A matrix like the last is not published, so what was rendered from the last
+                // is served on.
                 if let Some(change) = changes(&previous, &next) {
+                    publish.send_replace(Arc::new(next));
                     // Nobody listening is not a failure.
                     let _ = updates.send(change.into());
                 }
-                publish.send_replace(Arc::new(next));
             }
         });
     // Without its collector the dashboard still serves the first matrix.
