@@ -136,16 +136,105 @@ impl miette::SourceCode for SourceFile {
         context_lines_before: usize,
         context_lines_after: usize,
     ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
-        let contents = self
+        // miette finds a span's lines by scanning the text from its start; handing it only the
+        // lines around the span (found through `line_starts`) keeps a report of many problems
+        // in one large file linear instead of quadratic.
+        let start = span.offset().min(self.text.len());
+        let end = (span.offset() + span.len()).min(self.text.len());
+        let line_of = |offset: usize| match self.line_starts.binary_search(&offset) {
+            Ok(line) => line,
+            Err(next) => next.saturating_sub(1),
+        };
+        // A line more on each side than asked: miette's reading of a span that ends on a
+        // newline takes one more line, and a wider window never changes what it answers.
+        let first = line_of(start).saturating_sub(context_lines_before + 1);
+        let last = line_of(end) + context_lines_after + 2;
+        let window_start = self.line_starts.get(first).copied().unwrap_or(0);
+        let window_end = self
+            .line_starts
+            .get(last + 1)
+            .copied()
+            .unwrap_or(self.text.len());
+        let window = self
             .text
-            .read_span(span, context_lines_before, context_lines_after)?;
+            .get(window_start..window_end)
+            .unwrap_or(&self.text);
+        let base = if window.len() == self.text.len() {
+            0
+        } else {
+            window_start
+        };
+        let lines_before = if base == 0 { 0 } else { first };
+        let relative = miette::SourceSpan::new((start - base).into(), end - start);
+        let contents = window.read_span(&relative, context_lines_before, context_lines_after)?;
         Ok(Box::new(miette::MietteSpanContents::new_named(
             self.path.display().to_string(),
             contents.data(),
-            *contents.span(),
-            contents.line(),
+            miette::SourceSpan::new(
+                (contents.span().offset() + base).into(),
+                contents.span().len(),
+            ),
+            contents.line() + lines_before,
             contents.column(),
-            contents.line_count(),
+            // miette counts the newlines from the start of the text to the snippet's end.
+            contents.line_count() + lines_before,
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use miette::SourceCode;
+
+    use super::*;
+
+    /// The windowed read answers exactly what miette's own read of the whole text does, for
+    /// every span and amount of context, so reports look the same, only faster.
+    #[test]
+    fn a_span_reads_the_same_through_the_window_as_through_the_whole_text() {
+        let text: String = (0..40)
+            .map(|line| match line % 4 {
+                0 => "[services.api]\n".to_owned(),
+                1 => format!("replicas = {line}\n"),
+                2 => "\n".to_owned(),
+                _ => "depends_on = [\"db\", \"web\"]\n".to_owned(),
+            })
+            .collect();
+        let crlf = text.replace('\n', "\r\n").replace("api", "apï");
+        for text in [text, crlf] {
+            same_reads(&text);
+        }
+    }
+
+    fn same_reads(text: &str) {
+        let mut sources = SourceMap::default();
+        let id = sources.add("tier.toml", text.to_owned());
+        let file = sources.get(id);
+        for start in (0..text.len()).step_by(7) {
+            for len in [0, 1, 5, 40, 200] {
+                let len = len.min(text.len() - start);
+                for context in [0, 1, 2, 5] {
+                    let span = miette::SourceSpan::new(start.into(), len);
+                    let ours = file.read_span(&span, context, context).ok();
+                    let theirs = text.read_span(&span, context, context).ok();
+                    let view = |contents: Option<Box<dyn miette::SpanContents<'_> + '_>>| {
+                        contents.map(|contents| {
+                            (
+                                contents.data().to_vec(),
+                                *contents.span(),
+                                contents.line(),
+                                contents.column(),
+                                contents.line_count(),
+                            )
+                        })
+                    };
+                    assert_eq!(
+                        view(ours),
+                        view(theirs),
+                        "span {start}+{len}, context {context}"
+                    );
+                }
+            }
+        }
     }
 }
