@@ -36,4 +36,5 @@ PY
   commands+=("-n" "$size problems" "$TIER -C $dir validate 2>/dev/null || true")
 done
 log "timing tier validate"
-hyperfine --warmup 1 --runs "$RUNS" --style basic --export-markdown /dev/stdout "${commands[@]}" >&2
+hyperfine --warmup 1 --runs "$RUNS" --style basic --export-markdown "$WORK/table.md" "${commands[@]}" >&2
+cat "$WORK/table.md"
