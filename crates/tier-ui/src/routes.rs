@@ -275,38 +275,23 @@ async fn set_flag(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(refused) = authorised(&shared, &headers) {
-        return *refused;
-    }
-    let request: FlagRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => {
-            return refusal(
-                StatusCode::BAD_REQUEST,
-                format!("not a flag change: {error}"),
-            );
-        }
-    };
-    let environment = match store_environment(&shared, &env).await {
-        Ok(environment) => environment,
-        Err(why) => return refusal(StatusCode::BAD_REQUEST, why),
-    };
-    let confirm = Confirm::named(request.confirm.as_deref());
-    if let Err(error) = confirm.check(&environment, "change flags in") {
-        return refusal(StatusCode::FORBIDDEN, described(&error));
-    }
-    let written = with_store(&shared, &environment, |store| async move {
-        match &request.value {
-            Value::Null => store.client.clear_flag(&name).await,
-            value => store.client.set_flag(&name, value).await.map(Some),
-        }
-        .map_err(|error| format!("{}: {error}", store.env))
-    })
-    .await;
-    match written {
-        Ok(Ok(revision)) => Json(json!({ "ok": true, "revision": revision })).into_response(),
-        Ok(Err(why)) | Err(why) => refusal(StatusCode::BAD_GATEWAY, why),
-    }
+    let change = |request: FlagRequest| (request.confirm.clone(), request);
+    store_change(
+        &shared,
+        &env,
+        &headers,
+        &body,
+        "change flags in",
+        change,
+        |store, request| async move {
+            match &request.value {
+                Value::Null => store.client.clear_flag(&name).await,
+                value => store.client.set_flag(&name, value).await.map(Some),
+            }
+            .map_err(|error| format!("{}: {error}", store.env))
+        },
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -325,35 +310,64 @@ async fn config_rollback(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(refused) = authorised(&shared, &headers) {
+    let change = |request: ConfigRollback| (request.confirm.clone(), request);
+    store_change(
+        &shared,
+        &env,
+        &headers,
+        &body,
+        "roll back config in",
+        change,
+        |store, request| async move {
+            store
+                .client
+                .rollback(&request.key, request.to)
+                .await
+                .map_err(|error| format!("{}: {error}", store.env))
+        },
+    )
+    .await
+}
+
+/// A change to an environment's runtime config store from a page: refused without the
+/// token, for a body that is not a `R`, and for a protected environment whose name the
+/// request does not carry; otherwise `work` runs against the store and the answer is the
+/// revision it wrote.
+async fn store_change<R, F, Fut>(
+    shared: &Shared,
+    env: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    action: &str,
+    confirm_of: impl FnOnce(R) -> (Option<String>, R),
+    work: F,
+) -> Response
+where
+    R: serde::de::DeserializeOwned,
+    F: FnOnce(tier_deploy::store::StoreAccess, R) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<u64>, String>>,
+{
+    if let Err(refused) = authorised(shared, headers) {
         return *refused;
     }
-    let request: ConfigRollback = match serde_json::from_slice(&body) {
+    let request: R = match serde_json::from_slice(body) {
         Ok(request) => request,
         Err(error) => {
             return refusal(
                 StatusCode::BAD_REQUEST,
-                format!("not a config rollback: {error}"),
+                format!("cannot {action} {env}: {error}"),
             );
         }
     };
-    let environment = match store_environment(&shared, &env).await {
+    let (confirm, request) = confirm_of(request);
+    let environment = match store_environment(shared, env).await {
         Ok(environment) => environment,
         Err(why) => return refusal(StatusCode::BAD_REQUEST, why),
     };
-    if let Err(error) =
-        Confirm::named(request.confirm.as_deref()).check(&environment, "roll back config in")
-    {
+    if let Err(error) = Confirm::named(confirm.as_deref()).check(&environment, action) {
         return refusal(StatusCode::FORBIDDEN, described(&error));
     }
-    let written = with_store(&shared, &environment, |store| async move {
-        store
-            .client
-            .rollback(&request.key, request.to)
-            .await
-            .map_err(|error| format!("{}: {error}", store.env))
-    })
-    .await;
+    let written = with_store(shared, &environment, |store| work(store, request)).await;
     match written {
         Ok(Ok(revision)) => Json(json!({ "ok": true, "revision": revision })).into_response(),
         Ok(Err(why)) | Err(why) => refusal(StatusCode::BAD_GATEWAY, why),
