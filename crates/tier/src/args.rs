@@ -110,6 +110,10 @@ pub enum Command {
     Diff {
         left: String,
         right: String,
+        /// Exit 1 when the environments differ and 0 when they do not, as `git diff
+        /// --exit-code` does.
+        #[arg(long)]
+        exit_code: bool,
         #[command(flatten)]
         overrides: Overrides,
     },
@@ -287,7 +291,11 @@ pub enum DepsCommand {
     Outdated,
     /// One library at incompatible versions in one service, or internal libraries split
     /// across major versions.
-    Conflicts,
+    Conflicts {
+        /// Exit 1 when there is a conflict and 0 when there is none.
+        #[arg(long)]
+        exit_code: bool,
+    },
     /// Require a new version of a library in every service that uses it.
     Bump {
         library: String,
