@@ -220,9 +220,16 @@ fn a_service_that_never_becomes_ready_fails_up_and_leaves_nothing() {
 }
 
 #[test]
-fn down_of_an_environment_that_is_not_running() {
+fn down_of_an_environment_that_is_not_running_succeeds() {
     let context = TestContext::sample_app();
-    tier_snapshot!(context.tier(&["down", "stage"]));
+    tier_snapshot!(context.tier(&["down", "stage"]), @r"
+    success: true
+    exit_code: 0
+    ----- stdout -----
+
+    ----- stderr -----
+    stage is not running
+    ");
 }
 
 #[test]

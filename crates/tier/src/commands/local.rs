@@ -266,7 +266,10 @@ pub fn down(global: &Global, env: &str, confirm: Option<&str>) -> CommandResult 
     let request = control::Request::Status;
     match control::call(&dir.socket(), &request, Duration::from_secs(5)) {
         Err(control::ClientError::NotRunning) => {
-            return Err(fail(format!("{env}: not running, nothing to stop")));
+            // Stopping what is already stopped reaches the state asked for, as `docker compose
+            // down` does: a script that runs `tier down` need not check first.
+            eprintln!("{env} is not running");
+            return Ok(());
         }
         Err(error) => return Err(fail(format!("{env}: {error}"))),
         Ok(_) => {}
