@@ -414,7 +414,8 @@ pub enum ConfigCommand {
         #[command(flatten)]
         target: StoreTarget,
     },
-    /// Give a key back the value it had at a revision, as a new change.
+    /// Give a key back the value it had at a revision, as a new change; a key that did not
+    /// exist then is deleted.
     Rollback {
         env: String,
         key: String,
@@ -422,6 +423,9 @@ pub enum ConfigCommand {
         to: u64,
         #[arg(long, value_name = "ENV")]
         confirm: Option<String>,
+        /// Needed when the key did not exist at that revision, so rolling back deletes it.
+        #[arg(long)]
+        yes: bool,
         #[command(flatten)]
         target: StoreTarget,
     },
