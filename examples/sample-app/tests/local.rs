@@ -257,6 +257,26 @@ fn logs_are_prefixed_per_replica_and_kept_on_disk() {
 }
 
 #[test]
+fn logs_as_json_are_one_object_per_line() {
+    let context = TestContext::sample_app();
+    context.write(
+        ".tier/dev/logs/backend-1.log",
+        "1700000000000 out listening on \"127.0.0.1\"\n1700000000002 err gone\n",
+    );
+    context.write(".tier/dev/logs/frontend-1.log", "1700000000001 out ready\n");
+    tier_snapshot!(context.tier(&["logs", "dev", "--output", "json"]), @r#"
+    success: true
+    exit_code: 0
+    ----- stdout -----
+    {"source":"backend-1","text":"listening on \"127.0.0.1\"","unix_ms":1700000000000}
+    {"source":"frontend-1","text":"ready","unix_ms":1700000000001}
+    {"source":"backend-1","text":"gone","unix_ms":1700000000002}
+
+    ----- stderr -----
+    "#);
+}
+
+#[test]
 fn the_proxy_adds_a_request_id_and_logs_each_request() {
     let mut context = TestContext::sample_app();
     let port = context.free_port();
