@@ -46,8 +46,14 @@ pub enum DeployError {
         holder: Box<Holder>,
         alive: bool,
     },
-    #[error("{env} is protected; nothing was changed")]
-    Protected { env: String, action: String },
+    /// A protected environment that was not confirmed; `named` is the environment that
+    /// `--confirm` named instead, if any.
+    #[error("{env} is protected; {}nothing was changed", named_instead(env, named.as_deref()))]
+    Protected {
+        env: String,
+        action: String,
+        named: Option<String>,
+    },
     /// A saved plan that cannot be read or no longer matches.
     #[error("{0}")]
     SavedPlan(String),
@@ -124,7 +130,7 @@ impl DeployError {
             DeployError::UnknownEnvironment { .. } => {
                 Some("`tier envs` lists the environments".to_owned())
             }
-            DeployError::Protected { env, action } => {
+            DeployError::Protected { env, action, .. } => {
                 Some(format!("add --confirm {env} to {action} it"))
             }
             DeployError::StalePlan { env, .. } => {
@@ -179,5 +185,14 @@ fn locked_message(env: &str, holder: &Holder, alive: bool) -> String {
             holder.pid,
             holder.place()
         )
+    }
+}
+
+/// The part of [`DeployError::Protected`]'s message that says `--confirm` named another
+/// environment, so a typo or a stale script does not read as a missing flag.
+fn named_instead(env: &str, named: Option<&str>) -> String {
+    match named {
+        Some(named) if named != env => format!("--confirm names {named}, not {env}; "),
+        _ => String::new(),
     }
 }

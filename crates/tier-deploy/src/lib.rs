@@ -133,6 +133,7 @@ impl<'a> Confirm<'a> {
         Err(DeployError::Protected {
             env: env.to_owned(),
             action: action.to_owned(),
+            named: self.named.clone(),
         })
     }
 }

@@ -17,7 +17,8 @@ use crate::state::State;
 pub struct Holder {
     pub pid: u32,
     pub host: String,
-    /// The user who runs it (`$USER`); empty in records written before it was kept.
+    /// The user who runs it (`$USER`, else its account name); empty in records written before
+    /// it was kept.
     #[serde(default)]
     pub user: String,
     /// The command line, e.g. `tier apply prod`, so the message says what is running.
@@ -164,11 +165,30 @@ fn this_host() -> String {
         .unwrap_or_default()
 }
 
-/// The user running this process, from `$USER` (or `$LOGNAME`); empty when neither is set.
+/// The user running this process, from `$USER` (or `$LOGNAME`), else the account name of its
+/// uid (a service, a container or `env -i` often runs without either variable); empty when
+/// none is known.
 fn this_user() -> String {
-    std::env::var("USER")
+    let from_env = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
+        .ok();
+    user_name(from_env, account_name)
+}
+
+/// The name from the environment when it is set and not empty, else the account's.
+fn user_name(from_env: Option<String>, account: impl FnOnce() -> Option<String>) -> String {
+    from_env
+        .filter(|name| !name.is_empty())
+        .or_else(account)
         .unwrap_or_default()
+}
+
+/// The account name of this process's real uid, from the system's user database.
+fn account_name() -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|user| user.name)
 }
 
 /// Whether a process with this pid exists: `kill(pid, 0)` sends nothing and only checks. A
@@ -202,6 +222,15 @@ mod tests {
         let mut holder = Holder::this_process("test", 0);
         holder.host.push_str(".elsewhere");
         assert!(!holder.is_alive());
+    }
+
+    #[test]
+    fn user_name_falls_back_to_the_account_when_the_environment_has_none() {
+        let account = || Some("deploy".to_owned());
+        assert_eq!(user_name(Some("ana".to_owned()), account), "ana");
+        assert_eq!(user_name(None, account), "deploy");
+        assert_eq!(user_name(Some(String::new()), account), "deploy");
+        assert_eq!(user_name(None, || None), "");
     }
 
     #[test]

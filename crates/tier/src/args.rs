@@ -110,6 +110,10 @@ pub enum Command {
     Diff {
         left: String,
         right: String,
+        /// Exit 1 when the environments differ and 0 when they do not, as `git diff
+        /// --exit-code` does.
+        #[arg(long)]
+        exit_code: bool,
         #[command(flatten)]
         overrides: Overrides,
     },
@@ -287,7 +291,11 @@ pub enum DepsCommand {
     Outdated,
     /// One library at incompatible versions in one service, or internal libraries split
     /// across major versions.
-    Conflicts,
+    Conflicts {
+        /// Exit 1 when there is a conflict and 0 when there is none.
+        #[arg(long)]
+        exit_code: bool,
+    },
     /// Require a new version of a library in every service that uses it.
     Bump {
         library: String,
@@ -406,7 +414,8 @@ pub enum ConfigCommand {
         #[command(flatten)]
         target: StoreTarget,
     },
-    /// Give a key back the value it had at a revision, as a new change.
+    /// Give a key back the value it had at a revision, as a new change; a key that did not
+    /// exist then is deleted.
     Rollback {
         env: String,
         key: String,
@@ -414,6 +423,9 @@ pub enum ConfigCommand {
         to: u64,
         #[arg(long, value_name = "ENV")]
         confirm: Option<String>,
+        /// Needed when the key did not exist at that revision, so rolling back deletes it.
+        #[arg(long)]
+        yes: bool,
         #[command(flatten)]
         target: StoreTarget,
     },

@@ -191,6 +191,28 @@ fn diff_of_an_environment_with_itself_is_empty() {
 }
 
 #[test]
+fn diff_exit_code_is_1_when_the_environments_differ() {
+    let context = sample_app();
+    let without = context.tier(&["diff", "stage", "prod"]).success();
+    let with = context
+        .tier(&["diff", "stage", "prod", "--exit-code"])
+        .expect_code(1);
+    assert_eq!(with.stdout, without.stdout);
+    assert_eq!(with.stderr, "");
+    context
+        .tier(&["diff", "stage", "prod", "--exit-code", "--output", "json"])
+        .expect_code(1);
+    tier_test::tier_snapshot!(context.tier(&["diff", "prod", "prod", "--exit-code"]), @r"
+    success: true
+    exit_code: 0
+    ----- stdout -----
+    prod and prod resolve to the same values
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
 fn graph_of_the_sample_app_as_dot_and_mermaid() {
     let context = sample_app();
     tier_test::tier_snapshot!("graph_dev_dot", context.tier(&["graph", "dev"]));

@@ -106,6 +106,25 @@ fn outdated_conflicts_and_order() {
 }
 
 #[test]
+fn conflicts_exit_code_is_1_when_there_is_a_conflict() {
+    let context = context();
+    let Run { code, stdout, .. } = context.tier(&["deps", "conflicts", "--exit-code"]);
+    assert_eq!(code, 1, "billing is on util-security 0.9:\n{stdout}");
+    insta::assert_snapshot!("conflicts", stdout);
+    let Run { code, .. } = context.tier(&["deps", "conflicts", "--exit-code", "-o", "json"]);
+    assert_eq!(code, 1);
+
+    let without_billing = TIER_TOML.replace(
+        "[services.billing]\ncommand = [\"true\"]\nsource = \"services/billing\"\ntest = \"grep -q util-security Cargo.toml\"\n",
+        "",
+    );
+    assert_ne!(without_billing, TIER_TOML);
+    context.write("tier.toml", &without_billing);
+    let Run { code, stdout, .. } = context.tier(&["deps", "conflicts", "--exit-code"]);
+    assert_eq!(code, 0, "{stdout}");
+}
+
+#[test]
 fn bump_across_services_dry_run_then_for_real() {
     let context = context();
     let before: Vec<String> = ["services/backend/Cargo.toml", "services/billing/Cargo.toml"]

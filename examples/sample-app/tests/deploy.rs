@@ -247,6 +247,26 @@ fn promote_deploys_the_artifact_that_runs_in_the_source_not_a_rebuild() {
 }
 
 #[test]
+fn confirm_naming_another_environment_says_so_and_changes_nothing() {
+    let context = TestContext::sample_app();
+    let toml = context.read("tier.toml").replace(
+        "[environments.stage]\nruntime = \"local\"",
+        "[environments.stage]\nruntime = \"local\"\nprotected = true",
+    );
+    context.write("tier.toml", &toml);
+    tier_snapshot!(context.tier(&["apply", "stage", "--confirm", "dev"]), @r"
+    success: false
+    exit_code: 1
+    ----- stdout -----
+
+    ----- stderr -----
+    error: stage is protected; --confirm names dev, not stage; nothing was changed
+    hint: add --confirm stage to apply to it
+    ");
+    assert_eq!(history(&context, "stage").as_array().map(Vec::len), Some(0));
+}
+
+#[test]
 fn sigkilled_applies_leave_a_state_that_opens_and_converges() {
     let (context, _) = context();
     let _down = context.down_on_drop("dev");

@@ -220,9 +220,16 @@ fn a_service_that_never_becomes_ready_fails_up_and_leaves_nothing() {
 }
 
 #[test]
-fn down_of_an_environment_that_is_not_running() {
+fn down_of_an_environment_that_is_not_running_succeeds() {
     let context = TestContext::sample_app();
-    tier_snapshot!(context.tier(&["down", "stage"]));
+    tier_snapshot!(context.tier(&["down", "stage"]), @r"
+    success: true
+    exit_code: 0
+    ----- stdout -----
+
+    ----- stderr -----
+    stage is not running
+    ");
 }
 
 #[test]
@@ -247,6 +254,26 @@ fn logs_are_prefixed_per_replica_and_kept_on_disk() {
     );
     assert!(!stdout.contains("frontend"), "only the backend: {stdout}");
     assert!(context.path().join(".tier/dev/logs/backend-1.log").exists());
+}
+
+#[test]
+fn logs_as_json_are_one_object_per_line() {
+    let context = TestContext::sample_app();
+    context.write(
+        ".tier/dev/logs/backend-1.log",
+        "1700000000000 out listening on \"127.0.0.1\"\n1700000000002 err gone\n",
+    );
+    context.write(".tier/dev/logs/frontend-1.log", "1700000000001 out ready\n");
+    tier_snapshot!(context.tier(&["logs", "dev", "--output", "json"]), @r#"
+    success: true
+    exit_code: 0
+    ----- stdout -----
+    {"source":"backend-1","text":"listening on \"127.0.0.1\"","unix_ms":1700000000000}
+    {"source":"frontend-1","text":"ready","unix_ms":1700000000001}
+    {"source":"backend-1","text":"gone","unix_ms":1700000000002}
+
+    ----- stderr -----
+    "#);
 }
 
 #[test]

@@ -189,6 +189,48 @@ fn config_changes_are_audited_and_roll_back_through_the_running_agent() {
 }
 
 #[test]
+fn rollback_to_before_a_key_existed_says_it_deletes_it_and_needs_yes() {
+    let context = TestContext::sample_app();
+    let set = |key: &str, value: &str| {
+        context.json(&["config", "set", "dev", key, value])["revision"]
+            .as_u64()
+            .expect("a revision")
+    };
+    let before = set("greeting", "\"hi\"");
+    set("limit", "10");
+    let to = before.to_string();
+
+    tier_snapshot!(context.tier(&["config", "rollback", "dev", "limit", "--to", &to]), @r"
+    success: false
+    exit_code: 2
+    ----- stdout -----
+
+    ----- stderr -----
+    error: limit did not exist at revision 1: rolling back deletes it
+    hint: add --yes to delete limit
+    ");
+    assert_eq!(
+        context.tier(&["config", "get", "dev", "limit"]).stdout,
+        "10\n"
+    );
+    // A key that existed then needs no --yes.
+    context
+        .tier(&["config", "rollback", "dev", "greeting", "--to", &to])
+        .success();
+
+    let deleted = context
+        .tier(&["config", "rollback", "dev", "limit", "--to", &to, "--yes"])
+        .success();
+    assert_eq!(
+        deleted.stdout,
+        "dev: limit deleted, as it was at revision 1 (revision 4)\n"
+    );
+    context
+        .tier(&["config", "get", "dev", "limit"])
+        .expect_code(1);
+}
+
+#[test]
 fn config_works_on_a_stopped_environment_and_the_agent_serves_it_later() {
     let mut context = TestContext::sample_app();
     context

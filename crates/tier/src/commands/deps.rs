@@ -51,7 +51,7 @@ pub fn run(global: &Global, command: &DepsCommand) -> CommandResult {
             env.as_deref(),
         ),
         DepsCommand::Outdated => outdated(global, &inventory()?),
-        DepsCommand::Conflicts => conflicts(global, &inventory()?),
+        DepsCommand::Conflicts { exit_code } => conflicts(global, &inventory()?, *exit_code),
     }
 }
 
@@ -246,13 +246,15 @@ fn outdated(global: &Global, inventory: &Inventory) -> CommandResult {
     Ok(())
 }
 
-fn conflicts(global: &Global, inventory: &Inventory) -> CommandResult {
+fn conflicts(global: &Global, inventory: &Inventory, exit_code: bool) -> CommandResult {
     let found = tier_deps::conflicts(inventory);
+    let none = found.diamonds.is_empty() && found.split_libraries.is_empty();
+    let result = super::found_when(exit_code, !none);
     if global.output == Output::Json {
         output::json(&json!(found));
-        return Ok(());
+        return result;
     }
-    if found.diamonds.is_empty() && found.split_libraries.is_empty() {
+    if none {
         output::stdout_line("no conflicts: no service locks one library at incompatible versions");
         return Ok(());
     }
@@ -286,7 +288,7 @@ fn conflicts(global: &Global, inventory: &Inventory) -> CommandResult {
         }
     }
     output::stdout(&text);
-    Ok(())
+    result
 }
 
 fn order(global: &Global, libraries: &[LibrarySource], library: Option<&str>) -> CommandResult {

@@ -380,13 +380,20 @@ fn compact(value: &serde_json::Value) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-pub fn diff(global: &Global, left: &str, right: &str, sets: &[String]) -> CommandResult {
+pub fn diff(
+    global: &Global,
+    left: &str,
+    right: &str,
+    exit_code: bool,
+    sets: &[String],
+) -> CommandResult {
     let (project, resolved) = resolve(global, &[left, right], sets)?;
     let [left_resolved, right_resolved] = [&resolved[0], &resolved[1]];
     let differences = tier_model::diff::diff(left_resolved, right_resolved, &project.sources);
+    let found = super::found_when(exit_code, !differences.is_empty());
     if global.output == Output::Json {
         output::json(&json!({ "left": left, "right": right, "differences": differences }));
-        return Ok(());
+        return found;
     }
     if differences.is_empty() {
         output::stdout_line(&format!("{left} and {right} resolve to the same values"));
@@ -445,7 +452,7 @@ pub fn diff(global: &Global, left: &str, right: &str, sets: &[String]) -> Comman
         if differences.len() == 1 { "" } else { "s" }
     ));
     output::stdout(&text);
-    Ok(())
+    found
 }
 
 pub fn graph(global: &Global, env: &str, format: GraphFormat, sets: &[String]) -> CommandResult {

@@ -266,7 +266,10 @@ pub fn down(global: &Global, env: &str, confirm: Option<&str>) -> CommandResult 
     let request = control::Request::Status;
     match control::call(&dir.socket(), &request, Duration::from_secs(5)) {
         Err(control::ClientError::NotRunning) => {
-            return Err(fail(format!("{env}: not running, nothing to stop")));
+            // Stopping what is already stopped reaches the state asked for, as `docker compose
+            // down` does: a script that runs `tier down` need not check first.
+            eprintln!("{env} is not running");
+            return Ok(());
         }
         Err(error) => return Err(fail(format!("{env}: {error}"))),
         Ok(_) => {}
@@ -465,13 +468,10 @@ pub fn logs(global: &Global, env: &str, service: Option<&str>, follow: bool) -> 
         .map(|line| line.source.len())
         .max()
         .unwrap_or(0);
+    let json = global.output == Output::Json;
     let mut text = String::new();
     for line in &lines {
-        text.push_str(&tier_local::logs::format_line(
-            &line.source,
-            &line.text,
-            width,
-        ));
+        text.push_str(&log_line(line, width, json));
         text.push('\n');
     }
     output::stdout(&text);
@@ -479,15 +479,20 @@ pub fn logs(global: &Global, env: &str, service: Option<&str>, follow: bool) -> 
         tier_local::logs::follow(
             &dir,
             service,
-            |line| {
-                output::stdout_line(&tier_local::logs::format_line(
-                    &line.source,
-                    &line.text,
-                    width.max(line.source.len()),
-                ))
-            },
+            |line| output::stdout_line(&log_line(&line, width.max(line.source.len()), json)),
             || true,
         );
     }
     Ok(())
+}
+
+/// One replica line as `logs` prints it: `source | text` padded to `width`, or with `--output
+/// json` a JSON object on a line of its own, so a reader can parse a stream it follows.
+fn log_line(line: &tier_local::logs::Line, width: usize, json: bool) -> String {
+    if json {
+        let unix_ms = u64::try_from(line.millis).unwrap_or(u64::MAX);
+        json!({ "source": line.source, "text": line.text, "unix_ms": unix_ms }).to_string()
+    } else {
+        tier_local::logs::format_line(&line.source, &line.text, width)
+    }
 }

@@ -32,6 +32,9 @@ pub enum Exit {
     Failure,
     /// Unknown command, flag, environment or path.
     Usage,
+    /// `--exit-code` was given and the command found what it looks for: differences or
+    /// conflicts.
+    Found,
 }
 
 /// What a command function returns.
@@ -42,6 +45,17 @@ pub fn run(cli: Cli) -> i32 {
         Ok(()) => SUCCESS,
         Err(Exit::Failure) => FAILURE,
         Err(Exit::Usage) => USAGE,
+        Err(Exit::Found) => FAILURE,
+    }
+}
+
+/// The end of a command that looks for something, such as `diff`: with `--exit-code`, finding it
+/// is exit 1, as `git diff --exit-code` does.
+fn found_when(exit_code: bool, found: bool) -> CommandResult {
+    if exit_code && found {
+        Err(Exit::Found)
+    } else {
+        Ok(())
     }
 }
 
@@ -83,8 +97,9 @@ fn command(cli: Cli) -> CommandResult {
         Command::Diff {
             left,
             right,
+            exit_code,
             overrides,
-        } => inspect::diff(global, &left, &right, &overrides.sets),
+        } => inspect::diff(global, &left, &right, exit_code, &overrides.sets),
         Command::Graph {
             env,
             format,

@@ -13,13 +13,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use tier_client::{ClientError, WatchStart, WatchTarget};
+use tier_client::{AuditRecord, ClientError, WatchStart, WatchTarget};
 use tier_deploy::store::{Named, StoreAccess as Store, locate};
 use tier_model::{Environment, Purpose};
 use tokio_util::sync::CancellationToken;
 
 use super::inspect::resolve_one;
-use super::{CommandResult, Exit, Threads, fail, fail_hinted};
+use super::{CommandResult, Exit, Threads, fail, fail_hinted, usage_with};
 use crate::args::{ConfigCommand, FlagCommand, Global, Output, StoreCommand, StoreTarget};
 use crate::output;
 
@@ -55,10 +55,14 @@ pub fn config(global: &Global, command: &ConfigCommand) -> CommandResult {
             } => watch(global, &store, key, *prefix, *from).await,
             ConfigCommand::History { key, .. } => history(global, &store, key).await,
             ConfigCommand::Rollback {
-                key, to, confirm, ..
+                key,
+                to,
+                confirm,
+                yes,
+                ..
             } => {
                 super::deploy::confirmed(&environment, confirm.as_deref(), "roll back config in")?;
-                rollback(global, &store, key, *to).await
+                rollback(global, &store, key, *to, *yes).await
             }
         }
     })
@@ -219,15 +223,36 @@ async fn remove(global: &Global, store: &Store, key: &str) -> CommandResult {
     )
 }
 
-async fn rollback(global: &Global, store: &Store, key: &str, to: u64) -> CommandResult {
+async fn rollback(global: &Global, store: &Store, key: &str, to: u64, yes: bool) -> CommandResult {
+    let history = match store.client.history(key).await {
+        Ok(history) => history.history,
+        Err(error) => return refused(store, error),
+    };
+    // A rollback to before the key was set deletes it, which `--to` alone does not say.
+    let deletes = existed_at(&history, u64::MAX) && !existed_at(&history, to);
+    if deletes && !yes {
+        return Err(usage_with(
+            format!("{key} did not exist at revision {to}: rolling back deletes it"),
+            format!("add --yes to delete {key}"),
+        ));
+    }
     let written = store.client.rollback(key, to).await;
-    changed(
-        global,
-        store,
-        Subject::Key(key),
-        written,
-        &format!("{key} restored to its value at revision {to}"),
-    )
+    let what = if deletes {
+        format!("{key} deleted, as it was at revision {to}")
+    } else {
+        format!("{key} restored to its value at revision {to}")
+    };
+    changed(global, store, Subject::Key(key), written, &what)
+}
+
+/// Whether a key had a value at `revision`, by its audited changes: the last change up to that
+/// revision left one.
+fn existed_at(history: &[AuditRecord], revision: u64) -> bool {
+    history
+        .iter()
+        .filter(|change| change.revision <= revision)
+        .max_by_key(|change| change.revision)
+        .is_some_and(|change| change.new.is_some())
 }
 
 /// What a change was made to, as its answer names it.
