@@ -105,7 +105,13 @@ function applySort() {
 if (sort) sort.addEventListener("change", applySort);
 if (status) status.addEventListener("change", applyFilter);
 
-// Keys: "/" to filter, arrows to move between cells, Enter to open the environment.
+// Cells take focus only when moved to, so the page need not carry ten thousand tabindexes.
+function focusCell(cell) {
+  cell.tabIndex = -1;
+  cell.focus();
+}
+
+// Keys: "/" to filter, arrows to move between cells, Enter to open the service.
 document.addEventListener("keydown", (event) => {
   if (event.key === "/" && document.activeElement !== filter && filter) {
     event.preventDefault();
@@ -116,7 +122,7 @@ document.addEventListener("keydown", (event) => {
   if (!cell || cell.tagName !== "TD" || !cell.closest("#matrix")) {
     if (event.key.startsWith("Arrow") && document.activeElement === document.body) {
       const first = document.querySelector("#matrix tbody tr:not(.hidden) td");
-      if (first) { event.preventDefault(); first.focus(); }
+      if (first) { event.preventDefault(); focusCell(first); }
     }
     return;
   }
@@ -133,7 +139,7 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "ArrowDown") { const next = sibling(row, 1); target = next && next.children[column]; }
   if (event.key === "ArrowUp") { const next = sibling(row, -1); target = next && next.children[column]; }
   if (event.key === "Enter") openCell(cell);
-  if (target) { event.preventDefault(); target.focus(); }
+  if (target) { event.preventDefault(); focusCell(target); }
 });
 
 // A cell opens its service in that environment.

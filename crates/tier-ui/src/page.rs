@@ -115,14 +115,19 @@ pub fn matrix_page(matrix: &Matrix) -> String {
                 .and_then(|row| row.get(service));
             match cell {
                 Some(cell) => {
+                    // A thousand rows of ten cells: each attribute costs the page 10,000 times,
+                    // so a cell has a title only when it has something to say.
+                    let title = cell_title(column, cell);
                     let _ = write!(
                         html,
-                        "<td id=\"{}\" class=\"{}\" title=\"{}\" tabindex=\"-1\">{}</td>",
+                        "<td id=\"{}\" class=\"{}\"",
                         cell_id(&column.name, service),
-                        cell_class(cell),
-                        escape(&cell_title(service, column, cell)),
-                        cell_html(cell)
+                        cell_class(cell)
                     );
+                    if !title.is_empty() {
+                        let _ = write!(html, " title=\"{}\"", escape(&title));
+                    }
+                    let _ = write!(html, ">{}</td>", cell_html(cell));
                 }
                 None => html.push_str("<td class=\"cell not-deployed\">–</td>"),
             }
@@ -151,59 +156,62 @@ pub fn cell_class(cell: &Cell) -> String {
     )
 }
 
-pub fn cell_title(service: &str, column: &Column, cell: &Cell) -> String {
-    let mut title = format!("{service} in {}: {}", column.name, cell.health.as_str());
+/// What a cell's tooltip adds to what it shows: why it is not running, its drift, and who
+/// last changed it when that was before the environment's deployed revision. Empty when
+/// there is nothing to add.
+pub fn cell_title(column: &Column, cell: &Cell) -> String {
+    let mut parts = Vec::new();
     if let Some(reason) = &cell.reason {
-        let _ = write!(title, " ({reason})");
+        parts.push(reason.clone());
     }
     if let Some(drift) = cell.drift.as_ref().filter(|drift| !drift.is_empty()) {
-        let _ = write!(title, "; drift: {}", drift.join(", "));
+        parts.push(format!("drift: {}", drift.join(", ")));
     }
-    if let Some(changed) = &cell.changed {
-        let _ = write!(
-            title,
-            "; changed in r{} by {}",
-            changed.revision, changed.who
-        );
-        if let Some(ms) = changed.finished_unix_ms {
-            let _ = write!(title, " at {}", utc(ms));
-        }
+    let deployed = column.deployed.as_ref().map(|deployed| deployed.revision);
+    if let Some(changed) = cell
+        .changed
+        .as_ref()
+        .filter(|changed| Some(changed.revision) != deployed)
+    {
+        let when = changed
+            .finished_unix_ms
+            .map(|ms| format!(" at {}", utc(ms)));
+        parts.push(format!(
+            "changed in r{} by {}{}",
+            changed.revision,
+            changed.who,
+            when.unwrap_or_default()
+        ));
     }
-    title
+    parts.join("; ")
 }
 
 /// What a cell shows: its health symbol, ready/desired, version and restarts.
 pub fn cell_html(cell: &Cell) -> String {
-    let mut html = format!("<span class=\"sym\">{}</span>", cell.health.symbol());
+    let mut html = format!("<b>{}</b>", cell.health.symbol());
     if cell.health != Health::NotDeployed {
-        let _ = write!(
-            html,
-            " <span class=\"ready\">{}/{}</span>",
-            cell.ready, cell.desired
-        );
+        let _ = write!(html, " {}/{}", cell.ready, cell.desired);
     }
-    if let Some(version) = &cell.version {
+    if cell.version.is_some() || cell.changed.is_some() {
+        html.push_str(" <small");
         // A local build's version carries its digest after `+`; the title has it whole.
+        let version = cell.version.as_deref().unwrap_or_default();
         let short = version.split('+').next().unwrap_or(version);
-        let _ = write!(
-            html,
-            " <span class=\"version\" title=\"{}\">{}</span>",
-            escape(version),
-            escape(short)
-        );
+        if short != version {
+            let _ = write!(html, " title=\"{}\"", escape(version));
+        }
+        html.push('>');
+        html.push_str(&escape(short));
+        if let Some(changed) = &cell.changed {
+            let _ = write!(html, " r{}", changed.revision);
+        }
+        html.push_str("</small>");
     }
     if let Some(drift) = cell.drift.as_ref().filter(|drift| !drift.is_empty()) {
         let _ = write!(
             html,
             " <span class=\"drift\" title=\"{}\">≠ drift</span>",
             escape(&drift.join(", "))
-        );
-    }
-    if let Some(changed) = &cell.changed {
-        let _ = write!(
-            html,
-            " <span class=\"changed\">r{}</span>",
-            changed.revision
         );
     }
     if cell.restarts > 0 {

@@ -76,7 +76,7 @@ pub(crate) fn changes(previous: &Matrix, next: &Matrix) -> Option<String> {
                     page::cell_id(&new.name, service),
                     json!({
                         "class": page::cell_class(cell),
-                        "title": page::cell_title(service, new, cell),
+                        "title": page::cell_title(new, cell),
                         "html": page::cell_html(cell),
                         "health": cell.health,
                     }),
