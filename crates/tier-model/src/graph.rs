@@ -312,7 +312,9 @@ fn mermaid_text(text: &str) -> String {
         .replace(['\n', '\r'], " ")
 }
 
-fn xml_escape(text: &str) -> String {
+/// Text made safe in XML and HTML, in an element or a quoted attribute (the dashboard's pages
+/// escape through it too).
+pub fn xml_escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for character in text.chars() {
         match character {

@@ -8,18 +8,7 @@ use crate::matrix::{Cell, Column, Health, Matrix};
 
 /// Text made safe for HTML, in an element or a quoted attribute.
 pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    tier_model::graph::xml_escape(text)
 }
 
 pub(crate) fn head(title: &str) -> String {
@@ -434,7 +423,7 @@ mod tests {
     fn text_from_a_project_cannot_break_out_of_the_page() {
         assert_eq!(
             escape("<script>\"a\" & 'b'</script>"),
-            "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
+            "&lt;script&gt;&quot;a&quot; &amp; &apos;b&apos;&lt;/script&gt;"
         );
     }
 }

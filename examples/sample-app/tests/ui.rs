@@ -94,6 +94,18 @@ fn curl_post(url: &str, token: Option<&str>, body: &str) -> String {
     curl(&args)
 }
 
+/// Clicks the element `css` finds, or fails the test naming `what`.
+async fn click(client: &tier_test::browser::Client, css: &str, what: &str) {
+    let element = client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|error| panic!("{what} ({css}): {error}"));
+    element
+        .click()
+        .await
+        .unwrap_or_else(|error| panic!("click {what}: {error}"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_follows_the_environments_and_changes_need_the_token() {
     let (context, dev_port, _) = context();
@@ -228,15 +240,12 @@ async fn the_dashboard_follows_the_environments_and_changes_need_the_token() {
         .goto(&format!("{base}/env/dev"))
         .await
         .expect("open dev");
-    client
-        .find(Locator::Css(
-            "button[data-flag='show-replica'][data-value='true']",
-        ))
-        .await
-        .expect("the flag's on button")
-        .click()
-        .await
-        .expect("click on");
+    click(
+        client,
+        "button[data-flag='show-replica'][data-value='true']",
+        "the flag's on button",
+    )
+    .await;
     wait_for(SHOWN, "the page to name the replica", || {
         http_get(dev_port, "/").1.contains("Served by")
     });
@@ -246,13 +255,12 @@ async fn the_dashboard_follows_the_environments_and_changes_need_the_token() {
         .goto(&format!("{base}/env/dev"))
         .await
         .expect("open dev");
-    client
-        .find(Locator::Css("button[data-action='rollback'][data-to='1']"))
-        .await
-        .expect("the rollback button of revision 1")
-        .click()
-        .await
-        .expect("click roll back");
+    click(
+        client,
+        "button[data-action='rollback'][data-to='1']",
+        "the rollback button of revision 1",
+    )
+    .await;
     wait_for(Duration::from_secs(60), "dev to roll back", || {
         let history = context.json(&["history", "dev"]);
         history.as_array().is_some_and(|revisions| {
@@ -394,13 +402,12 @@ async fn the_dashboard_follows_the_environments_and_changes_need_the_token() {
         .goto(&format!("{base}/env/dev"))
         .await
         .expect("open dev");
-    client
-        .find(Locator::Css("table.config tr[data-key='greeting'] a"))
-        .await
-        .expect("the greeting key")
-        .click()
-        .await
-        .expect("open the key");
+    click(
+        client,
+        "table.config tr[data-key='greeting'] a",
+        "the greeting key",
+    )
+    .await;
     browser
         .wait_until(
             "document.querySelectorAll('table.key-history tbody tr').length === 2",
@@ -408,13 +415,12 @@ async fn the_dashboard_follows_the_environments_and_changes_need_the_token() {
             "two changes",
         )
         .await;
-    client
-        .find(Locator::Css("button[data-action='config-rollback']"))
-        .await
-        .expect("the rollback to the first value")
-        .click()
-        .await
-        .expect("click back");
+    click(
+        client,
+        "button[data-action='config-rollback']",
+        "the rollback to the first value",
+    )
+    .await;
     wait_for(SHOWN, "greeting back to hello", || {
         context
             .tier(&["config", "get", "dev", "greeting"])
