@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
-use futures_util::stream::{self, Stream};
+use futures_util::stream::{self, Stream, StreamExt};
 use tier_deploy::Workspace;
 use tier_state::paths::EnvDir;
 
@@ -150,7 +150,8 @@ pub(crate) async fn service_logs(
         let line = receive.recv().await?;
         Some((Ok(Event::default().data(line)), receive))
     });
-    Sse::new(lines).keep_alive(KeepAlive::default())
+    let until_stop = shared.shutdown.clone().cancelled_owned();
+    Sse::new(lines.take_until(until_stop)).keep_alive(KeepAlive::default())
 }
 
 pub(crate) async fn graph_page(

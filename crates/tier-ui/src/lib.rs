@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub matrix: watch::Receiver<Arc<Matrix>>,
     /// Changes as the JSON that `/api/events` sends.
     pub updates: broadcast::Sender<Arc<str>>,
+    /// Ends the event streams too, so a stop does not wait for open pages.
+    pub shutdown: CancellationToken,
     /// The matrix page and `/api/matrix` of the latest matrix.
     pub page: routes::Rendered,
     pub json: routes::Rendered,
@@ -72,6 +74,7 @@ pub async fn serve(
         token,
         matrix: latest,
         updates,
+        shutdown: shutdown.clone(),
         page: routes::Rendered::default(),
         json: routes::Rendered::default(),
     });

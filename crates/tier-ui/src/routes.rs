@@ -216,7 +216,8 @@ async fn events(
         };
         Some((Ok(event), receiver))
     });
-    Sse::new(hello.chain(changes)).keep_alive(KeepAlive::default())
+    let until_stop = shared.shutdown.clone().cancelled_owned();
+    Sse::new(hello.chain(changes).take_until(until_stop)).keep_alive(KeepAlive::default())
 }
 
 #[derive(Deserialize)]

@@ -54,4 +54,21 @@ fn the_dashboard_shows_a_kubernetes_environment_from_its_cluster() {
                 .is_ok_and(|matrix| matrix["cells"]["prod"]["worker"]["health"] == "failing")
         },
     );
+    // Ctrl-C stops it even while a page follows its events.
+    let mut events = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    std::io::Write::write_all(
+        &mut events,
+        b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    )
+    .expect("follow the events");
+    let mut first = [0_u8; 64];
+    let read = std::io::Read::read(&mut events, &mut first).expect("the events' first bytes");
+    assert!(String::from_utf8_lossy(&first[..read]).starts_with("HTTP/1.1 200"));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(ui.id()).expect("a pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("interrupt tier ui");
+    assert_eq!(
+        ui.wait(std::time::Duration::from_secs(10)),
+        0,
+        "tier ui exits on Ctrl-C"
+    );
 }
