@@ -151,10 +151,29 @@ impl Resolved {
     /// The resolved value at a dotted path, with where it came from.
     pub fn explain(&self, path: &str) -> Option<Explanation> {
         let rendered = serde_json::to_value(&self.environment).ok()?;
+        self.explain_in(&rendered, path)
+    }
+
+    /// Every value at a path that starts with `prefix` (`services.api.`), explained, with the
+    /// environment rendered once for all of them.
+    pub fn explain_under(&self, prefix: &str) -> Vec<Explanation> {
+        let Ok(rendered) = serde_json::to_value(&self.environment) else {
+            return Vec::new();
+        };
+        let mut leaves = Vec::new();
+        crate::diff::flatten(&rendered, "", &mut leaves);
+        leaves
+            .into_iter()
+            .filter(|(path, _)| path.starts_with(prefix))
+            .filter_map(|(path, _)| self.explain_in(&rendered, &path))
+            .collect()
+    }
+
+    fn explain_in(&self, rendered: &serde_json::Value, path: &str) -> Option<Explanation> {
         let keys: Vec<&str> = path.split('.').filter(|key| !key.is_empty()).collect();
         let Some(value) = keys
             .iter()
-            .try_fold(&rendered, |value, key| value.get(*key))
+            .try_fold(rendered, |value, key| value.get(*key))
             .cloned()
         else {
             let removed = self.removed.get(&keys.join("."))?;
@@ -630,5 +649,43 @@ mod tests {
         assert_eq!(project.runtime("prod-eu"), Some(Runtime::Kubernetes));
         assert!(project.protected("prod-us"));
         assert!(!project.protected("stage"));
+    }
+}
+
+#[cfg(test)]
+mod explain_tests {
+    #[test]
+    fn explaining_everything_under_a_prefix_answers_as_each_path_alone() {
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sample-app");
+        let mut project = crate::Project::load(&root).expect("the sample app loads");
+        let Ok(resolved) = project.resolve("stage", &[]) else {
+            panic!("stage resolves");
+        };
+        let all = resolved.explain_under("services.backend.");
+        let paths: Vec<String> = resolved
+            .paths()
+            .into_iter()
+            .filter(|path| path.starts_with("services.backend."))
+            .collect();
+        assert!(paths.len() > 10, "the backend has values: {paths:?}");
+        assert_eq!(all.len(), paths.len());
+        for (explained, path) in all.iter().zip(&paths) {
+            let alone = resolved.explain(path).expect("explained alone");
+            assert_eq!(
+                (
+                    &explained.path,
+                    &explained.value,
+                    &explained.origin,
+                    explained.default.as_ref()
+                ),
+                (
+                    &alone.path,
+                    &alone.value,
+                    &alone.origin,
+                    alone.default.as_ref()
+                )
+            );
+        }
     }
 }

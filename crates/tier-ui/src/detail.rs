@@ -88,16 +88,12 @@ fn resolved_values(
 ) -> Vec<Value> {
     let prefix = format!("services.{service}.");
     resolved
-        .paths()
+        .explain_under(&prefix)
         .into_iter()
-        .filter(|path| path.starts_with(&prefix))
-        .filter_map(|path| {
-            let explanation = resolved.explain(&path)?;
-            Some(Value {
-                path: path[prefix.len()..].to_owned(),
-                value: serde_json::to_string(&explanation.value).unwrap_or_default(),
-                origin: explanation.origin.describe(&workspace.project().sources),
-            })
+        .map(|explanation| Value {
+            path: explanation.path[prefix.len()..].to_owned(),
+            value: serde_json::to_string(&explanation.value).unwrap_or_default(),
+            origin: explanation.origin.describe(&workspace.project().sources),
         })
         .collect()
 }
