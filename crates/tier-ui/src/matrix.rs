@@ -111,6 +111,16 @@ impl Health {
 /// How many reads apart drift is checked: it compares every service's files and objects.
 const DRIFT_EVERY: u64 = 10;
 
+/// How many reads apart a kubernetes environment's cluster is asked again.
+const KUBE_EVERY: u64 = 3;
+
+/// What a kubernetes environment's cluster said at its last read.
+struct KubeRead {
+    revision: Option<Arc<Recorded>>,
+    live: Option<tier_deploy::kube::KubeStatus>,
+    problem: Option<String>,
+}
+
 /// Reads matrices, keeping what did not change since the last one: a deployed revision (and
 /// who last changed each service) is read again only when its environment's state moved, a
 /// kubernetes environment is resolved once, and drift is checked every [`DRIFT_EVERY`] reads.
@@ -123,6 +133,9 @@ pub struct Collector {
     reads: u64,
     /// Runs the store client's requests; made on first use, on the collector's own thread.
     store_runtime: Option<tokio::runtime::Runtime>,
+    /// A client of each running local environment's store.
+    stores: BTreeMap<String, tier_deploy::store::StoreAccess>,
+    kube_seen: BTreeMap<String, KubeRead>,
     /// When the project's files last changed, as last seen: a change loads the project again.
     files_changed: Option<std::time::SystemTime>,
 }
@@ -200,6 +213,8 @@ impl Collector {
             drift: BTreeMap::new(),
             reads: 0,
             store_runtime: None,
+            stores: BTreeMap::new(),
+            kube_seen: BTreeMap::new(),
             files_changed: None,
         }
     }
@@ -267,7 +282,7 @@ impl Collector {
         };
         let (revision, live) = match runtime {
             Runtime::Local => (self.local_revision(env, &mut column), self.local_live(env)),
-            Runtime::Kubernetes => self.kube(env, &mut column),
+            Runtime::Kubernetes => self.kube_now_and_then(env, &mut column),
         };
         column.running = live.is_some();
         if column.running && runtime == Runtime::Local {
@@ -310,6 +325,8 @@ impl Collector {
             self.workspace = workspace;
             self.resolved.clear();
             self.drift.clear();
+            self.stores.clear();
+            self.kube_seen.clear();
         }
     }
 
@@ -321,19 +338,29 @@ impl Collector {
                 .build()
                 .ok();
         }
-        let environment = self.local_environment(env)?;
-        let root = self.root.clone();
-        let runtime = self.store_runtime.as_ref()?;
-        runtime.block_on(async move {
-            let shutdown = tokio_util::sync::CancellationToken::new();
-            let named = tier_deploy::store::Named::default();
-            let store = tier_deploy::store::locate(&root, &environment, &named, &shutdown)
-                .await
-                .ok()?;
-            let snapshot = store.client.list_flags().await.ok();
-            shutdown.cancel();
-            snapshot.map(|snapshot| snapshot.revision)
-        })
+        // A client is made once per running environment and kept: an agent that went away or
+        // came back on another port fails the request, and the next read makes a new one.
+        if !self.stores.contains_key(env) {
+            let environment = self.local_environment(env)?;
+            let root = self.root.clone();
+            let runtime = self.store_runtime.as_ref()?;
+            let store = runtime.block_on(async move {
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                let named = tier_deploy::store::Named::default();
+                tier_deploy::store::locate(&root, &environment, &named, &shutdown)
+                    .await
+                    .ok()
+            })?;
+            self.stores.insert(env.to_owned(), store);
+        }
+        let (runtime, store) = (self.store_runtime.as_ref()?, self.stores.get(env)?);
+        match runtime.block_on(store.client.list_flags()) {
+            Ok(snapshot) => Some(snapshot.revision),
+            Err(_) => {
+                self.stores.remove(env);
+                None
+            }
+        }
     }
 
     /// A local environment as `store::locate` needs it: its name and runtime are enough for a
@@ -417,6 +444,32 @@ impl Collector {
     }
 
     /// A kubernetes environment's deployed revision and live Deployments, from its cluster.
+    /// A kubernetes environment read from its cluster every [`KUBE_EVERY`] reads (each read
+    /// connects and lists its Deployments), and between them as it was last read.
+    fn kube_now_and_then(
+        &mut self,
+        env: &str,
+        column: &mut Column,
+    ) -> (Option<Arc<Recorded>>, Option<Live>) {
+        let due = (self.reads - 1).is_multiple_of(KUBE_EVERY);
+        if !due && let Some(seen) = self.kube_seen.get(env) {
+            column.problem.clone_from(&seen.problem);
+            return (seen.revision.clone(), seen.live.clone().map(Live::Kube));
+        }
+        let (revision, live) = self.kube(env, column);
+        let status = match &live {
+            Some(Live::Kube(status)) => Some(status.clone()),
+            _ => None,
+        };
+        let seen = KubeRead {
+            revision: revision.clone(),
+            live: status,
+            problem: column.problem.clone(),
+        };
+        self.kube_seen.insert(env.to_owned(), seen);
+        (revision, live)
+    }
+
     fn kube(&mut self, env: &str, column: &mut Column) -> (Option<Arc<Recorded>>, Option<Live>) {
         let workspace = &mut self.workspace;
         let environment = self.resolved.entry(env.to_owned()).or_insert_with(|| {
