@@ -148,6 +148,7 @@ impl Agent {
                 self.current = *environment;
                 self.programs = programs;
                 self.supervisor.set_topology(&self.current);
+                self.supervisor.release_held();
                 let mut queued = match std::mem::replace(&mut self.apply, ApplyState::Idle) {
                     ApplyState::Running { queued, .. } => queued,
                     ApplyState::Idle => VecDeque::new(),

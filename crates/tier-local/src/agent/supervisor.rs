@@ -8,7 +8,7 @@
 //! scheduling restarts. Every event names the replica's generation, a number each spawn gets
 //! anew, so news about a process that was already replaced is ignored.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -135,6 +135,10 @@ pub(crate) struct Supervised {
     /// The services it depends on that the environment runs, in `depends_on` order.
     pub dependencies: Vec<String>,
     pub replicas: Vec<Replica>,
+    /// Numbers of replicas retired during the running apply. They are not handed out again
+    /// until it finishes, so an apply numbers its replicas the same whichever old replica
+    /// happens to exit first.
+    pub held: BTreeSet<u32>,
     /// When its replicas were first started; `None` while it waits for its dependencies.
     pub started_at: Option<Instant>,
     pub ever_ready: bool,
@@ -170,9 +174,12 @@ impl Supervised {
         self.replicas.iter().position(|replica| replica.id == id)
     }
 
-    /// The smallest replica number not in use, so names stay `backend-1` to `backend-N`.
+    /// The smallest replica number neither in use nor held, so names stay `backend-1` to
+    /// `backend-N`.
     fn free_id(&self) -> u32 {
-        (1..).find(|id| self.position(*id).is_none()).unwrap_or(1)
+        (1..)
+            .find(|id| self.position(*id).is_none() && !self.held.contains(id))
+            .unwrap_or(1)
     }
 }
 
@@ -255,6 +262,7 @@ impl Supervisor {
                 wave: 0,
                 dependencies: Vec::new(),
                 replicas: Vec::new(),
+                held: BTreeSet::new(),
                 started_at: started,
                 ever_ready: false,
             },
@@ -379,6 +387,7 @@ impl Supervisor {
         let Some(at) = service.position(id) else {
             return Vec::new();
         };
+        service.held.insert(id);
         let replica = &mut service.replicas[at];
         replica.retiring = true;
         let mut effects = vec![Effect::StopProbes {
@@ -394,6 +403,13 @@ impl Supervisor {
             }
         }
         effects
+    }
+
+    /// An apply finished: the numbers of the replicas it retired may be used again.
+    pub fn release_held(&mut self) {
+        for service in self.services.values_mut() {
+            service.held.clear();
+        }
     }
 
     /// Stops every replica of a service and forgets the service; its replicas are waited for
