@@ -465,8 +465,14 @@ fn a_retired_replica_leaves_rotation_at_once_and_the_service_when_it_exits() {
         .collect();
     assert_eq!(ids, [2]);
     let (id, _) = supervisor.add_replica("db").expect("db exists");
-    assert_eq!(id, 3, "the apply that retired replica 1 does not number another 1");
+    assert_eq!(
+        id, 3,
+        "the apply that retired replica 1 does not number another 1"
+    );
     supervisor.release_held();
     let (id, _) = supervisor.add_replica("db").expect("db exists");
-    assert_eq!(id, 1, "once the apply finished, the freed number is used again");
+    assert_eq!(
+        id, 1,
+        "once the apply finished, the freed number is used again"
+    );
 }
