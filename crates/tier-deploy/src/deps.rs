@@ -180,15 +180,22 @@ pub struct Bumped {
     /// The edited manifest, relative to the project root.
     pub file: String,
     pub crosses_major: bool,
-    /// `refreshed`, or why the lockfile was not.
+    /// `refreshed`, `no lockfile`, or why the lockfile was not refreshed.
     pub lockfile: String,
-    /// `passed`, `no test`, or how the service's `test` command failed.
+    /// `passed`, `no test`, `not run`, or how the service's `test` command failed.
     pub test: String,
     pub passed: bool,
+    /// The manifest and lockfile were put back as they were: the lockfile could not follow
+    /// the manifest, so the service is not bumped at all.
+    pub restored: bool,
+    /// What the lockfile's tool or the test printed when it failed, trimmed to its error lines.
+    pub output: Vec<String>,
 }
 
-/// Writes each edit, refreshes the service's lockfile where its tool is installed, and runs
-/// the service's `test` command (from tier.toml) in its directory.
+/// For each edit: writes the manifest, refreshes the service's lockfile, and runs the
+/// service's `test` command (from tier.toml) in its directory. A bump is all or nothing per
+/// service: when the lockfile cannot be refreshed (its tool fails or is not installed), the
+/// manifest and lockfile are written back as they were.
 pub fn carry_out_bump(
     project: &Project,
     root: &Path,
@@ -208,36 +215,75 @@ pub fn carry_out_bump(
         .collect();
     let mut results = Vec::new();
     for edit in edits {
-        tier_state::paths::write_atomic(&edit.file, edit.after.as_bytes()).map_err(|error| {
-            DeployError::Refused {
-                message: format!("cannot write {}: {error}", edit.file.display()),
-                hint: None,
-            }
-        })?;
         let dir = edit.file.parent().unwrap_or(root);
         let is_npm = edit
             .file
             .file_name()
             .is_some_and(|name| name == "package.json");
-        let lockfile = refresh_lockfile(dir, package, is_npm);
-        let (test, passed) = match tests.get(&edit.service) {
-            None => ("no test".to_owned(), true),
-            Some(command) => match tier_local::spawn::run_to_end("sh", &["-c", command], dir) {
-                Ok(output) if output.status.success() => ("passed".to_owned(), true),
-                Ok(output) => (format!("failed ({})", output.status), false),
-                Err(error) => (format!("could not run: {error}"), false),
-            },
+        let lockfile = match is_npm {
+            true => dir.join("package-lock.json"),
+            false => tier_deps::scan::cargo_lockfile(dir).unwrap_or_else(|| dir.join("Cargo.lock")),
         };
-        results.push(Bumped {
+        let locked_before = std::fs::read(&lockfile).ok();
+        write(&edit.file, edit.after.as_bytes())?;
+        let refresh = match &locked_before {
+            None => Ok("no lockfile".to_owned()),
+            Some(_) => refresh_lockfile(dir, package, is_npm),
+        };
+        let mut result = Bumped {
             service: edit.service.clone(),
             file: relative(root, &edit.file),
             crosses_major: edit.crosses_major,
-            passed: passed && !lockfile.contains("failed"),
-            lockfile,
-            test,
-        });
+            lockfile: String::new(),
+            test: String::new(),
+            passed: false,
+            restored: false,
+            output: Vec::new(),
+        };
+        match refresh {
+            Err(failure) => {
+                write(&edit.file, edit.before.as_bytes())?;
+                if let Some(before) = &locked_before {
+                    write(&lockfile, before)?;
+                }
+                result.lockfile = failure.summary;
+                result.output = failure.lines;
+                result.test = "not run".to_owned();
+                result.restored = true;
+            }
+            Ok(refreshed) => {
+                result.lockfile = refreshed;
+                match tests.get(&edit.service) {
+                    None => {
+                        result.test = "no test".to_owned();
+                        result.passed = true;
+                    }
+                    Some(command) => {
+                        match tier_local::spawn::run_to_end("sh", &["-c", command], dir) {
+                            Ok(output) if output.status.success() => {
+                                result.test = "passed".to_owned();
+                                result.passed = true;
+                            }
+                            Ok(output) => {
+                                result.test = format!("failed ({})", output.status);
+                                result.output = last_lines(&output, 20);
+                            }
+                            Err(error) => result.test = format!("could not run: {error}"),
+                        }
+                    }
+                }
+            }
+        }
+        results.push(result);
     }
     Ok(results)
+}
+
+fn write(file: &Path, contents: &[u8]) -> Result<(), DeployError> {
+    tier_state::paths::write_atomic(file, contents).map_err(|error| DeployError::Refused {
+        message: format!("cannot write {}: {error}", file.display()),
+        hint: None,
+    })
 }
 
 /// A path as the user would write it from the project root.
@@ -248,8 +294,15 @@ pub fn relative(root: &Path, file: &Path) -> String {
         .to_string()
 }
 
-/// Brings a service's lockfile in line with its edited manifest, when the tool is here.
-fn refresh_lockfile(dir: &Path, package: &str, is_npm: bool) -> String {
+/// Why a lockfile could not follow its manifest: a line for the table, and the tool's own
+/// error lines.
+struct RefreshFailure {
+    summary: String,
+    lines: Vec<String>,
+}
+
+/// Brings a service's lockfile in line with its edited manifest.
+fn refresh_lockfile(dir: &Path, package: &str, is_npm: bool) -> Result<String, RefreshFailure> {
     let (tool, args): (&str, Vec<&str>) = if is_npm {
         (
             "npm",
@@ -259,7 +312,10 @@ fn refresh_lockfile(dir: &Path, package: &str, is_npm: bool) -> String {
         ("cargo", vec!["update", "-p", package])
     };
     if !tier_local::spawn::on_path(tool) {
-        return format!("not refreshed ({tool} is not installed)");
+        return Err(RefreshFailure {
+            summary: format!("not refreshed: {tool} is not installed"),
+            lines: Vec::new(),
+        });
     }
     // Offline first: every package but the bumped one is usually cached already.
     if !is_npm {
@@ -268,22 +324,51 @@ fn refresh_lockfile(dir: &Path, package: &str, is_npm: bool) -> String {
         if tier_local::spawn::run_to_end(tool, &offline, dir)
             .is_ok_and(|output| output.status.success())
         {
-            return "refreshed".to_owned();
+            return Ok("refreshed".to_owned());
         }
     }
     match tier_local::spawn::run_to_end(tool, &args, dir) {
-        Ok(output) if output.status.success() => "refreshed".to_owned(),
-        Ok(output) => {
-            let why = String::from_utf8_lossy(&output.stderr);
-            // cargo and npm say what went wrong on their first error line.
-            let line = why
-                .lines()
-                .find(|line| line.trim_start().starts_with("error") || line.contains("ERR!"))
-                .or_else(|| why.lines().rev().find(|line| !line.trim().is_empty()))
-                .unwrap_or("failed")
-                .trim();
-            format!("{tool} failed: {line}")
-        }
-        Err(error) => format!("could not run {tool}: {error}"),
+        Ok(output) if output.status.success() => Ok("refreshed".to_owned()),
+        Ok(output) => Err(RefreshFailure {
+            summary: format!("{tool} failed"),
+            lines: error_lines(&String::from_utf8_lossy(&output.stderr)),
+        }),
+        Err(error) => Err(RefreshFailure {
+            summary: format!("could not run {tool}: {error}"),
+            lines: Vec::new(),
+        }),
     }
+}
+
+/// The lines of a tool's error output worth reading: cargo's from its first `error` on (with
+/// the `Caused by:` chain), npm's `npm error` lines without the pointer to its debug log.
+fn error_lines(stderr: &str) -> Vec<String> {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let first_error = lines
+        .iter()
+        .position(|line| line.trim_start().starts_with("error") || line.contains("npm error"));
+    let mut kept: Vec<String> = lines[first_error.unwrap_or(0)..]
+        .iter()
+        .filter(|line| !line.trim().is_empty())
+        .filter(|line| !line.contains("A complete log of this run can be found in"))
+        .filter(|line| !(line.contains("npm error") && line.trim_end().ends_with("-debug-0.log")))
+        .map(|line| line.trim_end().to_owned())
+        .collect();
+    kept.truncate(30);
+    kept
+}
+
+/// The last lines a failed test printed, stdout then stderr.
+fn last_lines(output: &std::process::Output, count: usize) -> Vec<String> {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| line.trim_end().to_owned())
+        .collect();
+    lines[lines.len().saturating_sub(count)..].to_vec()
 }

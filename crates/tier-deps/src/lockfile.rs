@@ -209,7 +209,7 @@ pub fn parse_package_lock(file: &Path, text: &str) -> Result<Vec<LockedPackage>,
 }
 
 /// Marks every package a root depends on as direct.
-fn mark_direct(packages: &mut [LockedPackage]) {
+pub(crate) fn mark_direct(packages: &mut [LockedPackage]) {
     let direct: Vec<usize> = packages
         .iter()
         .filter(|package| package.root)

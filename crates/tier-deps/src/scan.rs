@@ -63,17 +63,25 @@ pub fn scan_service(service: &ServiceSource) -> Result<ServiceInventory, DepsErr
         packages: Vec::new(),
     };
 
-    let cargo_lock = service.dir.join("Cargo.lock");
-    if let Some(text) = read_if_present(&cargo_lock)? {
+    if let Some(cargo_lock) = cargo_lockfile(&service.dir)
+        && let Some(text) = read_if_present(&cargo_lock)?
+    {
         let manifest_file = service.dir.join("Cargo.toml");
-        let root_names = match read_if_present(&manifest_file)? {
+        let root_names: Vec<String> = match read_if_present(&manifest_file)? {
             Some(manifest) => parse_cargo_manifest(&manifest_file, &manifest)?
                 .name
                 .into_iter()
                 .collect(),
             None => Vec::new(),
         };
-        let packages = parse_cargo_lock(&cargo_lock, &text, &root_names)?;
+        let mut packages = parse_cargo_lock(&cargo_lock, &text, &root_names)?;
+        // A member of a workspace shares the workspace's lockfile: it locks only what
+        // its own package reaches.
+        if cargo_lock.parent() != Some(service.dir.as_path())
+            && let Some(name) = root_names.first()
+        {
+            packages = reachable_from(packages, name);
+        }
         append(&mut scanned, cargo_lock, packages);
     }
 
@@ -83,6 +91,67 @@ pub fn scan_service(service: &ServiceSource) -> Result<ServiceInventory, DepsErr
         append(&mut scanned, package_lock, packages);
     }
     Ok(scanned)
+}
+
+/// The `Cargo.lock` a crate in `dir` is locked by, as cargo finds it: `dir`'s own, else that
+/// of the nearest enclosing workspace (a directory above whose `Cargo.toml` has
+/// `[workspace]`). `None` when there is none, or `dir` is no Cargo package.
+pub fn cargo_lockfile(dir: &Path) -> Option<PathBuf> {
+    let own = dir.join("Cargo.lock");
+    if own.exists() || !dir.join("Cargo.toml").exists() {
+        return own.exists().then_some(own);
+    }
+    let absolute = std::fs::canonicalize(dir).ok()?;
+    absolute.ancestors().skip(1).find_map(|above| {
+        let manifest = std::fs::read_to_string(above.join("Cargo.toml")).ok()?;
+        let is_workspace = manifest
+            .parse::<toml::Table>()
+            .is_ok_and(|table| table.contains_key("workspace"));
+        let lock = above.join("Cargo.lock");
+        (is_workspace && lock.exists()).then_some(lock)
+    })
+}
+
+/// The packages `root` (a path package) reaches, with their indices renumbered; the root is
+/// the only one marked so.
+fn reachable_from(packages: Vec<crate::LockedPackage>, root: &str) -> Vec<crate::LockedPackage> {
+    let Some(start) = packages.iter().position(|package| {
+        package.name == root && package.source == crate::inventory::SourceKind::Path
+    }) else {
+        return packages;
+    };
+    let mut keep = vec![false; packages.len()];
+    let mut stack = vec![start];
+    while let Some(index) = stack.pop() {
+        if !std::mem::replace(&mut keep[index], true) {
+            stack.extend(packages[index].dependencies.iter().copied());
+        }
+    }
+    let mut renumbered = vec![usize::MAX; packages.len()];
+    let mut next = 0;
+    for (index, kept) in keep.iter().enumerate() {
+        if *kept {
+            renumbered[index] = next;
+            next += 1;
+        }
+    }
+    let mut kept: Vec<crate::LockedPackage> = packages
+        .into_iter()
+        .enumerate()
+        .filter(|(index, _)| keep[*index])
+        .map(|(index, mut package)| {
+            package.root = index == start;
+            package.direct = false;
+            package.dependencies = package
+                .dependencies
+                .iter()
+                .map(|dependency| renumbered[*dependency])
+                .collect();
+            package
+        })
+        .collect();
+    crate::lockfile::mark_direct(&mut kept);
+    kept
 }
 
 /// Reads a library's `Cargo.toml` (or, when it has none, its `package.json`).

@@ -56,6 +56,10 @@ pub fn error(message: &str) {
     eprintln!("{} {message}", style("error:").red().bold());
 }
 
+pub fn warning(message: &str) {
+    eprintln!("{} {message}", style("warning:").yellow().bold());
+}
+
 pub fn hint(message: &str) {
     eprintln!("{} {message}", style("hint:").cyan());
 }

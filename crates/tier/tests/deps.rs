@@ -287,7 +287,9 @@ fn bump_an_external_crate_across_three_services() {
     assert_eq!(before, after, "--dry-run changes nothing");
 
     // billing asks for util-security 0.9 while the library is at 1.4.2: its lockfile cannot
-    // be refreshed, and the table says so, failing the run.
+    // be refreshed, so billing is not bumped at all (manifest and lockfile as they were),
+    // cargo's own error lines say why, and the run fails.
+    let billing_lock = context.read("services/billing/Cargo.lock");
     let Run {
         code,
         stdout,
@@ -295,12 +297,23 @@ fn bump_an_external_crate_across_three_services() {
         ..
     } = context.tier(&["deps", "bump", "itoa", "1.0.19"]);
     assert_eq!(code, 1, "{stdout}{stderr}");
-    let billing = stdout
-        .lines()
-        .find(|line| line.starts_with("billing"))
-        .unwrap_or_default();
-    assert!(billing.contains("cargo failed: error: failed to select a version for the requirement `util-security = \"^0.9\"`"), "{stdout}");
-    for file in manifests {
+    let billing = line_starting(&stdout, "billing");
+    assert!(billing.contains("cargo failed"), "{stdout}");
+    assert!(
+        stdout.contains("billing: not bumped, services/billing/Cargo.toml is as it was (cargo failed):\n  error: failed to select a version for the requirement `util-security = \"^0.9\"`"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  candidate versions found which didn't match: 1.4.2"),
+        "cargo's lines after its first one:\n{stdout}"
+    );
+    assert_eq!(
+        context.read("services/billing/Cargo.toml"),
+        before[1],
+        "billing's manifest is put back"
+    );
+    assert_eq!(context.read("services/billing/Cargo.lock"), billing_lock);
+    for file in [manifests[0], manifests[2]] {
         assert!(context.read(file).contains("itoa = \"1.0.19\""), "{file}");
     }
     assert!(
@@ -322,4 +335,73 @@ fn bump_an_external_crate_across_three_services() {
         !stdout.contains("itoa"),
         "nothing is behind on itoa any more:\n{stdout}"
     );
+}
+
+#[test]
+fn the_sample_app_is_scanned_from_its_workspace_lockfile() {
+    // The sample's services name `source = "."`: a member of the repository's workspace,
+    // locked by the workspace's Cargo.lock, of which it locks only what it reaches.
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/sample-app");
+    let project = std::fs::read_to_string(format!("{sample}/tier.toml"))
+        .expect("the sample has a tier.toml")
+        .replace("source = \".\"", &format!("source = {sample:?}"));
+    let context = TestContext::with_files(&[("tier.toml", &project)]);
+    let Run {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = context.tier(&["deps", "scan"]);
+    assert_eq!(code, 0, "{stderr}");
+    let backend = line_starting(&stdout, "backend");
+    // Its dependencies of every kind, as for a crate with its own lockfile: the six it
+    // runs with and the three its tests use.
+    assert!(backend.contains(" locked, 9 direct"), "{stdout}");
+    assert!(stdout.contains("  axum@"), "{stdout}");
+    assert!(stdout.contains("  tier-test@"), "{stdout}");
+    let locked: usize = backend
+        .split_whitespace()
+        .nth(1)
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_default();
+    let workspace =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"))
+            .expect("the repository has a Cargo.lock")
+            .matches("[[package]]")
+            .count();
+    assert!(
+        0 < locked && locked < workspace,
+        "the sample locks {locked} of the workspace's {workspace} packages:\n{stdout}"
+    );
+    let Run { code, stdout, .. } = context.tier(&["deps", "why", "tokio"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("frontend tokio@"), "{stdout}");
+}
+
+#[test]
+fn a_source_without_a_lockfile_is_a_warning() {
+    let context = context();
+    std::fs::remove_file(context.path().join("services/web/package-lock.json"))
+        .expect("the fixture's web service has a package-lock.json");
+    let Run {
+        code,
+        stdout,
+        stderr,
+        ..
+    } = context.tier(&["deps", "scan"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("web  no lockfile"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "warning: service web: its source services/web has no Cargo.lock or package-lock.json"
+        ),
+        "{stderr}"
+    );
+}
+
+/// The first line of `text` that starts with `prefix`, or "".
+fn line_starting<'a>(text: &'a str, prefix: &str) -> &'a str {
+    text.lines()
+        .find(|line| line.starts_with(prefix))
+        .unwrap_or_default()
 }

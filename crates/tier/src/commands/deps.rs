@@ -26,8 +26,20 @@ pub fn run(global: &Global, command: &DepsCommand) -> CommandResult {
         ));
     }
     let inventory = || {
-        tier_deps::scan::scan(&sources.services, &sources.libraries)
-            .map_err(|errors| report(&root, &errors))
+        let inventory = tier_deps::scan::scan(&sources.services, &sources.libraries)
+            .map_err(|errors| report(&root, &errors))?;
+        for service in inventory.services.iter().filter(|s| s.lockfiles.is_empty()) {
+            let dir = sources
+                .services
+                .iter()
+                .find(|source| source.name == service.name)
+                .map_or_else(String::new, |source| relative(&root, &source.dir));
+            output::warning(&format!(
+                "service {}: its source {dir} has no Cargo.lock or package-lock.json, so none of its libraries are known; `cargo generate-lockfile` or `npm install --package-lock-only` there writes one",
+                service.name
+            ));
+        }
+        Ok::<_, Exit>(inventory)
     };
     match command {
         DepsCommand::Bump {
@@ -86,6 +98,10 @@ fn scan(global: &Global, inventory: &Inventory) -> CommandResult {
             .iter()
             .filter(|package| !package.root)
             .count();
+        if service.lockfiles.is_empty() {
+            text.push_str(&format!("{}  no lockfile\n", style(&service.name).bold()));
+            continue;
+        }
         text.push_str(&format!(
             "{}  {locked} locked, {} direct\n",
             style(&service.name).bold(),
@@ -386,7 +402,28 @@ fn bump(
                 test.to_string(),
             ]);
         }
-        output::stdout(&super::inspect::columns(&rows));
+        let mut text = super::inspect::columns(&rows);
+        for result in &results {
+            if result.restored {
+                text.push_str(&format!(
+                    "\n{}: not bumped, {} is as it was ({}){}\n",
+                    style(&result.service).bold(),
+                    result.file,
+                    result.lockfile,
+                    if result.output.is_empty() { "" } else { ":" }
+                ));
+            } else if !result.output.is_empty() {
+                text.push_str(&format!(
+                    "\n{}: its test {}:\n",
+                    style(&result.service).bold(),
+                    result.test
+                ));
+            }
+            for line in &result.output {
+                text.push_str(&format!("  {line}\n"));
+            }
+        }
+        output::stdout(&text);
     }
     if results.iter().all(|result| result.passed) {
         Ok(())
