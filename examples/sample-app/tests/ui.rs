@@ -33,11 +33,7 @@ fn context() -> (TestContext, u16, u16) {
             "[environments.stage]\nprotected = true\n",
             1,
         )
-        .replacen(
-            "[services.backend]\n",
-            "[services.backend]\nsource = \"backend\"\n",
-            1,
-        );
+        .replacen("source = \".\"", "source = \"backend\"", 1);
     // dev-eu extends dev: the matrix groups it under dev. It is never started.
     let project =
         format!("{project}\n[environments.dev-eu]\nextends = \"dev\"\nregion = \"eu-west-1\"\n");
