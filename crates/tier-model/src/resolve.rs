@@ -25,7 +25,8 @@ pub struct Set {
 
 impl Set {
     /// Parses `services.backend.replicas=5`. The value is read as TOML (`5`, `true`,
-    /// `"text"`, `["a", "b"]`) and, when it is not TOML, taken as a plain string.
+    /// `"text"`, `["a", "b"]`, `{ tcp = 8080 }`), else as JSON (`{"tcp": 8080}`), else taken
+    /// as a plain string. A value that opens a table or an array but is neither is an error.
     pub fn parse(argument: &str) -> Result<Set, String> {
         let Some((path, raw)) = argument.split_once('=') else {
             return Err(format!(
@@ -43,13 +44,27 @@ impl Set {
         let origin = Origin::CommandLine(argument.to_owned());
         let raw = raw.trim();
         let (parsed, errors) = crate::tree::parse_toml(FileId::DETACHED, &format!("v = {raw}"));
-        let value = match parsed.get("v") {
-            Some(node) if errors.is_empty() && node.as_table().is_none() => {
-                let mut node = node.clone();
+        let toml = parsed.get("v").filter(|_| errors.is_empty()).cloned();
+        let json = || crate::tree::parse_json(FileId::DETACHED, raw);
+        let value = match toml {
+            Some(node) => Some(node),
+            None if raw.starts_with(['{', '[']) => match json() {
+                Ok(node) => Some(node),
+                Err(error) => {
+                    return Err(format!(
+                        "--set {argument}: the value is neither TOML nor JSON ({}); write a table as {{ key = value }} or {{\"key\": value}}",
+                        error.message.trim_start_matches("invalid JSON: ")
+                    ));
+                }
+            },
+            None => None,
+        };
+        let value = match value {
+            Some(mut node) => {
                 relabel(&mut node, &origin);
                 node
             }
-            _ => Node::new(Value::String(raw.to_owned()), origin),
+            None => Node::new(Value::String(raw.to_owned()), origin),
         };
         Ok(Set {
             argument: argument.to_owned(),
@@ -312,15 +327,7 @@ impl Project {
                     for problem in &mut problems[before..] {
                         problem.message = format!("--set {}: {}", set.argument, problem.message);
                     }
-                    let mut node = set.value.clone();
-                    for key in set.path.iter().rev() {
-                        let mut table = Node::table(set.value.origin.clone());
-                        if let Some(entries) = table.as_table_mut() {
-                            entries.insert(key.clone(), node);
-                        }
-                        node = table;
-                    }
-                    tree.merge(node);
+                    replace_at(&mut tree, &set.path, set.value.clone());
                 }
             }
         }
@@ -425,6 +432,38 @@ impl Project {
             {
                 table.insert("config_dir".to_owned(), dir_node);
                 table.insert("config".to_owned(), config);
+            }
+        }
+    }
+}
+
+/// Puts `node` at `path`, in place of whatever was there: a `--set` names the whole value
+/// (`health={ tcp = 8080 }` replaces `health = { http = "/healthz" }`; `health.tcp=8080`
+/// adds to it).
+fn replace_at(tree: &mut Node, path: &[String], node: Node) {
+    let Some((last, above)) = path.split_last() else {
+        return;
+    };
+    let mut at = tree;
+    for key in above {
+        if at.as_table().is_none() {
+            *at = Node::table(node.origin.clone());
+        }
+        let Some(entries) = at.as_table_mut() else {
+            return;
+        };
+        at = entries
+            .entry(key.clone())
+            .or_insert_with(|| Node::table(node.origin.clone()));
+    }
+    if at.as_table().is_none() {
+        *at = Node::table(node.origin.clone());
+    }
+    if let Some(entries) = at.as_table_mut() {
+        match entries.get_mut(last) {
+            Some(existing) => existing.replace(node),
+            None => {
+                entries.insert(last.clone(), node);
             }
         }
     }

@@ -146,21 +146,29 @@ impl Node {
                     }
                 }
             }
-            (_, value) => {
-                let mut overridden = std::mem::take(&mut self.overridden);
-                overridden.push(Overridden {
-                    value: self.to_json(),
-                    origin: self.origin.clone(),
-                });
-                overridden.extend(over.overridden);
-                *self = Node {
-                    value,
-                    origin: over.origin,
-                    key: over.key.or(self.key.take()),
-                    overridden,
-                };
-            }
+            (_, value) => self.replace(Node {
+                value,
+                origin: over.origin,
+                key: over.key,
+                overridden: over.overridden,
+            }),
         }
+    }
+
+    /// Puts `over` in this node's place, a table too, remembering what it overrode.
+    pub fn replace(&mut self, over: Node) {
+        let mut overridden = std::mem::take(&mut self.overridden);
+        overridden.push(Overridden {
+            value: self.to_json(),
+            origin: self.origin.clone(),
+        });
+        overridden.extend(over.overridden);
+        *self = Node {
+            value: over.value,
+            origin: over.origin,
+            key: over.key.or(self.key.take()),
+            overridden,
+        };
     }
 
     pub fn to_json(&self) -> serde_json::Value {

@@ -449,6 +449,44 @@ fn set_beats_the_override_file() {
 }
 
 #[test]
+fn set_takes_a_table_as_toml_or_json_in_place_of_the_one_there() {
+    let context = sample_app();
+    let render = |set: &str| json_of(&context, &["render", "prod", "--set", set]);
+    for table in [
+        "services.backend.health={ tcp = 8080 }",
+        r#"services.backend.health={"tcp": 8080}"#,
+    ] {
+        let health = &render(table)["services"]["backend"]["health"];
+        assert_eq!(health["tcp"], 8080, "{table}: {health}");
+        assert!(
+            health.get("http").is_none(),
+            "{table} replaces the project's health check: {health}"
+        );
+    }
+    // A dotted key adds to the table instead.
+    let health =
+        &render(r#"services.backend.health.initial_delay="2s""#)["services"]["backend"]["health"];
+    assert_eq!(health["http"], "/healthz", "{health}");
+    assert_eq!(health["initial_delay"], "2s", "{health}");
+    let run = context
+        .tier(&[
+            "render",
+            "prod",
+            "--set",
+            "services.backend.health={tcp: 8080",
+        ])
+        .expect_code(2);
+    assert!(
+        run.stderr.contains("the value is neither TOML nor JSON (")
+            && run
+                .stderr
+                .contains("write a table as { key = value } or {\"key\": value}"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn extends_layers_the_parent_override_file_under_the_child() {
     let context = regions();
     insta::assert_snapshot!("regions_envs", stdout_of(&context, &["envs"]));
@@ -791,4 +829,20 @@ fn render_k8s_prints_manifests_and_writes_one_file_per_object() {
         Some(2),
         "--out without --format k8s is a usage error"
     );
+}
+
+#[test]
+fn the_readme_quotes_the_rollout_defaults_tier_renders() {
+    let readme =
+        std::fs::read_to_string(tier_test::repo_root().join("README.md")).expect("the README");
+    let quoted = readme
+        .split("(`rollout = ")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .expect("the README quotes the rollout defaults");
+    let quoted: toml::Value = toml::from_str(&format!("rollout = {quoted}")).expect("TOML");
+    let quoted = serde_json::to_value(&quoted["rollout"]).expect("JSON");
+    let context = sample_app();
+    let rendered = json_of(&context, &["render", "prod"]);
+    assert_eq!(rendered["services"]["backend"]["rollout"], quoted);
 }
