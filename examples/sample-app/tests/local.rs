@@ -194,9 +194,93 @@ fn up_on_a_port_in_use_says_so_and_leaves_nothing() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("address").port();
     context.filter(&format!(r"\b{port}\b"), "[TAKEN]");
+    // The port it suggests is whichever is free at the time.
+    context.filter(r"expose=\d+`", "expose=[FREE]`");
+    context.filter(r"`expose = \d+`", "`expose = [FREE]`");
     let expose = format!("services.frontend.expose={port}");
     tier_snapshot!(context.tier(&["up", "dev", "-d", "--set", &expose]));
     assert!(!context.path().join(".tier/dev/agent.sock").exists());
+}
+
+#[test]
+fn a_project_from_the_sample_template_runs_as_its_readme_says() {
+    let context = TestContext::empty();
+    let dir = context.path().display().to_string();
+    context
+        .tier(&["init", "--template", "sample-app", &dir])
+        .success();
+    // Its own ports, not the sample's 8080 and 8090, and the sample's programs as built
+    // beside this tier binary.
+    let project = context.read("tier.toml");
+    let dev_port: u16 = project
+        .lines()
+        .find_map(|line| line.strip_prefix("expose = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("the new project exposes its frontend:\n{project}"));
+    assert!((18_000..19_000).contains(&dev_port), "{dev_port}");
+    assert!(!project.contains("target/release"), "{project}");
+    let readme = context.read("README.md");
+    assert!(
+        readme.contains(&format!("http://127.0.0.1:{dev_port}")),
+        "the README names the dev port:\n{readme}"
+    );
+    // Every file the README names by its path is there.
+    for word in readme.split('`').skip(1).step_by(2) {
+        let path_like = word.ends_with(".toml") || word.ends_with(".json") || word.ends_with('/');
+        if path_like && word.contains('/') {
+            assert!(
+                context.path().join(word).exists(),
+                "the README names {word}, which init did not write"
+            );
+        }
+    }
+
+    let _dev = context.up("dev", &[]);
+    let (status, body) = http_get(dev_port, "/");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, "Hello from <b>development config</b>!");
+}
+
+#[test]
+fn up_lines_its_services_up_whatever_the_length_of_their_names() {
+    let mut context = TestContext::sample_app();
+    let long = "frontend-for-every-visitor";
+    for file in ["tier.toml", "envs/stage.toml", "envs/prod.toml"] {
+        let text = context
+            .read(file)
+            .replace("[services.frontend]", &format!("[services.{long}]"));
+        context.write(file, &text);
+    }
+    let port = context.free_port();
+    let _dev = context.down_on_drop("dev");
+    let up = context
+        .tier(&[
+            "up",
+            "dev",
+            "-d",
+            "--set",
+            &format!("services.{long}.expose={port}"),
+        ])
+        .success();
+    let rows: Vec<&str> = up
+        .stdout
+        .lines()
+        .filter(|line| line.contains(" ready"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", up.stdout);
+    let column = |row: &str| row.find(" ready").unwrap_or_default();
+    assert_eq!(
+        column(rows[0]),
+        column(rows[1]),
+        "the ready counts line up:\n{}",
+        up.stdout
+    );
+    assert!(
+        rows.iter().any(|row| row.trim_start().starts_with(long)),
+        "{}",
+        up.stdout
+    );
 }
 
 #[test]

@@ -203,7 +203,7 @@ impl Agent {
             if let Some(proxy) = self.proxies.get_mut(name)
                 && proxy.exposed != spec.expose
             {
-                proxy.move_host_port(&self.kit, name, &spec)?;
+                proxy.move_host_port(&self.kit, &environment.name, name, &spec)?;
             }
             self.supervisor.desire(name, spec, program);
             return Ok(());

@@ -96,7 +96,10 @@ pub fn prepare(options: AgentOptions) -> Result<Prepared, StartError> {
         if let Some(port) = service.expose {
             let exposed = std::net::TcpListener::bind(("127.0.0.1", port)).map_err(|error| {
                 fail(if error.kind() == std::io::ErrorKind::AddrInUse {
-                    format!("service {name}: host port {port} is already in use (expose = {port})")
+                    format!(
+                        "service {name}: {}",
+                        super::proxies::port_in_use(name, &env, port)
+                    )
                 } else {
                     format!("service {name}: cannot listen on host port {port}: {error}")
                 })

@@ -164,6 +164,7 @@ impl ServiceProxy {
     pub fn move_host_port(
         &mut self,
         kit: &ProxyKit,
+        env: &dyn std::fmt::Display,
         name: &str,
         spec: &Service,
     ) -> Result<(), String> {
@@ -171,7 +172,7 @@ impl ServiceProxy {
             Some(port) => Some(std::net::TcpListener::bind(("127.0.0.1", port)).map_err(
                 |error| {
                     if error.kind() == std::io::ErrorKind::AddrInUse {
-                        format!("{name}: host port {port} is already in use (expose = {port})")
+                        format!("{name}: {}", port_in_use(&name, &env, port))
                     } else {
                         format!("{name}: cannot listen on host port {port}: {error}")
                     }
@@ -198,4 +199,23 @@ impl ServiceProxy {
         kit.serve(name, spec, listeners, self.halt.clone(), watcher);
         Ok(())
     }
+}
+
+/// Why a service's host port cannot be had, and how to pick another: a port that is free now
+/// (the first free one from `port + 10000`, as 8080 becomes 18080), by `--set` for one run
+/// or in the environment's override file for good.
+pub(super) fn port_in_use(
+    name: &dyn std::fmt::Display,
+    env: &dyn std::fmt::Display,
+    port: u16,
+) -> String {
+    let start = port.checked_add(10_000).unwrap_or(20_000);
+    let free = (start..start.saturating_add(200))
+        .find(|candidate| std::net::TcpListener::bind(("127.0.0.1", *candidate)).is_ok());
+    let other = free.map_or_else(|| "<port>".to_owned(), |free| free.to_string());
+    format!(
+        "host port {port} is already in use (expose = {port}): stop what listens on it, or run \
+         on another port with `--set services.{name}.expose={other}` (or `expose = {other}` \
+         under [services.{name}] in envs/{env}.toml)"
+    )
 }
