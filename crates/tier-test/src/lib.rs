@@ -276,15 +276,37 @@ pub fn http_call(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, String) {
+    let authorization = token.map(|token| format!("Bearer {token}"));
+    let headers: Vec<(&str, &str)> = authorization
+        .iter()
+        .map(|value| ("Authorization", value.as_str()))
+        .collect();
+    let (status, _, body) = http_request(port, method, path, &headers, body);
+    (status, body)
+}
+
+/// A GET to 127.0.0.1 with the given request headers: the status code, the response's head
+/// (status line and headers) and its body.
+pub fn http_get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    http_request(port, "GET", path, headers, None)
+}
+
+fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String, String) {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, "connection refused".to_owned());
+        return (0, String::new(), "connection refused".to_owned());
     };
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    if let Some(token) = token {
-        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
     }
     let body = body.unwrap_or("");
     if !body.is_empty() || method != "GET" {
@@ -296,21 +318,18 @@ pub fn http_call(
     request.push_str("\r\n");
     request.push_str(body);
     if stream.write_all(request.as_bytes()).is_err() {
-        return (0, "could not send".to_owned());
+        return (0, String::new(), "could not send".to_owned());
     }
     let mut answer = String::new();
     if let Err(error) = stream.read_to_string(&mut answer) {
-        return (0, format!("could not read: {error}"));
+        return (0, String::new(), format!("could not read: {error}"));
     }
     let status = answer
         .get(9..12)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (status, head.to_owned(), body.to_owned())
 }
 
 /// Waits for a condition, checking every 50 ms, and fails the test when `within` passes.

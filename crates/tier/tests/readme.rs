@@ -71,3 +71,18 @@ fn the_test_script_installs_every_tool_the_tests_run() {
         );
     }
 }
+
+#[test]
+fn the_readme_names_the_kubernetes_version_the_manifests_are_validated_against() {
+    let validate = read("crates/tier-kube/tests/validate.rs");
+    let version = validate
+        .lines()
+        .find_map(|line| line.strip_prefix("const KUBERNETES_VERSION: &str = \""))
+        .and_then(|rest| rest.strip_suffix("\";"))
+        .expect("validate.rs names its Kubernetes version");
+    let readme = read("README.md").replace('\n', " ");
+    assert!(
+        readme.contains(&format!("(against Kubernetes {version}, which")),
+        "the README says the manifests are checked against Kubernetes {version}"
+    );
+}

@@ -97,8 +97,7 @@ fn a_flag_turned_on_changes_the_page_without_a_restart() {
         || http_get(port, "/").1 == "Hello from <b>development config</b>!",
     );
 
-    // A rollout to every key, then to none: the page asks without a key, so it follows
-    // 100% and 0%.
+    // A rollout to every key, then to half of them, then to none.
     tier_snapshot!(
         "flag_on_for_every_key",
         context.tier(&["flag", "on", "dev", "show-replica", "--percent", "100"])
@@ -106,6 +105,39 @@ fn a_flag_turned_on_changes_the_page_without_a_restart() {
     wait_for(Duration::from_secs(10), "a 100% rollout to show", || {
         http_get(port, "/").1.contains("Served by")
     });
+    // Half the keys: the page's key is its `visitor` cookie, set on a first visit, so one
+    // visitor keeps its answer and about half of them see the replica.
+    context
+        .tier(&["flag", "on", "dev", "show-replica", "--percent", "50"])
+        .success();
+    let (_, head, _) = tier_test::http_get_with(port, "/", &[]);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("\r\nset-cookie: visitor="),
+        "a first visit gets a visitor cookie:\n{head}"
+    );
+    let shown = |visitor: usize| {
+        let cookie = format!("visitor=v{visitor}");
+        tier_test::http_get_with(port, "/", &[("Cookie", &cookie)])
+            .2
+            .contains("Served by")
+    };
+    wait_for(
+        Duration::from_secs(10),
+        "a 50% rollout to reach the page",
+        || !(0..40).all(shown),
+    );
+    let seen: Vec<bool> = (0..40).map(shown).collect();
+    let count = seen.iter().filter(|shown| **shown).count();
+    assert!(
+        (8..=32).contains(&count),
+        "{count} of 40 visitors see the replica at 50%"
+    );
+    assert_eq!(
+        (0..40).map(shown).collect::<Vec<_>>(),
+        seen,
+        "each visitor keeps its answer"
+    );
     context
         .tier(&["flag", "on", "dev", "show-replica", "--percent", "0"])
         .success();

@@ -130,12 +130,20 @@ fn print_up(global: &Global, status: &EnvStatus) {
         style("ok").green().bold(),
         status.environment
     );
-    for service in &status.services {
-        let url = service.exposed.as_deref().unwrap_or(&service.url);
-        text.push_str(&format!(
-            "  {:<12} {}/{} ready  {url}\n",
-            service.name, service.ready, service.desired
-        ));
+    let rows: Vec<Vec<String>> = status
+        .services
+        .iter()
+        .map(|service| {
+            let url = service.exposed.as_deref().unwrap_or(&service.url);
+            vec![
+                service.name.clone(),
+                format!("{}/{} ready", service.ready, service.desired),
+                url.to_owned(),
+            ]
+        })
+        .collect();
+    for line in super::inspect::columns(&rows).lines() {
+        text.push_str(&format!("  {line}\n"));
     }
     output::stdout(&text);
 }

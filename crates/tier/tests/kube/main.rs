@@ -513,6 +513,14 @@ fn secrets_go_to_the_cluster_as_a_secret_and_stay_out_of_rendered_files() {
         "{printed}"
     );
     assert!(String::from_utf8_lossy(&output.stderr).contains("keep them out of git"));
+    // With no secret among the services there is nothing to warn about.
+    let output = TestContext::with_files(&[("tier.toml", SHOP)])
+        .command(&["render", "prod", "--format", "k8s", "--include-secrets"])
+        .output()
+        .expect("run tier");
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("secret values"), "{stderr}");
 
     // Without the variable nothing reaches the cluster.
     let writes = setup.fake.writes();

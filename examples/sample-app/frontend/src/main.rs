@@ -5,7 +5,10 @@
 //! With the feature flag `show-replica` on (`tier flag on dev show-replica`), the page also
 //! names the backend replica that answered. The flag is read from the environment's runtime
 //! config store through `tier-client`, whose cache a watch keeps current: no restart, no
-//! request per page.
+//! request per page. A flag on for a percentage (`--percent 50`) is decided per visitor: the
+//! page's key is the `visitor` cookie, which the first answer sets to a random id, so one
+//! browser keeps its answer and about half of new visitors (each `curl` without the cookie)
+//! see the replica.
 //!
 //! It listens on `$PORT` on 127.0.0.1 (the local runtime's proxy is on the same machine), or on
 //! every interface in a Kubernetes pod, where kubelet's probes and the Service reach the pod's
@@ -16,8 +19,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Html;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -83,21 +86,25 @@ async fn flags() -> Option<tier_client::Flags> {
     }
 }
 
-async fn root(State(app): State<Arc<App>>) -> (StatusCode, Html<String>) {
-    match backend_answer(&app).await {
+async fn root(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let (visitor, new_visitor) = match visitor_of(&headers) {
+        Some(visitor) => (visitor, false),
+        None => (new_visitor_id(), true),
+    };
+    let mut response = match backend_answer(&app).await {
         Ok(answer) => {
             let mut page = format!("Hello from <b>{}</b>!", escape(&answer.text));
             if app
                 .flags
                 .as_ref()
-                .is_some_and(|flags| flags.is_enabled(SHOW_REPLICA))
+                .is_some_and(|flags| flags.is_enabled_for(SHOW_REPLICA, &visitor))
             {
                 page.push_str(&format!(
                     "<p>Served by <code>{}</code>.</p>",
                     escape(&answer.replica)
                 ));
             }
-            (StatusCode::OK, Html(page))
+            (StatusCode::OK, Html(page)).into_response()
         }
         Err(reason) => (
             StatusCode::BAD_GATEWAY,
@@ -106,8 +113,41 @@ async fn root(State(app): State<Arc<App>>) -> (StatusCode, Html<String>) {
                 escape(&app.backend_url),
                 escape(&reason)
             )),
-        ),
+        )
+            .into_response(),
+    };
+    if new_visitor
+        && let Ok(cookie) = HeaderValue::from_str(&format!(
+            "visitor={visitor}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly"
+        ))
+    {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
+    response
+}
+
+/// The `visitor` cookie of a request: the key flags on for a percentage are decided by.
+fn visitor_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|cookies| cookies.split(';'))
+        .filter_map(|cookie| cookie.trim().strip_prefix("visitor="))
+        .find(|id| {
+            !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+        .map(str::to_owned)
+}
+
+/// A random visitor id: 64 bits from the standard library's per-process random hash keys,
+/// mixed with a counter so two ids of one process differ.
+fn new_visitor_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    format!("{:016x}", hasher.finish())
 }
 
 /// What the backend said, and which of its replicas said it.
