@@ -2,7 +2,8 @@
 //! the reader behind `tier logs` that merges them in time order and follows them.
 //!
 //! A line on disk is `<unix milliseconds> <out|err> <text>`, so files merge by time without
-//! parsing dates.
+//! parsing dates. Replica names are reused from one run of an environment to the next, so the
+//! agent marks when a run begins (`run-started`) and `tier logs` starts there by default.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -117,6 +118,54 @@ pub struct Line {
     /// `backend-2`
     pub source: String,
     pub text: String,
+}
+
+/// The file in a logs directory that holds when the environment's latest run began.
+const RUN_FILE: &str = "run-started";
+
+/// Records that a run of the environment begins now: `tier logs` shows the lines from here on
+/// by default, so the lines of an earlier run under the same replica names stay out of it.
+pub fn mark_run(dir: &Path) -> std::io::Result<()> {
+    let path = dir.join(RUN_FILE);
+    let partial = dir.join(format!("{RUN_FILE}.partial"));
+    std::fs::write(&partial, format!("{}\n", now_millis()))?;
+    std::fs::rename(partial, path)
+}
+
+/// When the environment's latest run began, in unix milliseconds; `None` before the first.
+pub fn run_started(dir: &Path) -> Option<u128> {
+    std::fs::read_to_string(dir.join(RUN_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Which lines `tier logs` prints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Only lines at or after this time, in unix milliseconds.
+    pub since: Option<u128>,
+    /// Only the last this many lines of those.
+    pub tail: Option<usize>,
+}
+
+impl Window {
+    /// The lines in the window, in order; lines of an unknown time (0) are kept.
+    pub fn select(&self, lines: Vec<Line>) -> Vec<Line> {
+        let mut lines: Vec<Line> = match self.since {
+            Some(since) => lines
+                .into_iter()
+                .filter(|line| line.millis == 0 || line.millis >= since)
+                .collect(),
+            None => lines,
+        };
+        if let Some(tail) = self.tail {
+            let skip = lines.len().saturating_sub(tail);
+            lines.drain(..skip);
+        }
+        lines
+    }
 }
 
 /// The replica log files in a logs directory, optionally of one service, by source name.
@@ -282,6 +331,60 @@ mod tests {
         let mut sorted = texts.clone();
         sorted.sort_by_key(|text| text.trim_start_matches("line ").parse::<u32>().unwrap_or(0));
         assert_eq!(texts, sorted, "rotated files come first, in order");
+    }
+
+    #[test]
+    fn a_window_keeps_lines_since_a_time_then_the_last_few() {
+        let lines: Vec<Line> = (1..=10)
+            .map(|millis| Line {
+                millis,
+                source: "web-1".to_owned(),
+                text: format!("line {millis}"),
+            })
+            .collect();
+        let texts = |window: Window| -> Vec<String> {
+            window
+                .select(lines.clone())
+                .into_iter()
+                .map(|line| line.text)
+                .collect()
+        };
+        assert_eq!(texts(Window::default()).len(), 10);
+        assert_eq!(
+            texts(Window {
+                since: Some(8),
+                tail: None
+            }),
+            ["line 8", "line 9", "line 10"]
+        );
+        assert_eq!(
+            texts(Window {
+                since: Some(3),
+                tail: Some(2)
+            }),
+            ["line 9", "line 10"]
+        );
+        assert_eq!(
+            texts(Window {
+                since: None,
+                tail: Some(0)
+            }),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn the_latest_run_is_remembered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(run_started(dir.path()), None);
+        let before = now_millis();
+        mark_run(dir.path()).expect("mark");
+        let started = run_started(dir.path()).expect("a run");
+        assert!(started >= before && started <= now_millis());
+        assert!(
+            sources(dir.path(), None).is_empty(),
+            "the mark is no replica's log"
+        );
     }
 
     #[test]

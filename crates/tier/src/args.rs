@@ -211,7 +211,8 @@ pub enum Command {
     /// Services of each running local environment: version, ready/desired, restarts, URL, and
     /// why anything is not running; for a kubernetes environment named, its live Deployments.
     Status { env: Option<String> },
-    /// Replica output, merged in time order and prefixed `service-N |`.
+    /// Replica output, merged in time order and prefixed `service-N |`: the environment's
+    /// latest run unless --since says otherwise.
     Logs {
         env: String,
         /// Only this service's replicas.
@@ -219,6 +220,16 @@ pub enum Command {
         /// Keep printing new lines.
         #[arg(short, long)]
         follow: bool,
+        /// Only lines newer than this: a duration back from now (10m, 2h) or an RFC 3339
+        /// time; reaches into earlier runs.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Only the last N lines (then the new ones, with --follow).
+        #[arg(long, short = 'n', value_name = "N")]
+        tail: Option<usize>,
+        /// Each line's time (UTC, milliseconds) before its text.
+        #[arg(long, short = 't')]
+        timestamps: bool,
     },
     /// Runtime config in an environment's store: get, set, rm, ls, watch, history, rollback.
     Config {

@@ -634,6 +634,23 @@ fn logs_of_a_kubernetes_environment_come_from_its_pods_merged_and_prefixed() {
         all.stdout,
         "api-1-0 | listening on :8080\nweb-1-0 | ready\napi-1-1 | listening on :8080 too\n"
     );
+    let last = machine.ok(&["logs", "prod", "--tail", "2", "--output", "json"]);
+    let texts: Vec<String> = last
+        .stdout
+        .lines()
+        .map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            assert!(line["time"].is_string(), "the pod's time: {line}");
+            format!("{} {}", line["source"], line["text"])
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            r#""web-1-0" "ready""#,
+            r#""api-1-1" "listening on :8080 too""#
+        ]
+    );
     let web = machine.ok(&["logs", "prod", "web", "--follow"]);
     assert_eq!(web.stdout, "web-1-0 | ready\n");
     let unknown = machine.tier(&["logs", "prod", "nope"]);

@@ -352,12 +352,94 @@ fn logs_as_json_are_one_object_per_line() {
     success: true
     exit_code: 0
     ----- stdout -----
-    {"source":"backend-1","text":"listening on \"127.0.0.1\"","unix_ms":1700000000000}
-    {"source":"frontend-1","text":"ready","unix_ms":1700000000001}
-    {"source":"backend-1","text":"gone","unix_ms":1700000000002}
+    {"source":"backend-1","text":"listening on \"127.0.0.1\"","unix_ms":1700000000000,"time":"[TIME]"}
+    {"source":"frontend-1","text":"ready","unix_ms":1700000000001,"time":"[TIME]"}
+    {"source":"backend-1","text":"gone","unix_ms":1700000000002,"time":"[TIME]"}
 
     ----- stderr -----
     "#);
+}
+
+#[test]
+fn logs_show_the_latest_run_unless_asked_since_when_and_the_last_lines() {
+    let context = TestContext::sample_app();
+    // backend-1 of an earlier run, then backend-1 of the run that began at ...50000.
+    context.write(
+        ".tier/dev/logs/backend-1.log",
+        "1700000000000 out old run\n1700000060000 out new run\n1700000070000 err still new\n",
+    );
+    context.write(".tier/dev/logs/frontend-1.log", "1700000065000 out ready\n");
+    context.write(".tier/dev/logs/run-started", "1700000050000\n");
+    tier_snapshot!(context.tier(&["logs", "dev"]), @r"
+    success: true
+    exit_code: 0
+    ----- stdout -----
+    backend-1  | new run
+    frontend-1 | ready
+    backend-1  | still new
+
+    ----- stderr -----
+    ");
+    tier_snapshot!(context.tier(&["logs", "dev", "--since", "2023-11-14T22:13:00Z", "--tail", "3", "--timestamps"]), @r"
+    success: true
+    exit_code: 0
+    ----- stdout -----
+    backend-1  | [TIME] new run
+    frontend-1 | [TIME] ready
+    backend-1  | [TIME] still new
+
+    ----- stderr -----
+    ");
+    let stamped = context
+        .tier(&["logs", "dev", "frontend", "--timestamps"])
+        .success()
+        .stdout;
+    assert_eq!(stamped, "frontend-1 | 2023-11-14T22:14:25.000Z ready\n");
+    let all = context
+        .tier(&["logs", "dev", "backend", "--since", "2023-11-14T22:13:00Z"])
+        .success()
+        .stdout;
+    assert_eq!(all.lines().count(), 3, "earlier runs with --since: {all}");
+    // Every line is from 2023: none in the last 10 minutes.
+    let recent = context
+        .tier(&["logs", "dev", "--since", "10m"])
+        .success()
+        .stdout;
+    assert_eq!(recent, "", "nothing in the last 10 minutes: {recent}");
+    tier_snapshot!(context.tier(&["logs", "dev", "--since", "yesterday"]), @r#"
+    success: false
+    exit_code: 2
+    ----- stdout -----
+
+    ----- stderr -----
+    error: --since "yesterday" is neither a duration (10m, 2h, 90s) nor an RFC 3339 time ([TIME])
+    "#);
+}
+
+#[test]
+fn logs_after_a_restart_hold_only_the_new_run() {
+    let mut context = TestContext::sample_app();
+    let port = context.free_port();
+    let expose = format!("services.frontend.expose={port}");
+    drop(context.up("dev", &[&expose]));
+    let _dev = context.up("dev", &[&expose]);
+    let stdout = context.tier(&["logs", "dev", "backend"]).success().stdout;
+    assert_eq!(
+        stdout
+            .matches("backend-1 | sample-backend replica 1 listening")
+            .count(),
+        1,
+        "the first run's lines stay out:\n{stdout}"
+    );
+    let both = context
+        .tier(&["logs", "dev", "backend", "--since", "1h"])
+        .success()
+        .stdout;
+    assert_eq!(
+        both.matches("sample-backend replica 1 listening").count(),
+        2,
+        "--since reaches the first run:\n{both}"
+    );
 }
 
 #[test]

@@ -147,6 +147,8 @@ pub fn prepare(options: AgentOptions) -> Result<Prepared, StartError> {
     control
         .set_nonblocking(true)
         .map_err(|error| fail(format!("control socket: {error}")))?;
+    crate::logs::mark_run(&dir.logs())
+        .map_err(|error| fail(format!("cannot write to {}: {error}", dir.logs().display())))?;
     Ok(Prepared {
         options,
         dir,

@@ -1,4 +1,4 @@
-//! The local runtime's commands: up, down, status, logs, and the hidden `agent` that a
+//! The local runtime's commands: up, down, status, and the hidden `agent` that a
 //! detached `up` starts.
 
 use std::path::Path;
@@ -16,8 +16,7 @@ use tier_state::paths::EnvDir;
 
 use super::progress::Drawer;
 use super::{
-    CommandResult, Exit, Threads, fail, fail_hinted, fail_with, load, resolve_one, stop_on_signal,
-    usage,
+    CommandResult, Exit, Threads, fail, fail_with, load, resolve_one, stop_on_signal, usage,
 };
 use crate::args::{Global, Output};
 use crate::output;
@@ -393,114 +392,5 @@ pub(super) fn drift_cell(drift: Option<&[String]>) -> String {
         Some([first, rest @ ..]) => style(format!("{first} (+{} more)", rest.len()))
             .red()
             .to_string(),
-    }
-}
-
-/// The environment, when it resolves and runs on kubernetes.
-fn kubernetes_environment(global: &Global, env: &str) -> Option<tier_model::Environment> {
-    let mut workspace = tier_deploy::Workspace::load(&global.project).ok()?;
-    let resolved = workspace.resolve(env, &[]).ok()?;
-    (resolved.environment.runtime == tier_model::environment::Runtime::Kubernetes)
-        .then_some(resolved.environment)
-}
-
-/// `tier logs` of a kubernetes environment: its pods' logs through the API.
-fn kube_logs(
-    environment: &tier_model::Environment,
-    service: Option<&str>,
-    follow: bool,
-) -> CommandResult {
-    let env = environment.name.as_str();
-    let logs = tier_deploy::kube::KubeLogs::open(environment, service)
-        .map_err(|error| fail_hinted(&error))?;
-    if logs.pods.is_empty() {
-        let of = service
-            .map(|service| format!(" of {service}"))
-            .unwrap_or_default();
-        return Err(fail_with(
-            format!("{env}: no pods{of}"),
-            format!("`tier status {env}` shows what runs"),
-        ));
-    }
-    let width = logs.pods.iter().map(String::len).max().unwrap_or(0);
-    let lines = logs.lines().map_err(|why| fail(format!("{env}: {why}")))?;
-    let mut text = String::new();
-    for line in &lines {
-        text.push_str(&tier_local::logs::format_line(&line.pod, &line.text, width));
-        text.push('\n');
-    }
-    output::stdout(&text);
-    if follow {
-        let print = |line: tier_kube::PodLine| {
-            output::stdout_line(&tier_local::logs::format_line(&line.pod, &line.text, width));
-        };
-        logs.follow(&print)
-            .map_err(|why| fail(format!("{env}: {why}")))?;
-    }
-    Ok(())
-}
-
-pub fn logs(global: &Global, env: &str, service: Option<&str>, follow: bool) -> CommandResult {
-    let project = load(global)?;
-    if project.environment(env).is_none() {
-        return Err(usage(project.unknown_environment(env)));
-    }
-    if let Some(service) = service {
-        let known: Vec<&str> = project
-            .file
-            .get("services")
-            .and_then(tier_model::tree::Node::as_table)
-            .map(|services| services.keys().map(String::as_str).collect())
-            .unwrap_or_default();
-        if !known.contains(&service) {
-            output::error(&format!("no service `{service}` in {env}"));
-            if let Some(near) = tier_model::schema::did_you_mean(service, known.iter().copied()) {
-                output::hint(&format!("did you mean `{near}`?"));
-            }
-            return Err(Exit::Usage);
-        }
-    }
-    if let Some(environment) = kubernetes_environment(global, env) {
-        return kube_logs(&environment, service, follow);
-    }
-    let dir = EnvDir::new(&project_root(global), env).logs();
-    if !dir.is_dir() {
-        return Err(fail_with(
-            format!("{env}: no logs yet; it has not run on this machine"),
-            format!("`tier up {env}` starts it"),
-        ));
-    }
-    let lines = tier_local::logs::read_all(&dir, service);
-    let width = lines
-        .iter()
-        .map(|line| line.source.len())
-        .max()
-        .unwrap_or(0);
-    let json = global.output == Output::Json;
-    let mut text = String::new();
-    for line in &lines {
-        text.push_str(&log_line(line, width, json));
-        text.push('\n');
-    }
-    output::stdout(&text);
-    if follow {
-        tier_local::logs::follow(
-            &dir,
-            service,
-            |line| output::stdout_line(&log_line(&line, width.max(line.source.len()), json)),
-            || true,
-        );
-    }
-    Ok(())
-}
-
-/// One replica line as `logs` prints it: `source | text` padded to `width`, or with `--output
-/// json` a JSON object on a line of its own, so a reader can parse a stream it follows.
-fn log_line(line: &tier_local::logs::Line, width: usize, json: bool) -> String {
-    if json {
-        let unix_ms = u64::try_from(line.millis).unwrap_or(u64::MAX);
-        json!({ "source": line.source, "text": line.text, "unix_ms": unix_ms }).to_string()
-    } else {
-        tier_local::logs::format_line(&line.source, &line.text, width)
     }
 }

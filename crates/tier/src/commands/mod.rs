@@ -7,6 +7,7 @@ mod init;
 mod inspect;
 mod kube;
 mod local;
+mod logs;
 mod progress;
 mod schema;
 mod store;
@@ -143,7 +144,20 @@ fn command(cli: Cli) -> CommandResult {
             env,
             service,
             follow,
-        } => local::logs(global, &env, service.as_deref(), follow),
+            since,
+            tail,
+            timestamps,
+        } => logs::logs(
+            global,
+            &env,
+            &logs::LogOptions {
+                service: service.as_deref(),
+                follow,
+                since: since.as_deref(),
+                tail,
+                timestamps,
+            },
+        ),
         Command::Config { command } => store::config(global, &command),
         Command::Flag { command } => store::flag(global, &command),
         Command::Store { command } => store::store(global, &command),
