@@ -18,16 +18,25 @@
 # 3. hyperfine: `tier deps why $LIBRARY` (text and JSON output) with $RUNS runs after a
 #    warm-up, then the by-hand loop with $BYHAND_RUNS runs (it takes tens of seconds a run;
 #    the counting pass has already warmed the caches); /usr/bin/time -v for tier's peak RSS.
-# Prints a markdown table to stdout; progress goes to stderr. Everything is offline.
+# Prints a markdown table to stdout; progress goes to stderr. Everything is offline but a first
+# `cargo fetch --locked` of this workspace's packages for every platform (for `--target all`).
 #
 # Settings (environment variables):
 #   SERVICES=200 LIBRARY=itoa             the generated project and the library asked about
 #   RUNS=20 BYHAND_RUNS=3                 hyperfine runs for tier and for the cargo loop
 #   TIER_BIN=path/to/tier                 measure that binary instead of building one
+#   BENCH_BIN_DIR=target/debug            take tier from that directory as it is (builds nothing)
+#                                         (a smoke run's default: target/debug)
 #   BENCH_SKIP_BUILD=1                    use target/release/tier as it is
+#   BENCH_SMOKE=1                         a smoke run: the same steps at tiny sizes (SERVICES=10,
+#                                         every kind of service once; RUNS=2 BYHAND_RUNS=1
+#                                         unless set), seconds long
 #   BENCH_KEEP=1                          keep the generated project and print where
 set -euo pipefail
 
+if [ "${BENCH_SMOKE:-0}" = "1" ]; then
+  : "${SERVICES:=10}" "${RUNS:=2}" "${BYHAND_RUNS:=1}"
+fi
 SERVICES="${SERVICES:-200}"
 LIBRARY="${LIBRARY:-itoa}"
 RUNS="${RUNS:-20}"
@@ -36,6 +45,10 @@ BENCH_SKIP_BUILD="${BENCH_SKIP_BUILD:-0}"
 BENCH_KEEP="${BENCH_KEEP:-0}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# A smoke run builds nothing: the debug binaries, unless BENCH_BIN_DIR names others.
+if [ "${BENCH_SMOKE:-0}" = "1" ]; then
+  : "${BENCH_BIN_DIR:=${CARGO_TARGET_DIR:-$ROOT/target}/debug}"
+fi
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
@@ -59,6 +72,8 @@ command -v cargo >/dev/null || die "cargo is needed (it makes the lockfiles and 
 
 if [ -n "${TIER_BIN:-}" ]; then
   TIER="$TIER_BIN"
+elif [ -n "${BENCH_BIN_DIR:-}" ]; then
+  TIER="$(cd "$BENCH_BIN_DIR" && pwd)/tier"
 else
   if [ "$BENCH_SKIP_BUILD" != "1" ]; then
     log "building tier (release)"
@@ -79,6 +94,12 @@ cleanup() {
 }
 trap cleanup EXIT
 PROJECT="$WORK/project"
+
+# The services lock the packages of this workspace's Cargo.lock, and `cargo tree --target all`
+# reads every platform's: a build downloads only this one's, so fetch the rest (a no-op once
+# they are in the cargo cache; the only step that may use the network).
+log "cargo fetch --locked: this workspace's packages for every platform"
+(cd "$ROOT" && cargo fetch --locked --quiet >&2)
 
 log "generating $SERVICES Cargo services and their lockfiles (cargo generate-lockfile --offline)"
 python3 "$ROOT/bench/gen-deps-project.py" "$PROJECT" --services "$SERVICES" \

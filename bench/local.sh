@@ -20,10 +20,22 @@
 #   ROUNDS=2                                           rounds of (direct, nginx, tier)
 #   SINGLE_SECONDS=5                                   each run of the extra -t1 -c1 measurement
 #   REPLICAS=50 UP_RUNS=5                              the start-up benchmark
+#   WARMUP_SECONDS=2                                   the wrk warm-up of each target
+#   BENCH_SMOKE=1                                      a smoke run: the same steps at tiny sizes
+#                                                      (WRK_CONNECTIONS=4 WRK_SECONDS=1 ROUNDS=1
+#                                                      SINGLE_SECONDS=1 REPLICAS=3 UP_RUNS=2
+#                                                      WARMUP_SECONDS=1 unless set), seconds long
+#   BENCH_BIN_DIR=target/debug                         take tier and sample-backend from that
+#                                                      directory as they are (builds nothing)
+#                                                      (a smoke run's default: target/debug)
 #   BENCH_SKIP_BUILD=1                                 use the binaries in target/release as they are
 #   BENCH_KEEP=1                                       keep the temp directory (logs) and print where
 set -euo pipefail
 
+if [ "${BENCH_SMOKE:-0}" = "1" ]; then
+  : "${WRK_CONNECTIONS:=4}" "${WRK_SECONDS:=1}" "${ROUNDS:=1}" "${SINGLE_SECONDS:=1}"
+  : "${REPLICAS:=3}" "${UP_RUNS:=2}" "${WARMUP_SECONDS:=1}"
+fi
 WRK_THREADS="${WRK_THREADS:-2}"
 WRK_CONNECTIONS="${WRK_CONNECTIONS:-32}"
 WRK_SECONDS="${WRK_SECONDS:-10}"
@@ -31,10 +43,15 @@ ROUNDS="${ROUNDS:-2}"
 SINGLE_SECONDS="${SINGLE_SECONDS:-5}"
 REPLICAS="${REPLICAS:-50}"
 UP_RUNS="${UP_RUNS:-5}"
+WARMUP_SECONDS="${WARMUP_SECONDS:-2}"
 BENCH_SKIP_BUILD="${BENCH_SKIP_BUILD:-0}"
 BENCH_KEEP="${BENCH_KEEP:-0}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# A smoke run builds nothing: the debug binaries, unless BENCH_BIN_DIR names others.
+if [ "${BENCH_SMOKE:-0}" = "1" ]; then
+  : "${BENCH_BIN_DIR:=${CARGO_TARGET_DIR:-$ROOT/target}/debug}"
+fi
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -66,12 +83,17 @@ command -v python3 >/dev/null || die "python3 is needed to read JSON and wrk's o
 
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
-if [ "$BENCH_SKIP_BUILD" != "1" ]; then
-  log "building tier and the sample app (release)"
-  (cd "$ROOT" && cargo build --release -p tier -p sample-app >&2)
+if [ -n "${BENCH_BIN_DIR:-}" ]; then
+  BIN_DIR="$(cd "$BENCH_BIN_DIR" && pwd)" || die "BENCH_BIN_DIR=$BENCH_BIN_DIR is not a directory"
+else
+  BIN_DIR="$TARGET/release"
+  if [ "$BENCH_SKIP_BUILD" != "1" ]; then
+    log "building tier and the sample app (release)"
+    (cd "$ROOT" && cargo build --release -p tier -p sample-app >&2)
+  fi
 fi
-TIER="$TARGET/release/tier"
-BACKEND="$TARGET/release/sample-backend"
+TIER="$BIN_DIR/tier"
+BACKEND="$BIN_DIR/sample-backend"
 [ -x "$TIER" ] || die "no tier binary at $TIER"
 [ -x "$BACKEND" ] || die "no sample-backend binary at $BACKEND"
 
@@ -200,14 +222,25 @@ nginx -p "$NGINX_DIR" -e "$NGINX_DIR/error.log" -c "$NGINX_DIR/nginx.conf" >&2 &
 NGINX_PID=$!
 NGINX_URL="http://127.0.0.1:$NGINX_PORT"
 
-# Every target must answer the same body before it is measured.
+# Every target must answer the replica's body before it is measured: sample-backend answers
+# {"text": <its config's text>, "replica": "backend-N"}.
+answers_bench() {
+  curl -fsS --max-time 2 "$1/" 2>/dev/null | python3 -c '
+import json, sys
+try:
+    body = json.load(sys.stdin)
+except ValueError:
+    sys.exit(1)
+sys.exit(0 if isinstance(body, dict) and body.get("text") == "bench"
+         and str(body.get("replica", "")).startswith("backend-") else 1)'
+}
 for url in "$DIRECT_URL" "$NGINX_URL" "$TIER_URL"; do
   ok=""
   for _ in $(seq 50); do
-    if [ "$(curl -fsS --max-time 2 "$url/" 2>/dev/null)" = '{"text":"bench"}' ]; then ok=1; break; fi
+    if answers_bench "$url"; then ok=1; break; fi
     sleep 0.1
   done
-  [ -n "$ok" ] || die "$url/ does not answer {\"text\":\"bench\"}"
+  [ -n "$ok" ] || die "$url/ does not answer {\"text\": \"bench\", \"replica\": \"backend-N\"} (it answers: $(curl -sS --max-time 2 "$url/" 2>&1 | head -c 200))"
 done
 
 # run_wrk LABEL THREADS CONNECTIONS SECONDS URL OUT: one bounded wrk run, its output kept in OUT.
@@ -252,9 +285,9 @@ measure_set() {
   done
 }
 
-log "warm-up, 2 s each"
+log "warm-up, $WARMUP_SECONDS s each"
 for target in "${TARGETS[@]}"; do
-  run_wrk "${target% *} (warm-up)" "$WRK_THREADS" "$WRK_CONNECTIONS" 2 "${target#* }" "$WORK/warmup.txt"
+  run_wrk "${target% *} (warm-up)" "$WRK_THREADS" "$WRK_CONNECTIONS" "$WARMUP_SECONDS" "${target#* }" "$WORK/warmup.txt"
 done
 measure_set load "$WRK_THREADS" "$WRK_CONNECTIONS" "$WRK_SECONDS" "$ROUNDS"
 # One connection, one request at a time: the latency each proxy adds without queueing.
@@ -378,5 +411,5 @@ cat <<EOF
 - machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -sm); $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}'), $(hyperfine --version).
 - GET / in the order direct, nginx, tier, $ROUNDS rounds per table; wrk runs on the same cores as the proxies and the replica.
 
-Reproduce: \`bash bench/local.sh\` (WRK_THREADS=$WRK_THREADS WRK_CONNECTIONS=$WRK_CONNECTIONS WRK_SECONDS=$WRK_SECONDS ROUNDS=$ROUNDS SINGLE_SECONDS=$SINGLE_SECONDS REPLICAS=$REPLICAS UP_RUNS=$UP_RUNS).
+Reproduce: \`bash bench/local.sh\` (WRK_THREADS=$WRK_THREADS WRK_CONNECTIONS=$WRK_CONNECTIONS WRK_SECONDS=$WRK_SECONDS ROUNDS=$ROUNDS SINGLE_SECONDS=$SINGLE_SECONDS REPLICAS=$REPLICAS UP_RUNS=$UP_RUNS WARMUP_SECONDS=$WARMUP_SECONDS).
 EOF

